@@ -1,0 +1,171 @@
+//! Every event type, the topic it travels on, the stage it announces and its schema version.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::payloads::*;
+use crate::{Customer, Stage, Topic};
+
+/// The type of an event, as written in the envelope's `type` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum EventType {
+    OrderCreated,
+    PaymentCreated,
+    PaymentMade,
+    OrderReadyToShip,
+    DeliveryShipping,
+    OrderShipping,
+    DeliveryShipped,
+    OrderShipped,
+    DeliveryDelivered,
+    OrderDelivered,
+    AuditRecorded,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 11] = [
+        EventType::OrderCreated,
+        EventType::PaymentCreated,
+        EventType::PaymentMade,
+        EventType::OrderReadyToShip,
+        EventType::DeliveryShipping,
+        EventType::OrderShipping,
+        EventType::DeliveryShipped,
+        EventType::OrderShipped,
+        EventType::DeliveryDelivered,
+        EventType::OrderDelivered,
+        EventType::AuditRecorded,
+    ];
+
+    /// Each type travels on exactly one topic, and each topic carries exactly one type.
+    pub const fn topic(self) -> Topic {
+        match self {
+            EventType::OrderCreated => Topic::OrdersCreated,
+            EventType::PaymentCreated => Topic::PaymentsCreated,
+            EventType::PaymentMade => Topic::PaymentsMade,
+            EventType::OrderReadyToShip => Topic::OrdersReadyToShip,
+            EventType::DeliveryShipping => Topic::DeliveryShipping,
+            EventType::OrderShipping => Topic::OrdersShipping,
+            EventType::DeliveryShipped => Topic::DeliveryShipped,
+            EventType::OrderShipped => Topic::OrdersShipped,
+            EventType::DeliveryDelivered => Topic::DeliveryDelivered,
+            EventType::OrderDelivered => Topic::OrdersDelivered,
+            EventType::AuditRecorded => Topic::LoggingEvents,
+        }
+    }
+
+    /// The current schema version; a consumer refuses versions newer than it knows.
+    pub const fn version(self) -> u16 {
+        1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "OrderCreated",
+            EventType::PaymentCreated => "PaymentCreated",
+            EventType::PaymentMade => "PaymentMade",
+            EventType::OrderReadyToShip => "OrderReadyToShip",
+            EventType::DeliveryShipping => "DeliveryShipping",
+            EventType::OrderShipping => "OrderShipping",
+            EventType::DeliveryShipped => "DeliveryShipped",
+            EventType::OrderShipped => "OrderShipped",
+            EventType::DeliveryDelivered => "DeliveryDelivered",
+            EventType::OrderDelivered => "OrderDelivered",
+            EventType::AuditRecorded => "AuditRecorded",
+        }
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An event with its typed payload.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    OrderCreated(OrderCreated),
+    PaymentCreated(PaymentCreated),
+    PaymentMade(PaymentMade),
+    OrderReadyToShip(OrderReadyToShip),
+    DeliveryShipping(DeliveryProgressed),
+    OrderShipping(OrderDeliveryProgressed),
+    DeliveryShipped(DeliveryProgressed),
+    OrderShipped(OrderDeliveryProgressed),
+    DeliveryDelivered(DeliveryProgressed),
+    OrderDelivered(OrderDeliveryProgressed),
+    AuditRecorded(AuditRecorded),
+}
+
+impl Event {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Event::OrderCreated(_) => EventType::OrderCreated,
+            Event::PaymentCreated(_) => EventType::PaymentCreated,
+            Event::PaymentMade(_) => EventType::PaymentMade,
+            Event::OrderReadyToShip(_) => EventType::OrderReadyToShip,
+            Event::DeliveryShipping(_) => EventType::DeliveryShipping,
+            Event::OrderShipping(_) => EventType::OrderShipping,
+            Event::DeliveryShipped(_) => EventType::DeliveryShipped,
+            Event::OrderShipped(_) => EventType::OrderShipped,
+            Event::DeliveryDelivered(_) => EventType::DeliveryDelivered,
+            Event::OrderDelivered(_) => EventType::OrderDelivered,
+            Event::AuditRecorded(_) => EventType::AuditRecorded,
+        }
+    }
+
+    pub fn topic(&self) -> Topic {
+        self.event_type().topic()
+    }
+
+    /// The stage this event announces to the customer, and the customer to tell.
+    pub fn stage(&self) -> Option<(Stage, &Customer)> {
+        match self {
+            Event::OrderCreated(e) => Some((Stage::Created, &e.customer)),
+            Event::PaymentCreated(e) => Some((Stage::PaymentCreated, &e.customer)),
+            Event::PaymentMade(e) => Some((Stage::PaymentMade, &e.customer)),
+            Event::OrderReadyToShip(e) => Some((Stage::ReadyToShip, &e.customer)),
+            Event::OrderShipping(e) => Some((Stage::Shipping, &e.customer)),
+            Event::OrderShipped(e) => Some((Stage::Shipped, &e.customer)),
+            Event::OrderDelivered(e) => Some((Stage::Delivered, &e.customer)),
+            Event::DeliveryShipping(_)
+            | Event::DeliveryShipped(_)
+            | Event::DeliveryDelivered(_)
+            | Event::AuditRecorded(_) => None,
+        }
+    }
+
+    pub(crate) fn payload_json(&self) -> serde_json::Value {
+        let value = match self {
+            Event::OrderCreated(p) => serde_json::to_value(p),
+            Event::PaymentCreated(p) => serde_json::to_value(p),
+            Event::PaymentMade(p) => serde_json::to_value(p),
+            Event::OrderReadyToShip(p) => serde_json::to_value(p),
+            Event::DeliveryShipping(p) | Event::DeliveryShipped(p) | Event::DeliveryDelivered(p) => {
+                serde_json::to_value(p)
+            }
+            Event::OrderShipping(p) | Event::OrderShipped(p) | Event::OrderDelivered(p) => serde_json::to_value(p),
+            Event::AuditRecorded(p) => serde_json::to_value(p),
+        };
+        // Serializing plain data structs to a JSON value cannot fail.
+        value.expect("event payloads always serialize")
+    }
+
+    pub(crate) fn from_payload(event_type: EventType, payload: serde_json::Value) -> Result<Event, serde_json::Error> {
+        use serde_json::from_value as from;
+        Ok(match event_type {
+            EventType::OrderCreated => Event::OrderCreated(from(payload)?),
+            EventType::PaymentCreated => Event::PaymentCreated(from(payload)?),
+            EventType::PaymentMade => Event::PaymentMade(from(payload)?),
+            EventType::OrderReadyToShip => Event::OrderReadyToShip(from(payload)?),
+            EventType::DeliveryShipping => Event::DeliveryShipping(from(payload)?),
+            EventType::OrderShipping => Event::OrderShipping(from(payload)?),
+            EventType::DeliveryShipped => Event::DeliveryShipped(from(payload)?),
+            EventType::OrderShipped => Event::OrderShipped(from(payload)?),
+            EventType::DeliveryDelivered => Event::DeliveryDelivered(from(payload)?),
+            EventType::OrderDelivered => Event::OrderDelivered(from(payload)?),
+            EventType::AuditRecorded => Event::AuditRecorded(from(payload)?),
+        })
+    }
+}

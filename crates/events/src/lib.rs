@@ -1,0 +1,21 @@
+//! The contract every Shop service shares: the 11 topics, the consumer groups, the event
+//! envelope and the payload of every event type.
+//!
+//! Services never spell a topic or a group as a string literal; they name it here, so the
+//! wire contract lives in one place and the published JSON Schemas (`schemas/`) are generated
+//! from these very types.
+
+mod envelope;
+mod event;
+mod payloads;
+pub mod schema;
+mod stage;
+mod topic;
+mod values;
+
+pub use envelope::{DecodeError, Envelope, RawEnvelope, TRACEPARENT_HEADER};
+pub use event::{Event, EventType};
+pub use payloads::*;
+pub use stage::Stage;
+pub use topic::{group, Topic};
+pub use values::{Customer, CustomerError, LineItem, Money, MoneyError, OrderId, PaymentId};

@@ -1,0 +1,223 @@
+//! Values that appear in many events: identifiers, money, the customer and line items.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+macro_rules! id_type {
+    ($name:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            pub fn new() -> Self {
+                Self(Uuid::now_v7())
+            }
+
+            pub fn parse(text: &str) -> Result<Self, uuid::Error> {
+                Uuid::parse_str(text).map(Self)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::parse(text)
+            }
+        }
+    };
+}
+
+id_type!(OrderId, "Identifies an order; the key of every Kafka record.");
+id_type!(PaymentId, "Identifies a payment at the gateway.");
+
+/// An amount of money in cents. On the wire it is a decimal number with at most two
+/// decimals (`12.5`), so no floating-point rounding ever reaches a stored amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money {
+    cents: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum MoneyError {
+    #[error("an amount cannot be negative")]
+    Negative,
+    #[error("an amount has at most two decimals")]
+    TooPrecise,
+    #[error("the amount is too large")]
+    TooLarge,
+}
+
+impl Money {
+    /// The largest amount the system accepts: ten million.
+    pub const MAX_CENTS: i64 = 1_000_000_000;
+
+    pub fn from_cents(cents: i64) -> Result<Self, MoneyError> {
+        if cents < 0 {
+            Err(MoneyError::Negative)
+        } else if cents > Self::MAX_CENTS {
+            Err(MoneyError::TooLarge)
+        } else {
+            Ok(Self { cents })
+        }
+    }
+
+    pub fn from_decimal(amount: f64) -> Result<Self, MoneyError> {
+        if !amount.is_finite() || amount > (Self::MAX_CENTS / 100) as f64 {
+            return Err(MoneyError::TooLarge);
+        }
+        let scaled = amount * 100.0;
+        let cents = scaled.round();
+        if (scaled - cents).abs() > 1e-6 {
+            return Err(MoneyError::TooPrecise);
+        }
+        Self::from_cents(cents as i64)
+    }
+
+    pub fn cents(self) -> i64 {
+        self.cents
+    }
+
+    pub fn as_decimal(self) -> f64 {
+        self.cents as f64 / 100.0
+    }
+
+    pub fn checked_mul(self, quantity: u32) -> Result<Self, MoneyError> {
+        let cents = self.cents.checked_mul(i64::from(quantity)).ok_or(MoneyError::TooLarge)?;
+        Self::from_cents(cents)
+    }
+
+    pub fn checked_add(self, other: Money) -> Result<Self, MoneyError> {
+        let cents = self.cents.checked_add(other.cents).ok_or(MoneyError::TooLarge)?;
+        Self::from_cents(cents)
+    }
+}
+
+impl std::fmt::Display for Money {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.cents / 100, self.cents % 100)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(self.as_decimal())
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let amount = f64::deserialize(deserializer)?;
+        Money::from_decimal(amount).map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Money {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "minimum": 0,
+            "maximum": Money::MAX_CENTS / 100,
+            "multipleOf": 0.01,
+            "description": "An amount with at most two decimals."
+        })
+    }
+}
+
+/// Who ordered: the stage events carry it so the notification service can reach the
+/// customer without asking anyone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineItem {
+    pub sku: String,
+    #[schemars(range(min = 1))]
+    pub quantity: u32,
+    pub unit_price: Money,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_keeps_cents_exactly() {
+        let money: Money = serde_json::from_str("19.99").unwrap();
+        assert_eq!(money.cents(), 1999);
+        assert_eq!(serde_json::to_string(&money).unwrap(), "19.99");
+        assert_eq!(money.to_string(), "19.99");
+    }
+
+    #[test]
+    fn money_refuses_negative_and_fractional_cents() {
+        assert_eq!(Money::from_decimal(-1.0), Err(MoneyError::Negative));
+        assert_eq!(Money::from_decimal(0.001), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::from_decimal(f64::NAN), Err(MoneyError::TooLarge));
+    }
+}
+
+/// Why a customer's details were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CustomerError {
+    #[error("customer.name must be 1 to 100 characters")]
+    Name,
+    #[error("customer.email must be an address like name@example.com")]
+    Email,
+    #[error("customer.phone must have 5 to 20 digits (spaces, +, -, parentheses allowed)")]
+    Phone,
+}
+
+impl Customer {
+    /// Checks the details at the edge; past it a `Customer` is known to be reachable.
+    pub fn parse(name: &str, email: &str, phone: &str) -> Result<Customer, CustomerError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(CustomerError::Name);
+        }
+        let email = email.trim();
+        let valid_email = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+            && email.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            });
+        if !valid_email {
+            return Err(CustomerError::Email);
+        }
+        let phone = phone.trim();
+        let digits = phone.chars().filter(char::is_ascii_digit).count();
+        let allowed = phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
+        if !allowed || !(5..=20).contains(&digits) {
+            return Err(CustomerError::Phone);
+        }
+        Ok(Customer { name: name.to_owned(), email: email.to_owned(), phone: phone.to_owned() })
+    }
+}

@@ -1,0 +1,222 @@
+//! The consumer loop, written once: receive, decode, call the service's handler, and only
+//! then store the offset (rdkafka's at-least-once pattern). A record that cannot be decoded
+//! or whose handling fails permanently is set aside on `<topic>.dlq` with the error and its
+//! origin in headers, and the loop goes on. A transient failure (database busy, broker
+//! unreachable) is retried with backoff and never skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use rdkafka::Message;
+use shop_events::{Event, RawEnvelope, Topic, TRACEPARENT_HEADER};
+use tracing::Instrument;
+
+use crate::kafka::{self, Producer};
+use crate::trace::TraceParent;
+use crate::Shutdown;
+
+/// A decoded record handed to a handler.
+#[derive(Debug)]
+pub struct Incoming {
+    pub topic: Topic,
+    pub envelope: RawEnvelope,
+    pub event: Event,
+    pub trace: TraceParent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Retrying cannot help: the record goes to the dead-letter topic.
+    #[error("{0}")]
+    Permanent(String),
+    /// Retrying may help: the same record is tried again after a pause.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<sqlx::Error> for HandleError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_transient(&error) {
+            HandleError::Transient(error.to_string())
+        } else {
+            HandleError::Permanent(format!("storage refused the effect: {error}"))
+        }
+    }
+}
+
+/// What a service implements to consume events.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync + 'static {
+    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError>;
+}
+
+/// Which group consumes which topics, and where.
+pub struct Subscription {
+    pub brokers: String,
+    pub group: &'static str,
+    pub topics: Vec<Topic>,
+    pub client_id: String,
+}
+
+/// Runs the loop until `shutdown`; the record in hand is finished (or left for redelivery)
+/// and the stored offsets are committed before it returns.
+pub async fn run(
+    subscription: Subscription,
+    handler: Arc<dyn Handler>,
+    producer: Producer,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let dead_letters: Vec<String> = subscription.topics.iter().map(|t| t.dead_letter_name()).collect();
+    ensure_dead_letter_topics(&subscription.brokers, &dead_letters).await;
+    let consumer = kafka::consumer(&subscription.brokers, &subscription.client_id, subscription.group)?;
+    let names: Vec<&str> = subscription.topics.iter().map(|t| t.name()).collect();
+    kafka::subscribe(&consumer, &names)?;
+    tracing::info!(group = subscription.group, topics = ?names, "Consuming");
+    let group = subscription.group;
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.wait() => break,
+        };
+        match message {
+            Ok(message) => {
+                if process(&consumer, &message, handler.as_ref(), &producer, group, &shutdown).await {
+                    if let Err(error) = consumer.store_offset_from_message(&message) {
+                        tracing::warn!(%error, "Cannot store offset; the record may be redelivered");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, group, "Kafka consumer error");
+                tokio::select! { _ = tokio::time::sleep(Duration::from_millis(200)) => {}, _ = shutdown.wait() => {} }
+            }
+        }
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing stored since the last auto-commit is not an error worth more than a note.
+        tracing::debug!(%error, group, "Final offset commit");
+    }
+    tracing::info!(group, "Consumer stopped");
+    Ok(())
+}
+
+/// Handles one record. Returns true when its offset may be stored (done or set aside),
+/// false when shutdown interrupted a retry and the record must be redelivered.
+async fn process(
+    _consumer: &StreamConsumer,
+    message: &BorrowedMessage<'_>,
+    handler: &dyn Handler,
+    producer: &Producer,
+    group: &str,
+    shutdown: &Shutdown,
+) -> bool {
+    let decoded = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default())
+        .and_then(|envelope| envelope.event().map(|event| (envelope, event)));
+    let (envelope, event) = match decoded {
+        Ok(decoded) => decoded,
+        Err(error) => return dead_letter(message, producer, group, &error.to_string(), shutdown).await,
+    };
+    let incoming = Incoming {
+        topic: event.topic(),
+        trace: header(message, TRACEPARENT_HEADER)
+            .and_then(TraceParent::parse)
+            .map(|t| t.child())
+            .unwrap_or_else(TraceParent::root),
+        envelope,
+        event,
+    };
+    let span = tracing::info_span!(
+        "consume",
+        group,
+        topic = message.topic(),
+        order_id = %incoming.envelope.order_id,
+        event_id = %incoming.envelope.id,
+        trace_id = %incoming.trace.trace_id(),
+    );
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match handler.handle(&incoming).instrument(span.clone()).await {
+            Ok(()) => return true,
+            Err(HandleError::Permanent(reason)) => {
+                return dead_letter(message, producer, group, &reason, shutdown).instrument(span).await;
+            }
+            Err(HandleError::Transient(reason)) => {
+                span.in_scope(|| tracing::warn!(%reason, retry_in = ?backoff, "Handling failed, will retry"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return false,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Copies the record to `<topic>.dlq` with why and whence in headers. Retries until the
+/// broker has it, so a poison record is never dropped silently.
+async fn dead_letter(
+    message: &BorrowedMessage<'_>,
+    producer: &Producer,
+    group: &str,
+    reason: &str,
+    shutdown: &Shutdown,
+) -> bool {
+    let topic = format!("{}.dlq", message.topic());
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    tracing::warn!(
+        source_topic = message.topic(), partition = message.partition(), offset = message.offset(),
+        group, %reason, dead_letter_topic = %topic, "Record set aside"
+    );
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut headers = OwnedHeaders::new();
+        if let Some(original) = message.headers() {
+            for h in original.iter() {
+                headers = headers.insert(Header { key: h.key, value: h.value });
+            }
+        }
+        let headers = headers
+            .insert(Header { key: "dlq-error", value: Some(reason) })
+            .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
+            .insert(Header { key: "dlq-source-partition", value: Some(&partition) })
+            .insert(Header { key: "dlq-source-offset", value: Some(&offset) })
+            .insert(Header { key: "dlq-consumer-group", value: Some(group) });
+        let mut record = FutureRecord::to(&topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        match producer.send(record, Duration::from_secs(10)).await {
+            Ok(_) => return true,
+            Err((error, _)) => {
+                tracing::error!(%error, dead_letter_topic = %topic, "Cannot set the record aside, will retry");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.wait() => return false,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn header<'a>(message: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
+    message.headers()?.iter().find(|h| h.key == key).and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// Dead-letter topics are made by the consumers that may need them, not by the topic job:
+/// one partition each, the cluster's default replication factor where it has one.
+async fn ensure_dead_letter_topics(brokers: &str, names: &[String]) {
+    if let Err(error) = kafka::create_topics(brokers, names, 1, -1).await {
+        tracing::debug!(%error, "Broker has no default replication factor; using 1");
+        if let Err(error) = kafka::create_topics(brokers, names, 1, 1).await {
+            tracing::warn!(%error, "Cannot create dead-letter topics; they may be auto-created");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Storage: one sqlx `AnyPool` per service, SQLite (embedded, the default) or PostgreSQL
+//! (`postgres://`), the same portable SQL and migrations for both. Queries use `$1`
+//! placeholders, which both drivers accept; ids are TEXT and times BIGINT milliseconds.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub type Pool = AnyPool;
+pub type Transaction<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot prepare the data folder {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot open the database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Opens the database at `url` and brings its schema up to date: the platform's tables
+/// (outbox, lease, processed events) and then the service's own `migrations`.
+pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = url.starts_with("sqlite:");
+    if is_sqlite {
+        create_parent_dir(url)?;
+    }
+    let options: AnyConnectOptions = url
+        .parse::<AnyConnectOptions>()
+        .map_err(|source| DbError::Connect { url: redact(url), source })?
+        .log_statements(tracing::log::LevelFilter::Trace);
+    let pool = AnyPoolOptions::new()
+        .max_connections(if is_sqlite { 8 } else { 10 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets readers and the (single) writer proceed together; NORMAL
+                    // synchronous is durable across process crashes in WAL mode; the busy
+                    // timeout makes a second replica wait for the write lock, not fail.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|source| DbError::Connect { url: redact(url), source })?;
+    migrate(&pool, sqlx::migrate!("./migrations")).await?;
+    migrate(&pool, migrations).await?;
+    Ok(pool)
+}
+
+/// Runs one set of migrations beside the other set sharing the database. Two replicas
+/// starting together on one SQLite file may race to apply the same migration; the loser
+/// sees it applied on its next try.
+async fn migrate(pool: &Pool, mut migrator: Migrator) -> Result<(), DbError> {
+    migrator.set_ignore_missing(true);
+    let mut attempt = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(error) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "Migration raced another replica, retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Is the database answering?
+pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+fn create_parent_dir(url: &str) -> Result<(), DbError> {
+    let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|source| DbError::DataDir { path: parent.display().to_string(), source })?;
+    }
+    Ok(())
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Milliseconds since the epoch, the unit of every stored time.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Is this error worth retrying (busy database, lost connection) rather than a bug?
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite BUSY/LOCKED (and their extended codes), PostgreSQL serialization
+            // failure, deadlock, and connection errors.
+            matches!(code.as_ref(), "5" | "6" | "517" | "261" | "262" | "40001" | "40P01") || code.starts_with("08")
+        }
+        _ => false,
+    }
+}
+
+/// A stored time as the RFC 3339 text the APIs answer with.
+pub fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

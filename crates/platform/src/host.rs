@@ -1,0 +1,103 @@
+//! Runs the parts of one service together and stops them in the right order: on shutdown
+//! the HTTP server and the consumers stop taking work and finish what they hold; only then
+//! does the outbox relay drain what they wrote, and the producer flush.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::consumer::{self, Handler, Subscription};
+use crate::kafka::Producer;
+use crate::outbox::Relay;
+use crate::Shutdown;
+
+type Task = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send>;
+
+/// How long the relay may take to publish what is left after intake stopped.
+const DRAIN: Duration = Duration::from_secs(10);
+
+pub struct ServiceHost {
+    listener: TcpListener,
+    router: Router,
+    relay: Option<Relay>,
+    consumers: Vec<(Subscription, Arc<dyn Handler>, Producer)>,
+    tasks: Vec<Task>,
+}
+
+impl ServiceHost {
+    pub fn new(listener: TcpListener, router: Router) -> Self {
+        Self { listener, router, relay: None, consumers: Vec::new(), tasks: Vec::new() }
+    }
+
+    pub fn with_relay(mut self, relay: Relay) -> Self {
+        self.relay = Some(relay);
+        self
+    }
+
+    pub fn with_consumer(mut self, subscription: Subscription, handler: Arc<dyn Handler>, producer: Producer) -> Self {
+        self.consumers.push((subscription, handler, producer));
+        self
+    }
+
+    /// Another task that runs until shutdown (e.g. the SMTP server of the email service).
+    pub fn with_task<F, Fut>(mut self, task: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    {
+        self.tasks.push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+        self
+    }
+
+    /// The port the HTTP server listens on (useful when it was bound to port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let relay_stop = Shutdown::new();
+        let relay = self.relay.map(|relay| tokio::spawn(relay.run(relay_stop.clone())));
+        let mut intake = JoinSet::new();
+        intake.spawn(crate::http::serve(self.listener, self.router, shutdown.clone()).map_into());
+        for (subscription, handler, producer) in self.consumers {
+            intake.spawn(consumer::run(subscription, handler, producer, shutdown.clone()));
+        }
+        for task in self.tasks {
+            intake.spawn(task(shutdown.clone()));
+        }
+        let mut outcome = Ok(());
+        while let Some(joined) = intake.join_next().await {
+            let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(error) = result {
+                tracing::error!(%error, "A part of the service failed; stopping the rest");
+                shutdown.trigger();
+                outcome = Err(error);
+            } else if !shutdown.is_triggered() {
+                tracing::error!("A part of the service stopped by itself; stopping the rest");
+                shutdown.trigger();
+            }
+        }
+        relay_stop.trigger();
+        if let Some(relay) = relay {
+            if tokio::time::timeout(DRAIN, relay).await.is_err() {
+                tracing::error!("The outbox relay did not drain in time; the rest goes out on next start");
+            }
+        }
+        outcome
+    }
+}
+
+trait MapInto {
+    fn map_into(self) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+}
+
+impl<F: Future<Output = std::io::Result<()>> + Send + 'static> MapInto for F {
+    fn map_into(self) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> {
+        Box::pin(async move { self.await.map_err(anyhow::Error::from) })
+    }
+}

@@ -1,0 +1,21 @@
+//! The inbox: which events a consumer has applied. Recording the event id in the same
+//! transaction as the effect turns at-least-once delivery into exactly-once effects.
+
+use uuid::Uuid;
+
+use crate::db::{now_millis, Transaction};
+
+/// Records that `consumer` applies `event_id` in this transaction. Returns false when it was
+/// applied before: the caller then does nothing (and commits nothing new).
+pub async fn first_delivery(tx: &mut Transaction<'_>, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(event_id.to_string())
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}

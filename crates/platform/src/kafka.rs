@@ -1,0 +1,129 @@
+//! Kafka clients configured once: an idempotent producer with acks=all for the outbox relay
+//! and dead letters, consumers that store offsets only after the effect is durable, and the
+//! admin calls that create topics.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+
+pub type Producer = FutureProducer;
+
+fn base(brokers: &str, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("client.id", client_id)
+        // Find a restarted or re-elected broker quickly.
+        .set("reconnect.backoff.ms", "50")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    config
+}
+
+/// The producer of a service: idempotent (no duplicates from its own retries, order kept
+/// per partition), acks from all in-sync replicas, and a short linger so a single event
+/// leaves within milliseconds while bursts still batch.
+pub fn producer(brokers: &str, client_id: &str) -> Result<Producer, KafkaError> {
+    base(brokers, client_id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "30000")
+        .create()
+}
+
+/// A consumer in `group`. Offsets are stored by the consumer loop after each record's
+/// effect is committed, and auto-committed from there; nothing is stored ahead of the work.
+pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+    base(brokers, client_id)
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "500")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("fetch.wait.max.ms", "20")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
+pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
+    base(brokers, "shop-admin").create()
+}
+
+/// Creates each topic unless it exists. Idempotent.
+pub async fn create_topics(
+    brokers: &str,
+    names: &[String],
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<Vec<String>, KafkaError> {
+    let admin = admin(brokers)?;
+    let topics: Vec<NewTopic> =
+        names.iter().map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(replication_factor))).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut created = Vec::new();
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(topic = %name, %code, "Cannot create topic"));
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Asks the cluster for its metadata: true when it answers within `timeout`.
+pub async fn cluster_answers(brokers: &str, timeout: Duration) -> bool {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let Ok(consumer) = base(&brokers, "shop-probe").create::<rdkafka::consumer::BaseConsumer>() else {
+            return false;
+        };
+        consumer.fetch_metadata(None, timeout).is_ok_and(|m| !m.brokers().is_empty())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// The topics the cluster knows, with their partition counts.
+pub async fn describe_topics(brokers: &str, timeout: Duration) -> Result<Vec<(String, usize)>, KafkaError> {
+    let brokers = brokers.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: rdkafka::consumer::BaseConsumer = base(&brokers, "shop-probe").create()?;
+        let metadata = consumer.fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect())
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)?
+}
+
+/// Is the producer's cluster reachable? Used by `/readyz`.
+pub async fn producer_ready(producer: &Producer) -> bool {
+    use rdkafka::producer::Producer as _;
+    let producer = producer.clone();
+    tokio::task::spawn_blocking(move || {
+        producer.client().fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| !m.brokers().is_empty())
+    })
+    .await
+    .unwrap_or(false)
+}
+
+pub(crate) fn subscribe(consumer: &StreamConsumer, topics: &[&str]) -> Result<(), KafkaError> {
+    consumer.subscribe(topics)
+}

@@ -1,0 +1,17 @@
+//! Plumbing every Shop service shares, written once so services write handlers, not loops:
+//! configuration, telemetry, graceful shutdown, storage with a transactional outbox and an
+//! inbox of applied events, the Kafka producer relay and consumer loop, and HTTP helpers.
+
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod host;
+pub mod http;
+pub mod inbox;
+pub mod kafka;
+pub mod outbox;
+pub mod shutdown;
+pub mod telemetry;
+pub mod trace;
+
+pub use shutdown::Shutdown;

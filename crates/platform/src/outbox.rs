@@ -1,0 +1,253 @@
+//! The transactional outbox. A service writes its events into the `outbox` table in the same
+//! database transaction as the state change, so a crash can neither lose an event whose change
+//! committed nor publish one whose change rolled back. One relay per database (whichever
+//! replica holds the lease) publishes the rows in order with the idempotent producer and
+//! deletes them once the brokers have acknowledged them. A crash between the two republishes
+//! a row with the same event id, which every consumer's inbox then ignores.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::FutureRecord;
+use shop_events::{Event, OrderId, RawEnvelope, TRACEPARENT_HEADER};
+use sqlx::Row;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::db::{now_millis, Pool, Transaction};
+use crate::kafka::Producer;
+use crate::trace::TraceParent;
+use crate::Shutdown;
+
+const LEASE: Duration = Duration::from_secs(5);
+const POLL: Duration = Duration::from_millis(25);
+const BATCH: i64 = 256;
+
+/// Writes events into the outbox and wakes the relay of this process after a commit.
+#[derive(Clone)]
+pub struct Outbox {
+    source: &'static str,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(source: &'static str) -> Self {
+        Self { source, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Adds `event` about `order_id` to the outbox within `tx`. Returns the envelope written.
+    pub async fn enqueue(
+        &self,
+        tx: &mut Transaction<'_>,
+        order_id: OrderId,
+        event: &Event,
+        trace: Option<&TraceParent>,
+    ) -> Result<RawEnvelope, sqlx::Error> {
+        let envelope = RawEnvelope::wrap(order_id, self.source, event);
+        let payload = serde_json::to_string(&envelope).expect("an envelope always serializes");
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, record_key, payload, traceparent, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(envelope.id.to_string())
+        .bind(event.topic().name())
+        .bind(order_id.to_string())
+        .bind(payload)
+        .bind(trace.map(|t| t.child().to_string()))
+        .bind(now_millis())
+        .execute(&mut **tx)
+        .await?;
+        Ok(envelope)
+    }
+
+    /// Tells the relay there is something new; call after the transaction committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Publishes the outbox. Runs until `stop` triggers, then drains what is left (bounded).
+pub struct Relay {
+    pool: Pool,
+    producer: Producer,
+    owner: String,
+    wake: Arc<Notify>,
+}
+
+struct Row_ {
+    id: String,
+    topic: String,
+    key: String,
+    payload: String,
+    traceparent: Option<String>,
+}
+
+impl Relay {
+    pub fn new(pool: Pool, producer: Producer, outbox: &Outbox, instance: &str) -> Self {
+        let owner = format!("{instance}/{}", Uuid::new_v4().simple());
+        Self { pool, producer, owner, wake: outbox.wake.clone() }
+    }
+
+    pub async fn run(self, stop: Shutdown) {
+        let mut lease_until = 0_i64;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let stopping = stop.is_triggered();
+            if lease_until - now_millis() < (LEASE.as_millis() / 2) as i64 {
+                match self.take_lease().await {
+                    Ok(true) => lease_until = now_millis() + LEASE.as_millis() as i64,
+                    Ok(false) => {
+                        lease_until = 0;
+                        if stopping {
+                            return;
+                        }
+                        // Another replica publishes; check again before its lease could lapse.
+                        tokio::select! { _ = tokio::time::sleep(LEASE / 4) => {}, _ = stop.wait() => {} }
+                        continue;
+                    }
+                    Err(error) => tracing::warn!(%error, "Cannot take the outbox lease"),
+                }
+            }
+            match self.publish_batch().await {
+                Ok(0) if stopping => break,
+                Ok(0) => {
+                    backoff = Duration::from_millis(50);
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(POLL) => {}
+                        _ = stop.wait() => {}
+                    }
+                }
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "Outbox relay cannot publish yet");
+                    if stopping {
+                        tracing::error!(
+                            "Stopping with unpublished events left in the outbox; they go out on next start"
+                        );
+                        break;
+                    }
+                    tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.wait() => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        self.release_lease().await;
+        use rdkafka::producer::Producer as _;
+        if let Err(error) = self.producer.flush(Duration::from_secs(5)) {
+            tracing::warn!(%error, "Producer did not flush on shutdown");
+        }
+    }
+
+    async fn take_lease(&self) -> Result<bool, sqlx::Error> {
+        let now = now_millis();
+        let until = now + LEASE.as_millis() as i64;
+        sqlx::query(
+            "INSERT INTO outbox_lease (name, owner, expires_at) VALUES ('relay', $1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&self.owner)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        let taken = sqlx::query(
+            "UPDATE outbox_lease SET owner = $1, expires_at = $2 \
+             WHERE name = 'relay' AND (owner = $1 OR expires_at < $3)",
+        )
+        .bind(&self.owner)
+        .bind(until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self) {
+        let released = sqlx::query("UPDATE outbox_lease SET expires_at = 0 WHERE name = 'relay' AND owner = $1")
+            .bind(&self.owner)
+            .execute(&self.pool)
+            .await;
+        if let Err(error) = released {
+            tracing::debug!(%error, "Outbox lease not released; it expires by itself");
+        }
+    }
+
+    /// Publishes the oldest rows, in order, and deletes those the brokers acknowledged.
+    async fn publish_batch(&self) -> anyhow::Result<usize> {
+        let rows: Vec<Row_> =
+            sqlx::query("SELECT id, topic, record_key, payload, traceparent FROM outbox ORDER BY id LIMIT $1")
+                .bind(BATCH)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|row| Row_ {
+                    id: row.get(0),
+                    topic: row.get(1),
+                    key: row.get(2),
+                    payload: row.get(3),
+                    traceparent: row.get(4),
+                })
+                .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let deliveries: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                let mut headers = OwnedHeaders::new().insert(Header { key: "event-id", value: Some(&row.id) });
+                if let Some(trace) = &row.traceparent {
+                    headers = headers.insert(Header { key: TRACEPARENT_HEADER, value: Some(trace) });
+                }
+                let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
+                self.producer.send_result(record)
+            })
+            .collect();
+        // Delete only the acknowledged prefix: a later row must not go out before an earlier one.
+        let mut acknowledged = Vec::new();
+        let mut failure = None;
+        for (row, delivery) in rows.iter().zip(deliveries) {
+            let outcome = match delivery {
+                Ok(future) => future
+                    .await
+                    .map_err(|_| anyhow::anyhow!("producer went away"))
+                    .and_then(|r| r.map(|_| ()).map_err(|(error, _)| anyhow::anyhow!(error))),
+                Err((error, _)) => Err(anyhow::anyhow!(error)),
+            };
+            match outcome {
+                Ok(()) if failure.is_none() => acknowledged.push(row.id.as_str()),
+                Ok(()) => {}
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        if !acknowledged.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            for id in &acknowledged {
+                sqlx::query("DELETE FROM outbox WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(acknowledged.len()),
+        }
+    }
+}
+
+impl Outbox {
+    /// Adds an audit record (`logging-events`) about `order_id` within `tx`.
+    pub async fn audit(
+        &self,
+        tx: &mut Transaction<'_>,
+        order_id: OrderId,
+        instance: &str,
+        action: &str,
+        message: String,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), sqlx::Error> {
+        let record = shop_events::AuditRecorded { action: action.to_owned(), message, instance: instance.to_owned() };
+        self.enqueue(tx, order_id, &Event::AuditRecorded(record), trace).await.map(|_| ())
+    }
+}

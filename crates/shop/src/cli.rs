@@ -1,0 +1,118 @@
+//! The command line: every subcommand and its options, each also readable from the
+//! environment under the name the Kubernetes manifests use.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shop", version, about = "Shop: an event-driven e-commerce system on Kafka")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the whole system: broker (embedded unless --kafka-brokers), topics, every service.
+    Up(UpArgs),
+    /// Run one service.
+    #[command(subcommand)]
+    Serve(ServeCommand),
+    /// Manage the 11 topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+}
+
+#[derive(Subcommand)]
+pub enum ServeCommand {
+    /// Orders and their status (REST 8081).
+    Order(shop_order::Config),
+    /// The payment gateway (REST 8082).
+    Payment(shop_payment::Config),
+    /// Deliveries and courier actions (REST 8083).
+    Delivery(shop_delivery::Config),
+    /// Pushes and emails at every stage (health and metrics 8084).
+    Notification(shop_notification::Config),
+    /// The audit trail (REST 8085).
+    Logging(shop_logging::Config),
+    /// The customer's app and push inbox (8080).
+    Mobile(shop_mobile::Config),
+    /// The customer's mailbox (HTTP 8086, SMTP 2525).
+    Email(shop_email::Config),
+}
+
+impl ServeCommand {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServeCommand::Order(_) => shop_order::SERVICE,
+            ServeCommand::Payment(_) => shop_payment::SERVICE,
+            ServeCommand::Delivery(_) => shop_delivery::SERVICE,
+            ServeCommand::Notification(_) => shop_notification::SERVICE,
+            ServeCommand::Logging(_) => shop_logging::SERVICE,
+            ServeCommand::Mobile(_) => shop_mobile::SERVICE,
+            ServeCommand::Email(_) => shop_email::SERVICE,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TopicsCommand {
+    /// Create the 11 topics, leaving existing ones as they are.
+    Create(TopicArgs),
+    /// List the topics the cluster has, with their partitions.
+    List(TopicArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct TopicArgs {
+    /// Bootstrap servers of the Kafka cluster.
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS", default_value = "localhost:9092")]
+    pub kafka_brokers: String,
+    /// Partitions per topic.
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 3)]
+    pub partitions: i32,
+    /// Replicas per partition (3 on the real cluster).
+    #[arg(long = "replication-factor", env = "TOPIC_REPLICATION_FACTOR", default_value_t = 1)]
+    pub replication_factor: i32,
+}
+
+#[derive(Args, Clone)]
+pub struct UpArgs {
+    /// Use this Kafka cluster instead of starting the embedded broker.
+    #[arg(long = "kafka-brokers", env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+    /// Port of the embedded broker.
+    #[arg(long = "broker-port", default_value_t = 9092)]
+    pub broker_port: u16,
+    /// Partitions of each topic it creates.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Replication factor of each topic it creates.
+    #[arg(long = "replication-factor", default_value_t = 1)]
+    pub replication_factor: i32,
+    /// Folder of the services' SQLite databases.
+    #[arg(long = "data-dir", env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Address every service listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Ports of the two order replicas.
+    #[arg(long = "order-ports", value_delimiter = ',', default_value = "8081,8091")]
+    pub order_ports: Vec<u16>,
+    /// Ports of the two payment replicas.
+    #[arg(long = "payment-ports", value_delimiter = ',', default_value = "8082,8092")]
+    pub payment_ports: Vec<u16>,
+    #[arg(long = "delivery-port", default_value_t = 8083)]
+    pub delivery_port: u16,
+    #[arg(long = "notification-port", default_value_t = 8084)]
+    pub notification_port: u16,
+    #[arg(long = "logging-port", default_value_t = 8085)]
+    pub logging_port: u16,
+    #[arg(long = "mobile-port", default_value_t = 8080)]
+    pub mobile_port: u16,
+    #[arg(long = "email-port", default_value_t = 8086)]
+    pub email_port: u16,
+    #[arg(long = "smtp-port", default_value_t = 2525)]
+    pub smtp_port: u16,
+}

@@ -1,0 +1,27 @@
+//! `shop`: the one binary. `shop up` runs the whole system on one machine, `shop serve
+//! <service>` runs one service, `shop topics create` makes the 11 topics.
+
+mod cli;
+mod serve;
+mod topics;
+mod up;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    shop_platform::telemetry::init();
+    let result = match cli::Cli::parse().command {
+        cli::Command::Up(args) => up::run(args).await,
+        cli::Command::Serve(service) => serve::run(service).await,
+        cli::Command::Topics(cli::TopicsCommand::Create(args)) => topics::create(args).await,
+        cli::Command::Topics(cli::TopicsCommand::List(args)) => topics::list(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

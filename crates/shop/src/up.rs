@@ -1,0 +1,261 @@
+//! `shop up`: the whole system on one machine. Starts the embedded broker (unless
+//! `--kafka-brokers` names a cluster), creates the 11 topics, starts every service as its own
+//! process (`shop serve <service>`, order and payment twice), waits until each is ready,
+//! prints the URLs, and on Ctrl-C or SIGTERM stops the services, then the broker.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::cli::UpArgs;
+use crate::serve::PARENT_WATCH_ENV;
+
+/// How long services get to stop before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+const READY_WITHIN: Duration = Duration::from_secs(90);
+
+/// One process to start: `shop serve <service>` with its environment.
+struct Plan {
+    instance: String,
+    service: &'static str,
+    port: u16,
+    env: Vec<(&'static str, String)>,
+}
+
+struct Running {
+    plan: Plan,
+    child: Child,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.order_ports.len() == 2, "--order-ports takes two ports, one per replica");
+    anyhow::ensure!(args.payment_ports.len() == 2, "--payment-ports takes two ports, one per replica");
+    let (brokers, broker) = start_broker(&args).await?;
+    crate::topics::ensure(&brokers, args.partitions, args.replication_factor).await?;
+    println!("Topics: the 11 topics are there ({} partitions each).", args.partitions);
+
+    let mut running = Vec::new();
+    for plan in plans(&args, &brokers) {
+        match spawn(plan) {
+            Ok(child) => running.push(child),
+            Err(error) => {
+                stop_all(&mut running).await;
+                return Err(error);
+            }
+        }
+    }
+    let outcome = tokio::select! {
+        ready = wait_until_ready(&args.host, &mut running) => ready,
+        _ = shop_platform::shutdown::wait_for_signal() => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    if let Err(error) = outcome {
+        stop_all(&mut running).await;
+        return Err(error);
+    }
+    print_urls(&args, &brokers, broker.is_some());
+
+    let outcome = tokio::select! {
+        _ = shop_platform::shutdown::wait_for_signal() => {
+            println!("Stopping…");
+            Ok(())
+        }
+        exited = first_exit(&mut running) => Err(exited),
+    };
+    stop_all(&mut running).await;
+    if let Some(broker) = broker {
+        stop_broker(broker);
+    }
+    println!("Stopped.");
+    outcome
+}
+
+#[cfg(feature = "embedded-broker")]
+type Broker = shop_embedded_broker::EmbeddedBroker;
+#[cfg(not(feature = "embedded-broker"))]
+type Broker = std::convert::Infallible;
+
+async fn start_broker(args: &UpArgs) -> anyhow::Result<(String, Option<Broker>)> {
+    if let Some(brokers) = &args.kafka_brokers {
+        println!("Kafka: using the cluster at {brokers}");
+        wait_for_cluster(brokers).await?;
+        return Ok((brokers.clone(), None));
+    }
+    #[cfg(feature = "embedded-broker")]
+    {
+        let broker = shop_embedded_broker::EmbeddedBroker::start(&args.host, &args.host, args.broker_port).await?;
+        let brokers = broker.bootstrap_servers().to_owned();
+        wait_for_cluster(&brokers).await?;
+        println!("Kafka: embedded broker at {brokers}");
+        Ok((brokers, Some(broker)))
+    }
+    #[cfg(not(feature = "embedded-broker"))]
+    anyhow::bail!("this build has no embedded broker: pass --kafka-brokers HOST:PORT")
+}
+
+fn stop_broker(broker: Broker) {
+    #[cfg(feature = "embedded-broker")]
+    broker.stop();
+    #[cfg(not(feature = "embedded-broker"))]
+    match broker {}
+}
+
+async fn wait_for_cluster(brokers: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !shop_platform::kafka::cluster_answers(brokers, Duration::from_secs(2)).await {
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no Kafka broker answers at {brokers}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
+    let host = &args.host;
+    let data_dir = args.data_dir.display().to_string();
+    let url = |port: u16| format!("http://{host}:{port}");
+    let public = |port: u16| format!("http://localhost:{port}");
+    let plan = |service: &'static str, replica: usize, port: u16, extra: Vec<(&'static str, String)>| {
+        let instance = format!("{service}-{replica}");
+        let mut env = vec![
+            ("HTTP_HOST", host.clone()),
+            ("HTTP_PORT", port.to_string()),
+            ("INSTANCE_ID", instance.clone()),
+            ("KAFKA_BROKERS", brokers.to_owned()),
+            ("DATA_DIR", data_dir.clone()),
+        ];
+        env.extend(extra);
+        Plan { instance, service, port, env }
+    };
+    let payment_urls = args.payment_ports.iter().map(|p| url(*p)).collect::<Vec<_>>().join(",");
+    let mut plans = vec![
+        plan("email", 1, args.email_port, vec![("SMTP_PORT", args.smtp_port.to_string())]),
+        plan("mobile", 1, args.mobile_port, vec![]),
+        plan("logging", 1, args.logging_port, vec![]),
+    ];
+    for (i, port) in args.payment_ports.iter().enumerate() {
+        plans.push(plan("payment", i + 1, *port, vec![("PUBLIC_URL", public(args.payment_ports[0]))]));
+    }
+    plans.push(plan("delivery", 1, args.delivery_port, vec![]));
+    plans.push(plan(
+        "notification",
+        1,
+        args.notification_port,
+        vec![
+            ("MOBILE_URL", url(args.mobile_port)),
+            ("SMTP_HOST", host.clone()),
+            ("SMTP_PORT", args.smtp_port.to_string()),
+        ],
+    ));
+    for (i, port) in args.order_ports.iter().enumerate() {
+        plans.push(plan("order", i + 1, *port, vec![("PAYMENT_URL", payment_urls.clone())]));
+    }
+    plans
+}
+
+fn spawn(plan: Plan) -> anyhow::Result<Running> {
+    let exe = std::env::current_exe().context("cannot find the shop binary")?;
+    let mut child = Command::new(exe)
+        .args(["serve", plan.service])
+        .envs(plan.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env(PARENT_WATCH_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", plan.instance))?;
+    for stream in [child.stdout.take().map(either_out), child.stderr.take().map(either_err)].into_iter().flatten() {
+        let prefix = format!("{:>14} | ", plan.instance);
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("{prefix}{line}");
+            }
+        });
+    }
+    Ok(Running { plan, child })
+}
+
+type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
+fn either_out(s: tokio::process::ChildStdout) -> Output {
+    Box::new(s)
+}
+fn either_err(s: tokio::process::ChildStderr) -> Output {
+    Box::new(s)
+}
+
+/// Waits until every service answers `/readyz`; fails if one exits first.
+async fn wait_until_ready(host: &str, running: &mut [Running]) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    for service in running.iter_mut() {
+        let url = format!("http://{host}:{}/readyz", service.plan.port);
+        loop {
+            if let Some(status) = service.child.try_wait()? {
+                anyhow::bail!("{} exited while starting ({status})", service.plan.instance);
+            }
+            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{} is not ready at {url}", service.plan.instance);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves when a service exits by itself, which stops the whole system.
+async fn first_exit(running: &mut [Running]) -> anyhow::Error {
+    loop {
+        for service in running.iter_mut() {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                return anyhow::anyhow!("{} exited unexpectedly ({status}); stopped everything", service.plan.instance);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// SIGTERM to every service, then SIGKILL to those still running after the grace period.
+async fn stop_all(running: &mut [Running]) {
+    for service in running.iter() {
+        if let Some(pid) = service.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for service in running.iter_mut() {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, service.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("{} did not stop in time; killing it", service.plan.instance);
+                let _ = service.child.kill().await;
+            }
+        }
+    }
+}
+
+fn print_urls(args: &UpArgs, brokers: &str, embedded: bool) {
+    let h = "localhost";
+    println!();
+    println!(
+        "Shop is up. Kafka at {brokers}{}; data in {}.",
+        if embedded { " (embedded)" } else { "" },
+        args.data_dir.display()
+    );
+    println!();
+    println!("  mobile app        http://{h}:{}", args.mobile_port);
+    println!("  order API         http://{h}:{}  http://{h}:{}", args.order_ports[0], args.order_ports[1]);
+    println!("  payment API       http://{h}:{}  http://{h}:{}", args.payment_ports[0], args.payment_ports[1]);
+    println!("  delivery API      http://{h}:{}", args.delivery_port);
+    println!("  notification      http://{h}:{}/metrics", args.notification_port);
+    println!("  audit trail       http://{h}:{}/logs", args.logging_port);
+    println!("  mailbox           http://{h}:{}  (SMTP {h}:{})", args.email_port, args.smtp_port);
+    println!();
+    println!("Press Ctrl-C to stop.");
+}

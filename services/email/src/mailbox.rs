@@ -1,0 +1,49 @@
+//! The mailbox: mails received over SMTP, parsed and stored once per Message-ID.
+
+use mail_parser::MessageParser;
+use shop_platform::db::{now_millis, Pool};
+
+#[derive(Clone)]
+pub struct Mailbox {
+    pub pool: Pool,
+}
+
+/// The header naming the order a mail is about.
+pub const ORDER_HEADER: &str = "X-Shop-Order-Id";
+
+impl Mailbox {
+    /// Stores a received message. A message whose Message-ID is already here is accepted
+    /// and not stored again. Returns the Message-ID.
+    pub async fn deliver(&self, from: &str, to: &[String], raw: &[u8]) -> Result<String, sqlx::Error> {
+        let parsed = MessageParser::default().parse(raw);
+        let (message_id, order_id, subject, body) = match &parsed {
+            Some(message) => (
+                message.message_id().map(str::to_owned),
+                message.header_raw(ORDER_HEADER).map(|v| v.trim().to_owned()),
+                message.subject().unwrap_or_default().to_owned(),
+                message.body_text(0).map(|b| b.trim_end().to_owned()).unwrap_or_default(),
+            ),
+            None => (None, None, String::new(), String::from_utf8_lossy(raw).into_owned()),
+        };
+        let message_id = message_id.unwrap_or_else(|| format!("{}@shop-mailbox", uuid::Uuid::now_v7()));
+        let inserted = sqlx::query(
+            "INSERT INTO emails (message_id, order_id, sender, recipients, subject, body, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&message_id)
+        .bind(order_id.clone())
+        .bind(from)
+        .bind(to.join(", "))
+        .bind(&subject)
+        .bind(&body)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            tracing::info!(order_id = order_id.as_deref().unwrap_or("-"), %subject, "Mail received");
+        } else {
+            tracing::debug!(%message_id, "Mail received again; kept once");
+        }
+        Ok(message_id)
+    }
+}

@@ -1,0 +1,154 @@
+//! The notification service: turns the seven stage events into customer messages and sends
+//! them on two channels. Each channel is its own consumer group (`notification-mobile`,
+//! `notification-email`) with its own offsets, so a slow mail server never delays a push.
+//! An event is marked sent per channel only after the send succeeded; a resend after a
+//! crash carries the same id and lands once at the receiver.
+
+mod channels;
+mod messages;
+
+pub use messages::{notice, Notice};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use shop_events::{group, Topic};
+use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
+use shop_platform::consumer::{HandleError, Handler, Incoming, Subscription};
+use shop_platform::db::Pool;
+use shop_platform::host::ServiceHost;
+use shop_platform::{db, http as web, inbox, kafka, Shutdown};
+
+use crate::channels::{Channel, Delivery};
+
+pub const SERVICE: &str = "notification";
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// HTTP port of health and metrics.
+    #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8084)]
+    pub http_port: u16,
+    /// Base URL of the mobile service, where pushes go.
+    #[arg(long = "mobile-url", env = "MOBILE_URL", default_value = "http://localhost:8080")]
+    pub mobile_url: String,
+    /// Host of the SMTP server mail goes to.
+    #[arg(long = "smtp-host", env = "SMTP_HOST", default_value = "localhost")]
+    pub smtp_host: String,
+    /// Port of the SMTP server mail goes to.
+    #[arg(long = "smtp-port", env = "SMTP_PORT", default_value_t = 2525)]
+    pub smtp_port: u16,
+    /// The sender of every mail.
+    #[arg(long = "mail-from", env = "MAIL_FROM", default_value = "Shop <notifications@shop.example>")]
+    pub mail_from: String,
+    #[command(flatten)]
+    pub http: HttpConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub storage: StorageConfig,
+}
+
+pub struct Service {
+    host: ServiceHost,
+}
+
+#[derive(Default)]
+struct Counters {
+    push: AtomicU64,
+    email: AtomicU64,
+}
+
+impl Service {
+    pub async fn build(config: Config) -> anyhow::Result<Service> {
+        let instance = config.http.instance(SERVICE);
+        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate::Migrator::DEFAULT).await?;
+        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
+        let counters = Arc::new(Counters::default());
+        let router = Router::new().route("/metrics", get(metrics)).with_state(counters.clone());
+        let router = web::finish(router, web::standard_checks(pool.clone(), producer.clone()));
+        let listener = web::bind(&config.http.host, config.http_port).await?;
+        let channels: [(&'static str, Arc<dyn Channel>); 2] = [
+            (group::NOTIFICATION_MOBILE, Arc::new(channels::Push::new(&config.mobile_url))),
+            (
+                group::NOTIFICATION_EMAIL,
+                Arc::new(channels::Mail::new(&config.smtp_host, config.smtp_port, &config.mail_from)?),
+            ),
+        ];
+        let mut host = ServiceHost::new(listener, router);
+        for (group, channel) in channels {
+            let subscription = Subscription {
+                brokers: config.kafka.brokers.clone(),
+                group,
+                topics: Topic::STAGES.to_vec(),
+                client_id: format!("{instance}-{}", channel.name()),
+            };
+            let handler = NotifyHandler { pool: pool.clone(), group, channel, counters: counters.clone() };
+            host = host.with_consumer(subscription, Arc::new(handler), producer.clone());
+        }
+        Ok(Service { host })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.host.port()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.host.run_until_stopped(shutdown).await
+    }
+}
+
+struct NotifyHandler {
+    pool: Pool,
+    group: &'static str,
+    channel: Arc<dyn Channel>,
+    counters: Arc<Counters>,
+}
+
+#[async_trait]
+impl Handler for NotifyHandler {
+    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+        let envelope = &incoming.envelope;
+        let Some((_, customer)) = incoming.event.stage() else {
+            return Err(HandleError::Permanent(format!("{} is not a stage event", envelope.event_type)));
+        };
+        let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
+        if already_sent(&self.pool, self.group, envelope.id).await? {
+            tracing::debug!("Already sent on this channel; skipping the redelivery");
+            return Ok(());
+        }
+        let id = uuid::Uuid::new_v5(&envelope.id, self.channel.name().as_bytes());
+        let delivery = Delivery { id, order_id: envelope.order_id, customer, notice: &notice };
+        self.channel.send(&delivery).await?;
+        let mut tx = self.pool.begin().await?;
+        inbox::first_delivery(&mut tx, self.group, envelope.id).await?;
+        tx.commit().await?;
+        let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
+        counter.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(channel = self.channel.name(), stage = %notice.stage, "Customer notified");
+        Ok(())
+    }
+}
+
+async fn already_sent(pool: &Pool, group: &str, event_id: uuid::Uuid) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
+        .bind(group)
+        .bind(event_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Prometheus text: notifications sent per channel since start.
+async fn metrics(State(counters): State<Arc<Counters>>) -> String {
+    format!(
+        "# TYPE shop_notifications_sent_total counter\n\
+         shop_notifications_sent_total{{channel=\"push\"}} {}\n\
+         shop_notifications_sent_total{{channel=\"email\"}} {}\n",
+        counters.push.load(Ordering::Relaxed),
+        counters.email.load(Ordering::Relaxed)
+    )
+}

@@ -1,0 +1,75 @@
+//! What order does with the events it consumes (group `order-service`): payment made and the
+//! three courier events move the order on, record the stages, and publish the next event,
+//! all in one transaction with the inbox entry that makes a redelivery a no-op.
+
+use async_trait::async_trait;
+use shop_events::{group, Event, OrderDeliveryProgressed, OrderReadyToShip, Topic};
+use shop_platform::consumer::{HandleError, Handler, Incoming};
+use shop_platform::db::{now_millis, Pool};
+use shop_platform::inbox;
+use shop_platform::outbox::Outbox;
+use tokio::sync::watch;
+
+use crate::status::{OrderStatus, OrderTrigger};
+use crate::store;
+
+pub const TOPICS: [Topic; 4] =
+    [Topic::PaymentsMade, Topic::DeliveryShipping, Topic::DeliveryShipped, Topic::DeliveryDelivered];
+
+pub struct OrderHandler {
+    pub pool: Pool,
+    pub outbox: Outbox,
+    pub instance: String,
+    pub changes: watch::Sender<u64>,
+}
+
+#[async_trait]
+impl Handler for OrderHandler {
+    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+        let (trigger, delivery_id) = match &incoming.event {
+            Event::PaymentMade(_) => (OrderTrigger::PaymentMade, None),
+            Event::DeliveryShipping(e) => (OrderTrigger::DeliveryShipping, Some(e.delivery_id.as_str())),
+            Event::DeliveryShipped(e) => (OrderTrigger::DeliveryShipped, Some(e.delivery_id.as_str())),
+            Event::DeliveryDelivered(e) => (OrderTrigger::DeliveryDelivered, Some(e.delivery_id.as_str())),
+            other => return Err(HandleError::Permanent(format!("order does not handle {}", other.event_type()))),
+        };
+        let order_id = incoming.envelope.order_id;
+        let mut tx = self.pool.begin().await?;
+        if !inbox::first_delivery(&mut tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
+            tracing::debug!("Event already applied; skipping the redelivery");
+            return Ok(());
+        }
+        let order = store::find(&mut *tx, order_id)
+            .await?
+            .ok_or_else(|| HandleError::Permanent(format!("no order {order_id}")))?;
+        let next = order.status.transition(trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
+        let now = now_millis();
+        if !store::update_status(&mut tx, order_id, order.status, next, delivery_id, now).await? {
+            return Err(HandleError::Transient("the order changed concurrently".into()));
+        }
+        store::add_history(&mut tx, order_id, next.stages_on_entry(), now).await?;
+        let customer = order.customer.clone();
+        let progressed = |id: &str| OrderDeliveryProgressed { customer: customer.clone(), delivery_id: id.to_owned() };
+        let event = match (next, delivery_id) {
+            (OrderStatus::ReadyToShip, _) => Event::OrderReadyToShip(OrderReadyToShip {
+                customer: order.customer.clone(),
+                items: order.items.clone(),
+                total: order.total,
+                payment_id: order.payment_id,
+            }),
+            (OrderStatus::Shipping, Some(id)) => Event::OrderShipping(progressed(id)),
+            (OrderStatus::Shipped, Some(id)) => Event::OrderShipped(progressed(id)),
+            (OrderStatus::Delivered, Some(id)) => Event::OrderDelivered(progressed(id)),
+            (status, _) => return Err(HandleError::Permanent(format!("no event for status {}", status.as_str()))),
+        };
+        self.outbox.enqueue(&mut tx, order_id, &event, Some(&incoming.trace)).await?;
+        let action = format!("order.{}", next.as_str());
+        let message = format!("Order is {} (was {})", next.as_str(), order.status.as_str());
+        self.outbox.audit(&mut tx, order_id, &self.instance, &action, message, Some(&incoming.trace)).await?;
+        tx.commit().await?;
+        self.outbox.wake();
+        self.changes.send_modify(|n| *n += 1);
+        tracing::info!(status = next.as_str(), "Order moved on");
+        Ok(())
+    }
+}

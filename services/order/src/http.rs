@@ -1,0 +1,255 @@
+//! The order API: create an order (with `Idempotency-Key`), read it, list a customer's
+//! orders, and follow its stages live as Server-Sent Events.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use shop_events::{Customer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
+use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::http::{ApiError, ApiJson, ApiPath, ApiQuery};
+use shop_platform::outbox::Outbox;
+use shop_platform::trace::TraceParent;
+use tokio::sync::watch;
+
+use crate::new_order::{CreateOrderRequest, NewOrder};
+use crate::payment_client::PaymentClient;
+use crate::status::OrderStatus;
+use crate::store::{self, Order};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub outbox: Outbox,
+    pub instance: String,
+    pub payments: PaymentClient,
+    /// Bumped whenever this replica changes an order, so live streams look at once.
+    pub changes: watch::Sender<u64>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/orders", post(create_order).get(list_orders))
+        .route("/orders/{order_id}", get(get_order))
+        .route("/orders/{order_id}/events", get(order_events))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    order_id: OrderId,
+    status: OrderStatus,
+    customer: Customer,
+    items: Vec<LineItem>,
+    total: Money,
+    payment_id: PaymentId,
+    payment_url: String,
+    delivery_id: Option<String>,
+    created_at: String,
+    updated_at: String,
+    history: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize, Clone)]
+#[serde(rename_all = "camelCase")]
+struct HistoryEntry {
+    stage: Stage,
+    step: u8,
+    at: String,
+}
+
+fn entry((stage, at): (Stage, i64)) -> HistoryEntry {
+    HistoryEntry { stage, step: stage.number(), at: rfc3339(at) }
+}
+
+async fn view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
+    let history = store::history(pool, order.id).await?.into_iter().map(entry).collect();
+    Ok(OrderView {
+        order_id: order.id,
+        status: order.status,
+        customer: order.customer,
+        items: order.items,
+        total: order.total,
+        payment_id: order.payment_id,
+        payment_url: order.payment_url,
+        delivery_id: order.delivery_id,
+        created_at: rfc3339(order.created_at),
+        updated_at: rfc3339(order.updated_at),
+        history,
+    })
+}
+
+/// Creates an order. With an `Idempotency-Key`, the order id derives from the key, so a
+/// retry (even a concurrent one) finds the same order and the same payment.
+#[tracing::instrument(skip_all, fields(order_id))]
+async fn create_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<CreateOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let new_order = NewOrder::parse(&request).map_err(ApiError::unprocessable)?;
+    let hash = request_hash(&request);
+    let order_id = match &key {
+        Some(key) => OrderId(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("shop-order:{key}").as_bytes())),
+        None => OrderId::new(),
+    };
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    if let Some(key) = &key {
+        if let Some(existing) = store::find_by_key(&state.pool, key).await? {
+            return replay(&state, existing, &hash).await;
+        }
+    }
+    let payment = state.payments.open_payment(order_id, new_order.total, &new_order.customer).await?;
+    let now = now_millis();
+    let order = Order {
+        id: order_id,
+        status: OrderStatus::Created,
+        customer: new_order.customer,
+        items: new_order.items,
+        total: new_order.total,
+        payment_id: payment.payment_id,
+        payment_url: payment.payment_url,
+        delivery_id: None,
+        idempotency_key: key,
+        request_hash: hash.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let trace = TraceParent::root();
+    let mut tx = state.pool.begin().await?;
+    if !store::insert(&mut tx, &order).await? {
+        // A concurrent retry with the same key got there first.
+        tx.rollback().await?;
+        let existing = store::find(&state.pool, order_id)
+            .await?
+            .ok_or_else(|| ApiError::unavailable("order vanished, try again"))?;
+        return replay(&state, existing, &hash).await;
+    }
+    store::add_history(&mut tx, order.id, OrderStatus::Created.stages_on_entry(), now).await?;
+    let event = Event::OrderCreated(OrderCreated {
+        customer: order.customer.clone(),
+        items: order.items.clone(),
+        total: order.total,
+        payment_id: order.payment_id,
+        payment_url: order.payment_url.clone(),
+    });
+    state.outbox.enqueue(&mut tx, order.id, &event, Some(&trace)).await?;
+    let message =
+        format!("Order created: {} item(s), total {}, payment {}", order.items.len(), order.total, order.payment_id);
+    state.outbox.audit(&mut tx, order.id, &state.instance, "order.created", message, Some(&trace)).await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    state.changes.send_modify(|n| *n += 1);
+    tracing::info!(total = %order.total, "Order created");
+    Ok((StatusCode::CREATED, Json(view(&state.pool, order).await?)).into_response())
+}
+
+/// The answer to a retried create: the same order, unless the body differs.
+async fn replay(state: &AppState, existing: Order, hash: &str) -> Result<Response, ApiError> {
+    if existing.request_hash != hash {
+        return Err(ApiError::unprocessable("this Idempotency-Key was used with a different request body"));
+    }
+    let mut response = (StatusCode::CREATED, Json(view(&state.pool, existing).await?)).into_response();
+    response.headers_mut().insert("idempotent-replayed", "true".parse().expect("valid header"));
+    Ok(response)
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let key = value.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be visible ASCII"))?.trim();
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::bad_request("Idempotency-Key must be 1 to 200 characters"));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// A digest of the request as parsed, independent of key order and whitespace.
+fn request_hash(request: &CreateOrderRequest) -> String {
+    let canonical =
+        serde_json::to_vec(&serde_json::to_value(request).expect("request serializes")).expect("value serializes");
+    Sha256::digest(canonical).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn get_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<OrderView>, ApiError> {
+    let order = store::find(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(view(&state.pool, order).await?))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    email: String,
+}
+
+/// A customer's orders, newest first.
+async fn list_orders(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Vec<OrderView>>, ApiError> {
+    let mut views = Vec::new();
+    for order in store::list_by_email(&state.pool, query.email.trim(), 50).await? {
+        views.push(view(&state.pool, order).await?);
+    }
+    Ok(Json(views))
+}
+
+fn not_found(id: OrderId) -> ApiError {
+    ApiError::not_found(format!("no order {id}"))
+}
+
+/// Streams each stage the order reaches, from the first, as a `stage` event. A change made
+/// by this replica is seen at once; one made by the other replica within the poll period.
+async fn order_events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    store::find(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    struct Cursor {
+        pool: Pool,
+        id: OrderId,
+        sent: usize,
+        pending: VecDeque<HistoryEntry>,
+        changes: watch::Receiver<u64>,
+    }
+    let cursor =
+        Cursor { pool: state.pool.clone(), id, sent: 0, pending: VecDeque::new(), changes: state.changes.subscribe() };
+    let stream = futures::stream::unfold(cursor, |mut cursor| async move {
+        loop {
+            if let Some(next) = cursor.pending.pop_front() {
+                let done = next.stage == Stage::Delivered;
+                let data = serde_json::json!({"orderId": cursor.id, "stage": next.stage, "step": next.step, "at": next.at, "done": done});
+                let event = SseEvent::default().event("stage").id(next.step.to_string()).data(data.to_string());
+                return Some((Ok(event), cursor));
+            }
+            if cursor.sent == Stage::ALL.len() {
+                return None;
+            }
+            match store::history(&cursor.pool, cursor.id).await {
+                Ok(history) if history.len() > cursor.sent => {
+                    cursor.pending.extend(history.into_iter().skip(cursor.sent).map(entry));
+                    cursor.sent += cursor.pending.len();
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "Cannot read order history for a live stream"),
+            }
+            tokio::select! {
+                _ = cursor.changes.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,151 @@
+//! Orders and their history in storage. Write transactions start with their write so that
+//! SQLite takes the write lock up front (two replicas share the file).
+
+use shop_events::{Customer, LineItem, Money, OrderId, PaymentId, Stage};
+use shop_platform::db::{Pool, Transaction};
+use sqlx::Row;
+
+use crate::status::OrderStatus;
+
+#[derive(Clone, Debug)]
+pub struct Order {
+    pub id: OrderId,
+    pub status: OrderStatus,
+    pub customer: Customer,
+    pub items: Vec<LineItem>,
+    pub total: Money,
+    pub payment_id: PaymentId,
+    pub payment_url: String,
+    pub delivery_id: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub request_hash: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, status, customer_name, customer_email, customer_phone, items, total_cents, payment_id, \
+                       payment_url, delivery_id, idempotency_key, request_hash, created_at, updated_at";
+
+fn from_row(row: sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
+    let bad = |what: &str| sqlx::Error::Decode(format!("stored order has a bad {what}").into());
+    Ok(Order {
+        id: OrderId::parse(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad("id"))?,
+        status: OrderStatus::parse(row.try_get::<String, _>(1)?.as_str()).ok_or_else(|| bad("status"))?,
+        customer: Customer { name: row.try_get(2)?, email: row.try_get(3)?, phone: row.try_get(4)? },
+        items: serde_json::from_str(row.try_get::<String, _>(5)?.as_str()).map_err(|_| bad("items"))?,
+        total: Money::from_cents(row.try_get(6)?).map_err(|_| bad("total"))?,
+        payment_id: PaymentId::parse(row.try_get::<String, _>(7)?.as_str()).map_err(|_| bad("payment id"))?,
+        payment_url: row.try_get(8)?,
+        delivery_id: row.try_get(9)?,
+        idempotency_key: row.try_get(10)?,
+        request_hash: row.try_get(11)?,
+        created_at: row.try_get(12)?,
+        updated_at: row.try_get(13)?,
+    })
+}
+
+/// Inserts the order unless one with its id exists. Returns whether it was inserted.
+pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(&format!(
+        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT DO NOTHING"
+    ))
+    .bind(order.id.to_string())
+    .bind(order.status.as_str())
+    .bind(&order.customer.name)
+    .bind(&order.customer.email)
+    .bind(&order.customer.phone)
+    .bind(serde_json::to_string(&order.items).expect("line items serialize"))
+    .bind(order.total.cents())
+    .bind(order.payment_id.to_string())
+    .bind(&order.payment_url)
+    .bind(order.delivery_id.clone())
+    .bind(order.idempotency_key.clone())
+    .bind(&order.request_hash)
+    .bind(order.created_at)
+    .bind(order.updated_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Moves the order from `from` to `to` if it is still at `from`.
+pub async fn update_status(
+    tx: &mut Transaction<'_>,
+    id: OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+    delivery_id: Option<&str>,
+    at: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE orders SET status = $1, updated_at = $2, delivery_id = COALESCE($3, delivery_id) \
+         WHERE id = $4 AND status = $5",
+    )
+    .bind(to.as_str())
+    .bind(at)
+    .bind(delivery_id.map(str::to_owned))
+    .bind(id.to_string())
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn add_history(tx: &mut Transaction<'_>, id: OrderId, stages: &[Stage], at: i64) -> Result<(), sqlx::Error> {
+    for stage in stages {
+        sqlx::query("INSERT INTO order_history (order_id, stage, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(id.to_string())
+            .bind(stage.as_str())
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    id: OrderId,
+) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(executor)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn find_by_key(pool: &Pool, key: &str) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE idempotency_key = $1"))
+        .bind(key)
+        .fetch_optional(pool)
+        .await?
+        .map(from_row)
+        .transpose()
+}
+
+pub async fn list_by_email(pool: &Pool, email: &str, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE customer_email = $1 ORDER BY created_at DESC LIMIT $2"))
+        .bind(email)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(from_row)
+        .collect()
+}
+
+/// The stages reached, in journey order, with when.
+pub async fn history(pool: &Pool, id: OrderId) -> Result<Vec<(Stage, i64)>, sqlx::Error> {
+    let rows = sqlx::query("SELECT stage, at FROM order_history WHERE order_id = $1")
+        .bind(id.to_string())
+        .fetch_all(pool)
+        .await?;
+    let mut stages: Vec<(Stage, i64)> = rows
+        .into_iter()
+        .filter_map(|row| Some((Stage::parse(row.try_get::<String, _>(0).ok()?.as_str())?, row.try_get(1).ok()?)))
+        .collect();
+    stages.sort_by_key(|(stage, _)| *stage);
+    Ok(stages)
+}

@@ -1,0 +1,193 @@
+//! The payment API and the hosted payment page.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use shop_events::{Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
+use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::http::{ApiError, ApiJson, ApiPath};
+use shop_platform::outbox::Outbox;
+use shop_platform::trace::TraceParent;
+
+use crate::store::{self, Payment};
+use crate::PaymentStatus;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    pub outbox: Outbox,
+    pub instance: String,
+    pub public_url: String,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/payments", post(create_payment))
+        .route("/payments/{payment_id}", get(get_payment))
+        .route("/payments/{payment_id}/pay", post(pay))
+        .route("/pay/{payment_id}", get(payment_page))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreatePayment {
+    order_id: OrderId,
+    amount: Money,
+    customer: CustomerInput,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerInput {
+    name: String,
+    email: String,
+    phone: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentView {
+    payment_id: PaymentId,
+    order_id: OrderId,
+    amount: Money,
+    status: PaymentStatus,
+    payment_url: String,
+    customer: Customer,
+    created_at: String,
+    paid_at: Option<String>,
+}
+
+impl AppState {
+    fn payment_url(&self, id: PaymentId) -> String {
+        format!("{}/pay/{id}", self.public_url)
+    }
+
+    fn view(&self, payment: Payment) -> PaymentView {
+        PaymentView {
+            payment_url: self.payment_url(payment.id),
+            payment_id: payment.id,
+            order_id: payment.order_id,
+            amount: payment.amount,
+            status: payment.status,
+            customer: payment.customer,
+            created_at: rfc3339(payment.created_at),
+            paid_at: payment.paid_at.map(rfc3339),
+        }
+    }
+}
+
+/// Opens the payment of an order. Idempotent per order: asking again returns the same one.
+#[tracing::instrument(skip_all, fields(order_id))]
+async fn create_payment(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreatePayment>,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("order_id", tracing::field::display(request.order_id));
+    let customer = Customer::parse(&request.customer.name, &request.customer.email, &request.customer.phone)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    if request.amount.cents() == 0 {
+        return Err(ApiError::unprocessable("amount must be more than 0"));
+    }
+    let payment = Payment {
+        id: PaymentId::new(),
+        order_id: request.order_id,
+        amount: request.amount,
+        status: PaymentStatus::Created,
+        customer,
+        created_at: now_millis(),
+        paid_at: None,
+    };
+    let trace = TraceParent::root();
+    let mut tx = state.pool.begin().await?;
+    if !store::insert(&mut tx, &payment).await? {
+        let existing = store::find_by_order(&mut *tx, payment.order_id)
+            .await?
+            .ok_or_else(|| ApiError::unavailable("payment changed concurrently, try again"))?;
+        tx.rollback().await?;
+        if existing.amount != payment.amount {
+            return Err(ApiError::conflict(format!(
+                "order {} already has a payment of {}, not {}",
+                payment.order_id, existing.amount, payment.amount
+            )));
+        }
+        return Ok((StatusCode::OK, Json(state.view(existing))).into_response());
+    }
+    let event = Event::PaymentCreated(PaymentCreated {
+        payment_id: payment.id,
+        amount: payment.amount,
+        payment_url: state.payment_url(payment.id),
+        customer: payment.customer.clone(),
+    });
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, Some(&trace)).await?;
+    let message = format!("Payment {} of {} created", payment.id, payment.amount);
+    state.outbox.audit(&mut tx, payment.order_id, &state.instance, "payment.created", message, Some(&trace)).await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    tracing::info!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
+    Ok((StatusCode::CREATED, Json(state.view(payment))).into_response())
+}
+
+async fn get_payment(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<PaymentId>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(state.view(payment)))
+}
+
+/// Pays once: the first call wins (200), every later or concurrent one gets a 409 and
+/// publishes nothing.
+#[tracing::instrument(skip_all, fields(payment_id = %id))]
+async fn pay(State(state): State<AppState>, ApiPath(id): ApiPath<PaymentId>) -> Result<Json<PaymentView>, ApiError> {
+    let trace = TraceParent::root();
+    let mut tx = state.pool.begin().await?;
+    if !store::mark_made(&mut tx, id).await? {
+        let existing = store::find(&mut *tx, id).await?;
+        tx.rollback().await?;
+        return Err(match existing {
+            None => not_found(id),
+            Some(payment) => ApiError::conflict(format!("payment {id} is already {}", payment.status.as_str())),
+        });
+    }
+    let payment = store::find(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+    let event = Event::PaymentMade(PaymentMade {
+        payment_id: payment.id,
+        amount: payment.amount,
+        customer: payment.customer.clone(),
+    });
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, Some(&trace)).await?;
+    let message = format!("Payment {} of {} made", payment.id, payment.amount);
+    state.outbox.audit(&mut tx, payment.order_id, &state.instance, "payment.made", message, Some(&trace)).await?;
+    tx.commit().await?;
+    state.outbox.wake();
+    tracing::info!(order_id = %payment.order_id, "Payment made");
+    Ok(Json(state.view(payment)))
+}
+
+fn not_found(id: PaymentId) -> ApiError {
+    ApiError::not_found(format!("no payment {id}"))
+}
+
+/// The gateway's hosted page behind every payment link.
+async fn payment_page(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<PaymentId>,
+) -> Result<Html<String>, ApiError> {
+    let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Html(crate::http::page(&payment)))
+}
+
+fn page(payment: &Payment) -> String {
+    let paid = payment.status == PaymentStatus::Made;
+    format!(
+        include_str!("pay.html"),
+        amount = payment.amount,
+        order = payment.order_id,
+        payment = payment.id,
+        state = if paid { "paid" } else { "open" },
+    )
+}

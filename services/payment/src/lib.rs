@@ -1,0 +1,48 @@
+//! The payment service: the gateway that owns payments. Order opens a payment per order
+//! (`POST /payments`, idempotent per order), the customer pays it once
+//! (`POST /payments/{id}/pay`), and each change is published through the outbox.
+
+mod config;
+mod http;
+mod status;
+mod store;
+
+pub use config::Config;
+pub use status::{AlreadyPaid, PaymentStatus};
+
+use shop_platform::host::ServiceHost;
+use shop_platform::outbox::{Outbox, Relay};
+use shop_platform::{db, http as web, kafka, Shutdown};
+
+pub const SERVICE: &str = "payment";
+
+pub struct Service {
+    host: ServiceHost,
+}
+
+impl Service {
+    pub async fn build(config: Config) -> anyhow::Result<Service> {
+        let instance = config.http.instance(SERVICE);
+        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
+        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
+        let outbox = Outbox::new(SERVICE);
+        let listener = web::bind(&config.http.host, config.http_port).await?;
+        let state = http::AppState {
+            pool: pool.clone(),
+            outbox: outbox.clone(),
+            instance: instance.clone(),
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
+        };
+        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
+        let host = ServiceHost::new(listener, router).with_relay(Relay::new(pool, producer, &outbox, &instance));
+        Ok(Service { host })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.host.port()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.host.run_until_stopped(shutdown).await
+    }
+}
