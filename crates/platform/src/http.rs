@@ -23,6 +23,11 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::Shutdown;
 
+/// Liveness: the process answers.
+pub const LIVENESS_PATH: &str = "/healthz";
+/// Readiness: storage and Kafka answer.
+pub const READINESS_PATH: &str = "/readyz";
+
 /// The largest request body any endpoint takes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
@@ -177,8 +182,8 @@ pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(),
 
 /// `GET /healthz` (the process answers) and `GET /readyz` (every check passes).
 pub fn health_routes(checks: Vec<ReadinessCheck>) -> Router {
-    Router::new().route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) })).route(
-        "/readyz",
+    Router::new().route(LIVENESS_PATH, get(|| async { axum::Json(serde_json::json!({"status": "ok"})) })).route(
+        READINESS_PATH,
         get(move || {
             let checks = checks.clone();
             async move {
