@@ -200,7 +200,8 @@ impl Relay {
                     headers = headers.insert(Header { key: TRACEPARENT_HEADER, value: Some(trace) });
                 }
                 let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
-                self.producer.send_result(record)
+                // Keep only the error; the rejected record itself is not needed.
+                self.producer.send_result(record).map_err(|(error, _)| error)
             })
             .collect();
         // Delete only the acknowledged prefix: a later row must not go out before an earlier one.
@@ -212,7 +213,7 @@ impl Relay {
                     .await
                     .map_err(|_| anyhow::anyhow!("producer went away"))
                     .and_then(|r| r.map(|_| ()).map_err(|(error, _)| anyhow::anyhow!(error))),
-                Err((error, _)) => Err(anyhow::anyhow!(error)),
+                Err(error) => Err(anyhow::anyhow!(error)),
             };
             match outcome {
                 Ok(()) if failure.is_none() => acknowledged.push(row.id.as_str()),

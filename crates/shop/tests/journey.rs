@@ -1,0 +1,229 @@
+//! The whole journey of the design, end to end, on the real binary with its embedded
+//! broker: one order through the seven stages over HTTP, with every status, the live stage
+//! stream, 7 pushes, 7 emails received over SMTP, and the audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use support::{eventually, url, System};
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const STAGES: [&str; 7] =
+    ["created", "paymentCreated", "paymentMade", "readyToShip", "shipping", "shipped", "delivered"];
+
+fn order_body() -> Value {
+    json!({
+        "customer": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+44 20 7946 0000"},
+        "items": [{"sku": "TEA-01", "quantity": 2, "unitPrice": 12.5}, {"sku": "MUG-02", "quantity": 1, "unitPrice": 8.99}]
+    })
+}
+
+async fn wait_for_status(system: &System, port: u16, order_id: &str, status: &str) -> Value {
+    eventually(&format!("order {order_id} to be {status}"), PATIENCE, || async {
+        let (code, order) = system.get(port, &format!("/orders/{order_id}")).await;
+        (code == 200 && order["status"] == status).then_some(order)
+    })
+    .await
+}
+
+/// Collects the `stage` events of the order's live stream until it ends.
+async fn follow_stages(http: reqwest::Client, stream_url: String) -> Vec<String> {
+    let response = http.get(stream_url).timeout(Duration::from_secs(120)).send().await.expect("stream opens");
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+    }
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .map(|event| event["stage"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_order_goes_through_all_seven_stages_with_a_push_and_an_email_at_each() {
+    let mut system = System::start().await;
+    let [order_1, order_2] = system.order;
+
+    // 1. Create the order: it is stored, payment is opened, and the customer gets the link.
+    let (code, created) = system.post(order_1, "/orders", Some(order_body())).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["status"], "created");
+    assert_eq!(created["total"], json!(33.99));
+    let order_id = created["orderId"].as_str().unwrap().to_owned();
+    let payment_id = created["paymentId"].as_str().unwrap().to_owned();
+    let payment_url = created["paymentUrl"].as_str().unwrap().to_owned();
+    assert!(payment_url.ends_with(&format!("/pay/{payment_id}")), "{payment_url}");
+    let stages = tokio::spawn(follow_stages(system.http.clone(), url(order_2, &format!("/orders/{order_id}/events"))));
+
+    // 2. The payment exists at the gateway, created, for the order's total.
+    let (code, payment) = system.get(system.payment[1], &format!("/payments/{payment_id}")).await;
+    assert_eq!(code, 200);
+    assert_eq!((payment["status"].clone(), payment["amount"].clone()), (json!("created"), json!(33.99)));
+
+    // 3. Pay once (200), and again (409, nothing more published).
+    let (code, paid) = system.post(system.payment[1], &format!("/payments/{payment_id}/pay"), None).await;
+    assert_eq!((code, paid["status"].clone()), (200, json!("made")));
+    let (code, again) = system.post(system.payment[0], &format!("/payments/{payment_id}/pay"), None).await;
+    assert_eq!(code, 409);
+    assert!(again["error"].as_str().unwrap().contains("already"), "{again}");
+
+    // 4-5. Order becomes readyToShip, delivery opens and acknowledges: shipping.
+    wait_for_status(&system, order_2, &order_id, "shipping").await;
+    let (code, delivery) = system.get(system.delivery, &format!("/deliveries/{order_id}")).await;
+    assert_eq!((code, delivery["status"].clone()), (200, json!("shipping")));
+
+    // The courier cannot deliver what has not shipped.
+    let (code, refused) = system.post(system.delivery, &format!("/deliveries/{order_id}/delivered"), None).await;
+    assert_eq!(code, 409, "{refused}");
+
+    // 6. Shipped.
+    let (code, _) = system.post(system.delivery, &format!("/deliveries/{order_id}/shipped"), None).await;
+    assert_eq!(code, 202);
+    wait_for_status(&system, order_1, &order_id, "shipped").await;
+    let (code, _) = system.post(system.delivery, &format!("/deliveries/{order_id}/shipped"), None).await;
+    assert_eq!(code, 409, "shipping twice is refused");
+
+    // 7. Delivered.
+    let (code, _) = system.post(system.delivery, &format!("/deliveries/{order_id}/delivered"), None).await;
+    assert_eq!(code, 202);
+    let order = wait_for_status(&system, order_2, &order_id, "delivered").await;
+    let history: Vec<&str> =
+        order["history"].as_array().unwrap().iter().map(|h| h["stage"].as_str().unwrap()).collect();
+    assert_eq!(history, STAGES);
+
+    // The live stream told every stage, in order, then ended.
+    let streamed = tokio::time::timeout(PATIENCE, stages).await.expect("the stream ends after delivered").unwrap();
+    assert_eq!(streamed, STAGES);
+
+    // One push per stage, exactly.
+    let pushes = eventually("7 pushes", PATIENCE, || async {
+        let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
+        let pushes = pushes.as_array().cloned().unwrap_or_default();
+        (pushes.len() >= 7).then_some(pushes)
+    })
+    .await;
+    let mut pushed: Vec<&str> = pushes.iter().map(|p| p["stage"].as_str().unwrap()).collect();
+    pushed.sort_by_key(|stage| STAGES.iter().position(|s| s == stage));
+    assert_eq!(pushed, STAGES);
+    assert!(
+        pushes.iter().any(|p| p["body"].as_str().unwrap().contains(&payment_url)),
+        "a push carries the payment link"
+    );
+
+    // One email per stage, exactly, received over SMTP, addressed to the customer.
+    let emails = eventually("7 emails", PATIENCE, || async {
+        let (_, emails) = system.get(system.email, &format!("/api/emails?orderId={order_id}")).await;
+        let emails = emails.as_array().cloned().unwrap_or_default();
+        (emails.len() >= 7).then_some(emails)
+    })
+    .await;
+    assert_eq!(emails.len(), 7);
+    assert!(emails.iter().all(|e| e["to"].as_str().unwrap().contains("ada@example.com")));
+    assert!(emails.iter().any(|e| e["subject"].as_str().unwrap().contains("delivered")));
+    assert!(emails.iter().any(|e| e["body"].as_str().unwrap().contains(&payment_url)));
+
+    // The audit trail has every service's part.
+    let actions = eventually("the audit trail", PATIENCE, || async {
+        let (_, logs) = system.get(system.logging, &format!("/logs?orderId={order_id}")).await;
+        let actions: Vec<String> =
+            logs.as_array()?.iter().map(|l| l["action"].as_str().unwrap_or_default().to_owned()).collect();
+        (actions.len() >= 10).then_some(actions)
+    })
+    .await;
+    for action in [
+        "order.created",
+        "payment.created",
+        "payment.made",
+        "order.readyToShip",
+        "delivery.opened",
+        "order.shipping",
+        "delivery.shipped",
+        "order.shipped",
+        "delivery.delivered",
+        "order.delivered",
+    ] {
+        assert_eq!(actions.iter().filter(|a| *a == action).count(), 1, "{action} in {actions:?}");
+    }
+
+    // Nothing arrives twice later on.
+    let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
+    assert_eq!(pushes.as_array().unwrap().len(), 7);
+
+    assert!(system.stop().success(), "shop up stops cleanly on SIGTERM");
+}
+
+#[tokio::test]
+async fn bad_requests_get_a_json_error_and_change_nothing() {
+    let system = System::start().await;
+    let order = system.order[0];
+    let unknown = "01a21288-1d8c-7666-97e3-9bd1cc0e5e8b";
+    let cases: Vec<(u16, &str, String, Option<Value>, u16)> = vec![
+        (order, "POST", "/orders".to_owned(), Some(json!({"customer": {"name": "A"}, "items": []})), 422),
+        (
+            order,
+            "POST",
+            "/orders".to_owned(),
+            Some(json!({"customer": {"name": "A", "email": "a@b.co", "phone": "12345"}, "items": []})),
+            422,
+        ),
+        (
+            order,
+            "POST",
+            "/orders".to_owned(),
+            Some(
+                json!({"customer": {"name": "A", "email": "nope", "phone": "12345"}, "items": [{"sku": "X", "quantity": 1, "unitPrice": 1}]}),
+            ),
+            422,
+        ),
+        (
+            order,
+            "POST",
+            "/orders".to_owned(),
+            Some(
+                json!({"customer": {"name": "A", "email": "a@b.co", "phone": "12345"}, "items": [{"sku": "X", "quantity": -1, "unitPrice": 1}]}),
+            ),
+            422,
+        ),
+        (
+            order,
+            "POST",
+            "/orders".to_owned(),
+            Some(
+                json!({"customer": {"name": "A", "email": "a@b.co", "phone": "12345"}, "items": [{"sku": "X", "quantity": "two", "unitPrice": 1}]}),
+            ),
+            422,
+        ),
+        (order, "GET", format!("/orders/{unknown}"), None, 404),
+        (order, "GET", "/orders/not-a-uuid".to_owned(), None, 400),
+        (system.payment[0], "POST", format!("/payments/{unknown}/pay"), None, 404),
+        (system.delivery, "POST", format!("/deliveries/{unknown}/shipped"), None, 404),
+        (system.delivery, "GET", format!("/deliveries/{unknown}"), None, 404),
+        (system.mobile, "GET", "/api/notifications".to_owned(), None, 400),
+        (order, "GET", "/no/such/route".to_owned(), None, 404),
+    ];
+    for (port, method, path, body, expected) in cases {
+        let (code, answer) = match method {
+            "GET" => system.get(port, &path).await,
+            _ => system.post(port, &path, body.clone()).await,
+        };
+        assert_eq!(code, expected, "{method} {path} {body:?} answered {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: no JSON error in {answer}");
+    }
+    let malformed = system
+        .http
+        .post(url(order, "/orders"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let (_, orders) = system.get(order, "/orders?email=a@b.co").await;
+    assert_eq!(orders, json!([]), "no bad request created an order");
+}
