@@ -38,11 +38,14 @@ pub fn producer(brokers: &str, client_id: &str) -> Result<Producer, KafkaError> 
         .create()
 }
 
-/// A consumer in `group`. Offsets are stored by the consumer loop after each record's
+/// A consumer in `group`, a static member named `client_id`. Offsets are stored by the consumer loop after each record's
 /// effect is committed, and auto-committed from there; nothing is stored ahead of the work.
 pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
     base(brokers, client_id)
         .set("group.id", group)
+        // Static membership: a replica restarted under the same name takes its partitions
+        // back at once instead of waiting for its old session to expire.
+        .set("group.instance.id", client_id)
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")

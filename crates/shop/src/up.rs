@@ -1,7 +1,8 @@
 //! `shop up`: the whole system on one machine. Starts the embedded broker (unless
 //! `--kafka-brokers` names a cluster), creates the 11 topics, starts every service as its own
 //! process (`shop serve <service>`, order and payment twice), waits until each is ready,
-//! prints the URLs, and on Ctrl-C or SIGTERM stops the services, then the broker.
+//! prints the URLs, restarts a service that dies, and on Ctrl-C or SIGTERM stops the
+//! services, then the broker.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,6 +21,7 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 const READY_WITHIN: Duration = Duration::from_secs(90);
 
 /// One process to start: `shop serve <service>` with its environment.
+#[derive(Clone)]
 struct Plan {
     instance: String,
     service: &'static str,
@@ -30,7 +32,13 @@ struct Plan {
 struct Running {
     plan: Plan,
     child: Child,
+    /// Restarts in a row that ended within a minute: a service that keeps dying stops all.
+    quick_restarts: u32,
+    started: tokio::time::Instant,
 }
+
+/// A service that dies this many times in a row, each within a minute, stops the system.
+const MAX_QUICK_RESTARTS: u32 = 5;
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.order_ports.len() == 2, "--order-ports takes two ports, one per replica");
@@ -64,7 +72,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             println!("Stopping…");
             Ok(())
         }
-        exited = first_exit(&mut running) => Err(exited),
+        failed = supervise(&mut running) => Err(failed),
     };
     stop_all(&mut running).await;
     if let Some(broker) = broker {
@@ -123,7 +131,6 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
         let mut env = vec![
             ("HTTP_HOST", host.clone()),
             ("HTTP_PORT", port.to_string()),
-            ("INSTANCE_ID", instance.clone()),
             ("KAFKA_BROKERS", brokers.to_owned()),
             ("DATA_DIR", data_dir.clone()),
         ];
@@ -159,7 +166,7 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
 fn spawn(plan: Plan) -> anyhow::Result<Running> {
     let exe = std::env::current_exe().context("cannot find the shop binary")?;
     let mut child = Command::new(exe)
-        .args(["serve", plan.service])
+        .args(["serve", plan.service, "--instance-id", &plan.instance])
         .envs(plan.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(PARENT_WATCH_ENV, "1")
         .stdin(Stdio::piped())
@@ -177,7 +184,7 @@ fn spawn(plan: Plan) -> anyhow::Result<Running> {
             }
         });
     }
-    Ok(Running { plan, child })
+    Ok(Running { plan, child, quick_restarts: 0, started: tokio::time::Instant::now() })
 }
 
 type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
@@ -208,15 +215,31 @@ async fn wait_until_ready(host: &str, running: &mut [Running]) -> anyhow::Result
     Ok(())
 }
 
-/// Resolves when a service exits by itself, which stops the whole system.
-async fn first_exit(running: &mut [Running]) -> anyhow::Error {
+/// Restarts a service that exits by itself, as a process supervisor would; resolves only
+/// when one keeps failing right after each start.
+async fn supervise(running: &mut [Running]) -> anyhow::Error {
     loop {
         for service in running.iter_mut() {
-            if let Ok(Some(status)) = service.child.try_wait() {
-                return anyhow::anyhow!("{} exited unexpectedly ({status}); stopped everything", service.plan.instance);
+            let Ok(Some(status)) = service.child.try_wait() else { continue };
+            let quick = service.started.elapsed() < Duration::from_secs(60);
+            service.quick_restarts = if quick { service.quick_restarts + 1 } else { 1 };
+            if service.quick_restarts > MAX_QUICK_RESTARTS {
+                return anyhow::anyhow!(
+                    "{} exited {MAX_QUICK_RESTARTS} times in a row ({status}); stopped everything",
+                    service.plan.instance
+                );
+            }
+            eprintln!("{} exited ({status}); restarting it", service.plan.instance);
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(service.quick_restarts))).await;
+            match spawn(service.plan.clone()) {
+                Ok(restarted) => {
+                    service.child = restarted.child;
+                    service.started = restarted.started;
+                }
+                Err(error) => return error,
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -110,12 +110,141 @@ impl System {
         read(response).await
     }
 
+    /// A GET that may find the service down (being restarted): None then.
+    pub async fn try_get(&self, port: u16, path: &str) -> Option<(u16, Value)> {
+        Some(read(self.http.get(url(port, path)).send().await.ok()?).await)
+    }
+
     pub async fn post(&self, port: u16, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.post(url(port, path));
         if let Some(body) = body {
             request = request.json(&body);
         }
         read(request.send().await.expect("POST answered")).await
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.broker)
+    }
+
+    /// SIGKILLs the service process `instance` (e.g. `order-1`) that this system's `shop up`
+    /// started; `shop up` then restarts it. Returns the pid killed.
+    pub fn kill_service(&self, instance: &str) -> i32 {
+        let parent = self.child.id().to_string();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+            let is_child = status.lines().any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == parent));
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> =
+                cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            if is_child && args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance) {
+                let pid: i32 = pid.parse().unwrap();
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+                return pid;
+            }
+        }
+        panic!("no running {instance} under shop up");
+    }
+
+    /// Creates an order for `email` and returns (orderId, paymentId).
+    pub async fn create_order(&self, port: u16, email: &str, key: Option<&str>) -> (String, String) {
+        let mut request = self.http.post(url(port, "/orders")).json(&order_for(email));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let (code, created) = read(request.send().await.unwrap()).await;
+        assert_eq!(code, 201, "{created}");
+        (created["orderId"].as_str().unwrap().to_owned(), created["paymentId"].as_str().unwrap().to_owned())
+    }
+
+    pub async fn wait_for_status(&self, order_id: &str, status: &str) {
+        let path = format!("/orders/{order_id}");
+        let mut attempt = 0;
+        eventually(&format!("order {order_id} to be {status}"), PATIENCE, || {
+            // Ask either replica, as a client behind a load balancer would.
+            attempt += 1;
+            let (port, path) = (self.order[attempt % 2], path.clone());
+            async move {
+                let (code, order) = self.try_get(port, &path).await?;
+                (code == 200 && order["status"] == status).then_some(())
+            }
+        })
+        .await
+    }
+
+    /// Takes an order from payment to delivered through the public APIs.
+    pub async fn complete(&self, order_id: &str, payment_id: &str) {
+        let (code, _) = self.post(self.payment[0], &format!("/payments/{payment_id}/pay"), None).await;
+        assert_eq!(code, 200);
+        self.wait_for_status(order_id, "shipping").await;
+        self.courier(order_id, "shipped").await;
+        self.wait_for_status(order_id, "shipped").await;
+        self.courier(order_id, "delivered").await;
+        self.wait_for_status(order_id, "delivered").await;
+    }
+
+    /// A courier action, retried while the system is catching up (e.g. after a restart).
+    pub async fn courier(&self, order_id: &str, action: &str) {
+        let path = format!("/deliveries/{order_id}/{action}");
+        eventually(&format!("courier {action} of {order_id}"), PATIENCE, || async {
+            self.http.post(url(self.delivery, &path)).send().await.ok().filter(|r| r.status() == 202).map(|_| ())
+        })
+        .await
+    }
+
+    /// Waits for `count` pushes and emails for the order and returns what arrived.
+    pub async fn notifications(&self, order_id: &str, count: usize) -> (Vec<Value>, Vec<Value>) {
+        let list = |port: u16, path: String| async move {
+            let (_, items) = self.try_get(port, &path).await.unwrap_or_default();
+            items.as_array().cloned().unwrap_or_default()
+        };
+        let pushes = eventually(&format!("{count} pushes for {order_id}"), PATIENCE, || async {
+            let items = list(self.mobile, format!("/api/notifications?orderId={order_id}")).await;
+            (items.len() >= count).then_some(items)
+        })
+        .await;
+        let emails = eventually(&format!("{count} emails for {order_id}"), PATIENCE, || async {
+            let items = list(self.email, format!("/api/emails?orderId={order_id}")).await;
+            (items.len() >= count).then_some(items)
+        })
+        .await;
+        (pushes, emails)
+    }
+
+    /// Waits until every consumer group has committed up to the end of its topics.
+    pub async fn wait_until_consumed(&self) {
+        let brokers = self.brokers();
+        eventually("every consumer group to catch up", PATIENCE, || {
+            let brokers = brokers.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let stage_topics = [
+                        "orders-created",
+                        "payments-created",
+                        "payments-made",
+                        "orders-ready-to-ship",
+                        "orders-shipping",
+                        "orders-shipped",
+                        "orders-delivered",
+                    ];
+                    let groups: [(&str, &[&str]); 5] = [
+                        (
+                            "order-service",
+                            &["payments-made", "delivery-shipping", "delivery-shipped", "delivery-delivered"],
+                        ),
+                        ("delivery-service", &["orders-ready-to-ship"]),
+                        ("notification-mobile", &stage_topics),
+                        ("notification-email", &stage_topics),
+                        ("logging-service", &["logging-events"]),
+                    ];
+                    groups.iter().all(|(group, topics)| kafka::caught_up(&brokers, group, topics)).then_some(())
+                })
+                .await
+                .unwrap()
+            }
+        })
+        .await
     }
 
     /// Stops `shop up` the way Ctrl-C does and reports whether it exited cleanly.
@@ -144,6 +273,15 @@ impl Drop for System {
     }
 }
 
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+pub fn order_for(email: &str) -> Value {
+    serde_json::json!({
+        "customer": {"name": "Grace Hopper", "email": email, "phone": "+1 555 0100"},
+        "items": [{"sku": "BOOK-7", "quantity": 1, "unitPrice": 20}]
+    })
+}
+
 pub fn url(port: u16, path: &str) -> String {
     format!("http://127.0.0.1:{port}{path}")
 }
@@ -167,5 +305,128 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Kafka access for tests: read a topic, write raw records, see what a group has done.
+pub mod kafka {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, Headers, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    #[derive(Clone, Debug)]
+    pub struct Record {
+        pub key: Option<String>,
+        pub payload: Option<Vec<u8>>,
+        pub headers: Vec<(String, String)>,
+    }
+
+    impl Record {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        }
+    }
+
+    fn reader(brokers: &str, group: &str) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("a test consumer")
+    }
+
+    /// Every record now on `topic` (all partitions), read without joining any group.
+    pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+        let consumer = reader(brokers, "shop-test-reader");
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
+        let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = std::collections::HashMap::new();
+        let mut next = std::collections::HashMap::new();
+        for &p in &partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+            ends.insert(p, high);
+            next.insert(p, low);
+            assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut records = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let done = |next: &std::collections::HashMap<i32, i64>| partitions.iter().all(|p| next[p] >= ends[p]);
+        // Past the watermarks read on, until the topic is quiet: a broker may report a high
+        // watermark that lags the last record it already serves.
+        let mut quiet_since = Instant::now();
+        while (!done(&next) || quiet_since.elapsed() < Duration::from_millis(1500)) && Instant::now() < deadline {
+            let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else { continue };
+            quiet_since = Instant::now();
+            let position = next.get_mut(&message.partition()).unwrap();
+            if message.offset() < *position {
+                continue; // seen already
+            }
+            *position = message.offset() + 1;
+            records.push(Record {
+                key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        assert!(done(&next), "could not read all of {topic}: at {next:?} of {ends:?}");
+        records
+    }
+
+    pub fn records_for(brokers: &str, topic: &str, key: &str) -> Vec<Record> {
+        read_all(brokers, topic).into_iter().filter(|r| r.key.as_deref() == Some(key)).collect()
+    }
+
+    pub async fn produce(brokers: &str, topic: &str, record: &Record) {
+        let producer: FutureProducer =
+            ClientConfig::new().set("bootstrap.servers", brokers).create().expect("a test producer");
+        let mut headers = OwnedHeaders::new();
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header { key, value: Some(value) });
+        }
+        let mut out = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = &record.key {
+            out = out.key(key);
+        }
+        if let Some(payload) = &record.payload {
+            out = out.payload(payload);
+        }
+        producer.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("record produced");
+    }
+
+    /// Has `group` committed offsets up to the end of every partition of `topics`?
+    pub fn caught_up(brokers: &str, group: &str, topics: &[&str]) -> bool {
+        let consumer = reader(brokers, group);
+        let mut wanted = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for topic in topics {
+            let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else { return false };
+            for partition in metadata.topics()[0].partitions() {
+                let Ok((_, high)) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)) else {
+                    return false;
+                };
+                wanted.add_partition(topic, partition.id());
+                ends.push((topic.to_string(), partition.id(), high));
+            }
+        }
+        let Ok(committed) = consumer.committed_offsets(wanted, Duration::from_secs(10)) else { return false };
+        ends.into_iter().all(|(topic, partition, high)| {
+            high == 0
+                || matches!(committed.find_partition(&topic, partition).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= high)
+        })
     }
 }

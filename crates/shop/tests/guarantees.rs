@@ -1,0 +1,247 @@
+//! The guarantees of the design, each shown on the real system: duplicates and replays change
+//! nothing twice, poison records are set aside without blocking, concurrent pays and retried
+//! creates have one effect, and killed services lose and double nothing.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+use support::kafka::{self, Record};
+use support::{order_for, System};
+
+const STAGE_TOPICS: [&str; 7] = [
+    "orders-created",
+    "payments-created",
+    "payments-made",
+    "orders-ready-to-ship",
+    "orders-shipping",
+    "orders-shipped",
+    "orders-delivered",
+];
+const ALL_TOPICS: [&str; 11] = [
+    "orders-created",
+    "payments-created",
+    "payments-made",
+    "orders-ready-to-ship",
+    "delivery-shipping",
+    "orders-shipping",
+    "delivery-shipped",
+    "orders-shipped",
+    "delivery-delivered",
+    "orders-delivered",
+    "logging-events",
+];
+
+async fn records(system: &System, topic: &str, key: &str) -> Vec<Record> {
+    let (brokers, topic, key) = (system.brokers(), topic.to_owned(), key.to_owned());
+    tokio::task::spawn_blocking(move || kafka::records_for(&brokers, &topic, &key)).await.unwrap()
+}
+
+/// What the customer and the operator can see of one order.
+async fn observed(system: &System, order_id: &str) -> (Value, usize, usize, Vec<String>) {
+    let (_, order) = system.get(system.order[0], &format!("/orders/{order_id}")).await;
+    let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
+    let (_, emails) = system.get(system.email, &format!("/api/emails?orderId={order_id}")).await;
+    let (_, logs) = system.get(system.logging, &format!("/logs?orderId={order_id}")).await;
+    let actions = logs.as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap().to_owned()).collect();
+    (order, pushes.as_array().unwrap().len(), emails.as_array().unwrap().len(), actions)
+}
+
+fn assert_once_each(order: &Value, pushes: usize, emails: usize, actions: &[String]) {
+    assert_eq!(order["status"], "delivered");
+    let history: Vec<&str> =
+        order["history"].as_array().unwrap().iter().map(|h| h["stage"].as_str().unwrap()).collect();
+    assert_eq!(history.len(), 7, "{history:?}");
+    assert_eq!(history.iter().collect::<BTreeSet<_>>().len(), 7, "a stage doubled: {history:?}");
+    assert_eq!((pushes, emails), (7, 7), "pushes and emails");
+    let distinct: BTreeSet<&String> = actions.iter().collect();
+    assert_eq!(distinct.len(), actions.len(), "an audit record doubled: {actions:?}");
+    assert_eq!(actions.len(), 10, "{actions:?}");
+}
+
+#[tokio::test]
+async fn a_duplicated_or_replayed_event_changes_nothing_twice() {
+    let system = System::start().await;
+    let (order_id, payment_id) = system.create_order(system.order[0], "dup@example.com", None).await;
+    system.complete(&order_id, &payment_id).await;
+    system.notifications(&order_id, 7).await;
+    system.wait_until_consumed().await;
+    let before = observed(&system, &order_id).await;
+    let published_before = records(&system, "orders-shipped", &order_id).await.len();
+
+    // Replay every record of the order on every topic, twice over.
+    for topic in ALL_TOPICS {
+        for record in records(&system, topic, &order_id).await {
+            kafka::produce(&system.brokers(), topic, &record).await;
+            kafka::produce(&system.brokers(), topic, &record).await;
+        }
+    }
+    system.wait_until_consumed().await;
+
+    let after = observed(&system, &order_id).await;
+    assert_eq!(after.0["history"], before.0["history"], "history unchanged");
+    assert_once_each(&after.0, after.1, after.2, &after.3);
+    // Re-applying nothing means publishing nothing new (only the 3 copies of the replay).
+    assert_eq!(records(&system, "orders-shipped", &order_id).await.len(), published_before * 3);
+}
+
+#[tokio::test]
+async fn a_poison_record_is_set_aside_and_the_next_one_is_handled() {
+    let system = System::start().await;
+    let (order_id, payment_id) = system.create_order(system.order[0], "poison@example.com", None).await;
+    let wrong_schema = json!({"id": "x", "type": "PaymentMade", "version": 1}).to_string();
+    for topic in ALL_TOPICS {
+        for payload in ["this is not json", wrong_schema.as_str()] {
+            let record =
+                Record { key: Some(order_id.clone()), payload: Some(payload.as_bytes().to_vec()), headers: vec![] };
+            kafka::produce(&system.brokers(), topic, &record).await;
+        }
+    }
+    // The same partitions keep flowing: the order completes with every notification.
+    system.complete(&order_id, &payment_id).await;
+    let (pushes, emails) = system.notifications(&order_id, 7).await;
+    assert_eq!((pushes.len(), emails.len()), (7, 7));
+    system.wait_until_consumed().await;
+
+    for topic in ALL_TOPICS {
+        let dead = records(&system, &format!("{topic}.dlq"), &order_id).await;
+        assert!(dead.len() >= 2, "{topic}.dlq has {} records", dead.len());
+        for record in &dead {
+            assert_eq!(record.header("dlq-source-topic"), Some(topic));
+            assert!(record.header("dlq-error").is_some_and(|e| !e.is_empty()));
+            assert!(record.header("dlq-consumer-group").is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn only_one_of_many_concurrent_pays_succeeds() {
+    let system = System::start().await;
+    let (order_id, payment_id) = system.create_order(system.order[0], "pay@example.com", None).await;
+    let pays = (0..20).map(|i| {
+        let (system, payment_id) = (&system, &payment_id);
+        async move { system.post(system.payment[i % 2], &format!("/payments/{payment_id}/pay"), None).await.0 }
+    });
+    let mut codes = futures::future::join_all(pays).await;
+    codes.sort();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 409).count(), 19, "{codes:?}");
+    system.wait_for_status(&order_id, "shipping").await;
+    system.wait_until_consumed().await;
+    assert_eq!(records(&system, "payments-made", &order_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_creates_with_one_idempotency_key_make_one_order() {
+    let system = System::start().await;
+    let key = "checkout-7f3a";
+    let creates = (0..10).map(|i| {
+        let system = &system;
+        async move {
+            let response = system
+                .http
+                .post(support::url(system.order[i % 2], "/orders"))
+                .header("Idempotency-Key", key)
+                .json(&order_for("same@example.com"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures::future::join_all(creates).await;
+    let ids: BTreeSet<String> = answers
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, 201, "{body}");
+            body["orderId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
+    let order_id = ids.into_iter().next().unwrap();
+    let (_, orders) = system.get(system.order[1], "/orders?email=same@example.com").await;
+    assert_eq!(orders.as_array().unwrap().len(), 1);
+
+    let (status, refused) = {
+        let mut other = order_for("same@example.com");
+        other["items"][0]["quantity"] = json!(3);
+        let response = system
+            .http
+            .post(support::url(system.order[0], "/orders"))
+            .header("Idempotency-Key", key)
+            .json(&other)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 422, "{refused}");
+
+    system.notifications(&order_id, 2).await;
+    system.wait_until_consumed().await;
+    assert_eq!(records(&system, "orders-created", &order_id).await.len(), 1);
+    assert_eq!(records(&system, "payments-created", &order_id).await.len(), 1);
+}
+
+#[tokio::test]
+async fn orders_complete_exactly_once_while_services_are_killed_and_restarted() {
+    let system = System::start().await;
+    let mut orders = Vec::new();
+    for i in 0..12 {
+        orders.push(system.create_order(system.order[i % 2], &format!("crash{i}@example.com"), None).await);
+    }
+    // Pay everything, killing services while payments-made and the stage events are in flight.
+    for (i, (_, payment_id)) in orders.iter().enumerate() {
+        // Like a load balancer: a replica that is down is skipped.
+        let path = format!("/payments/{payment_id}/pay");
+        let first = system.http.post(support::url(system.payment[i % 2], &path)).send().await;
+        let code = match first {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => system.post(system.payment[(i + 1) % 2], &path, None).await.0,
+        };
+        assert_eq!(code, 200);
+        match i {
+            3 => drop(system.kill_service("order-1")),
+            6 => drop(system.kill_service("notification-1")),
+            9 => drop(system.kill_service("payment-2")),
+            _ => {}
+        }
+    }
+    for (order_id, _) in &orders {
+        system.wait_for_status(order_id, "shipping").await;
+    }
+    system.kill_service("order-2");
+    system.kill_service("delivery-1");
+    for (order_id, _) in &orders {
+        system.courier(order_id, "shipped").await;
+    }
+    system.kill_service("notification-1");
+    for (order_id, _) in &orders {
+        system.wait_for_status(order_id, "shipped").await;
+        system.courier(order_id, "delivered").await;
+    }
+    for (order_id, _) in &orders {
+        system.wait_for_status(order_id, "delivered").await;
+        system.notifications(order_id, 7).await;
+    }
+    system.wait_until_consumed().await;
+    for (order_id, _) in &orders {
+        let (order, pushes, emails, actions) = observed(&system, order_id).await;
+        assert_once_each(&order, pushes, emails, &actions);
+    }
+    // Each stage event of each order was published once (same event id at most repeated).
+    for topic in STAGE_TOPICS {
+        let (brokers, t) = (system.brokers(), topic.to_owned());
+        let all = tokio::task::spawn_blocking(move || kafka::read_all(&brokers, &t)).await.unwrap();
+        for (order_id, _) in &orders {
+            let ids: BTreeSet<&str> = all
+                .iter()
+                .filter(|r| r.key.as_deref() == Some(order_id.as_str()))
+                .filter_map(|r| r.header("event-id"))
+                .collect();
+            assert_eq!(ids.len(), 1, "{topic} has {} distinct events for {order_id}", ids.len());
+        }
+    }
+}
