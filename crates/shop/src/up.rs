@@ -140,11 +140,11 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
     let payment_urls = args.payment_ports.iter().map(|p| url(*p)).collect::<Vec<_>>().join(",");
     let mut plans = vec![
         plan("email", 1, args.email_port, vec![("SMTP_PORT", args.smtp_port.to_string())]),
-        plan("mobile", 1, args.mobile_port, vec![]),
+        plan("mobile", 1, args.mobile_port, vec![("ORDER_URL", public(args.order_ports[0]))]),
         plan("logging", 1, args.logging_port, vec![]),
     ];
     for (i, port) in args.payment_ports.iter().enumerate() {
-        plans.push(plan("payment", i + 1, *port, vec![("PUBLIC_URL", public(args.payment_ports[0]))]));
+        plans.push(plan("payment", i + 1, *port, vec![("PUBLIC_URL", public(args.payment_ports[0])), ("MOBILE_URL", public(args.mobile_port))]));
     }
     plans.push(plan("delivery", 1, args.delivery_port, vec![]));
     plans.push(plan(

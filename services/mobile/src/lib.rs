@@ -23,6 +23,9 @@ pub struct Config {
     /// HTTP port of the app and its push inbox.
     #[arg(long = "http-port", env = "HTTP_PORT", default_value_t = 8080)]
     pub http_port: u16,
+    /// Base URL of the order API as the customer's browser reaches it.
+    #[arg(long = "order-url", env = "ORDER_URL", default_value = "http://localhost:8081")]
+    pub order_url: String,
     #[command(flatten)]
     pub http: HttpConfig,
     #[command(flatten)]
