@@ -231,7 +231,7 @@ pub fn kafka_check(producer: crate::kafka::Producer) -> ReadinessCheck {
 }
 
 /// Adds what every service's router has: health routes, JSON 404/405, the body limit, the
-/// request timeout and error logging.
+/// request timeout, error logging and CORS.
 pub fn finish(router: Router, checks: Vec<ReadinessCheck>) -> Router {
     router
         .merge(health_routes(checks))
@@ -242,6 +242,17 @@ pub fn finish(router: Router, checks: Vec<ReadinessCheck>) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(log_errors))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
+        // The browser pages of one service call the APIs of others (the app calls order from
+        // another port), so any origin may GET and POST JSON with an Idempotency-Key.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderName::from_static("idempotency-key"),
+                ]),
+        )
 }
 
 /// Binds `host:port` (port 0 picks a free one).
