@@ -1,20 +1,25 @@
-//! The mobile service: the customer's app. It receives push notifications from the
+//! The mobile service: the customer's app. It serves the app's web front end (catalogue,
+//! cart, checkout, the order's live timeline), receives push notifications from the
 //! notification service (`POST /api/push`), keeps them once each, lists them
-//! (`GET /api/notifications?orderId=`), and serves the app's web front end.
+//! (`GET /api/notifications?orderId=`) and streams them live to the app.
+
+mod catalogue;
+mod pushes;
+
+pub use catalogue::{Product, CATALOGUE};
+pub use pushes::{Push, Received};
 
 use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::Html;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use shop_events::{OrderId, Stage};
+use serde::Serialize;
 use shop_platform::config::{HttpConfig, StorageConfig};
-use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
-use shop_platform::http::{ApiError, ApiJson, ApiQuery};
 use shop_platform::{db, http as web, Shutdown};
-use sqlx::Row;
+use tokio::sync::broadcast;
 
 pub const SERVICE: &str = "mobile";
 
@@ -32,16 +37,38 @@ pub struct Config {
     pub storage: StorageConfig,
 }
 
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: Pool,
+    /// Every push stored for the first time, for the live streams.
+    pub arrivals: broadcast::Sender<Received>,
+    /// The order API's base URL as the browser sees it.
+    pub order_url: String,
+    /// Triggered on shutdown so open streams end and the server can stop.
+    pub streams: Shutdown,
+}
+
+impl AppState {
+    pub fn new(pool: Pool, order_url: &str) -> Self {
+        let (arrivals, _) = broadcast::channel(256);
+        Self { pool, arrivals, order_url: order_url.trim_end_matches('/').to_owned(), streams: Shutdown::new() }
+    }
+}
+
 pub struct Service {
     host: ServiceHost,
+    streams: Shutdown,
 }
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let router = web::finish(router(pool.clone()), vec![web::storage_check(pool)]);
+        let state = AppState::new(pool.clone(), &config.order_url);
+        let streams = state.streams.clone();
+        let router = web::finish(router(state), vec![web::storage_check(pool)]);
         let listener = web::bind(&config.http.host, config.http_port).await?;
-        Ok(Service { host: ServiceHost::new(listener, router) })
+        Ok(Service { host: ServiceHost::new(listener, router), streams })
     }
 
     pub fn port(&self) -> u16 {
@@ -49,96 +76,40 @@ impl Service {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let (stop, streams) = (shutdown.clone(), self.streams);
+        tokio::spawn(async move {
+            stop.wait().await;
+            streams.trigger();
+        });
         self.host.run_until_stopped(shutdown).await
     }
 }
 
-pub fn router(pool: Pool) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(include_str!("app.html")) }))
-        .route("/api/push", post(receive_push))
-        .route("/api/notifications", get(list_notifications))
-        .with_state(pool)
+        .route("/", get(|| async { Html(include_str!("web/index.html")) }))
+        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("web/app.css")) }))
+        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
+        .route("/api/config", get(app_config))
+        .route("/api/products", get(|| async { Json(CATALOGUE) }))
+        .route("/api/push", post(pushes::receive))
+        .route("/api/notifications", get(pushes::list))
+        .route("/api/notifications/stream", get(pushes::stream))
+        .with_state(state)
 }
 
-/// A push notification as the notification service sends it.
-#[derive(Deserialize, Serialize, Clone, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Push {
-    pub id: uuid::Uuid,
-    pub order_id: OrderId,
-    pub stage: Stage,
-    pub title: String,
-    pub body: String,
-    pub sent_at: String,
+/// A file of the front end, embedded in the binary.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")], body)
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Received {
-    #[serde(flatten)]
-    push: Push,
-    received_at: String,
+struct AppConfig {
+    order_url: String,
 }
 
-/// Stores a push once: 201 when new, 200 when it had already arrived.
-async fn receive_push(State(pool): State<Pool>, ApiJson(push): ApiJson<Push>) -> Result<StatusCode, ApiError> {
-    if push.title.trim().is_empty() || push.title.len() > 200 || push.body.len() > 4000 {
-        return Err(ApiError::unprocessable(
-            "a push needs a title (at most 200 bytes) and a body of at most 4000 bytes",
-        ));
-    }
-    let inserted = sqlx::query(
-        "INSERT INTO pushes (id, order_id, stage, title, body, sent_at, received_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(push.id.to_string())
-    .bind(push.order_id.to_string())
-    .bind(push.stage.as_str())
-    .bind(&push.title)
-    .bind(&push.body)
-    .bind(&push.sent_at)
-    .bind(now_millis())
-    .execute(&pool)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        tracing::info!(order_id = %push.order_id, stage = %push.stage, "Push received");
-        Ok(StatusCode::CREATED)
-    } else {
-        Ok(StatusCode::OK)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NotificationQuery {
-    order_id: OrderId,
-}
-
-async fn list_notifications(
-    State(pool): State<Pool>,
-    ApiQuery(query): ApiQuery<NotificationQuery>,
-) -> Result<Json<Vec<Received>>, ApiError> {
-    let rows = sqlx::query(
-        "SELECT id, order_id, stage, title, body, sent_at, received_at FROM pushes WHERE order_id = $1 ORDER BY received_at, id",
-    )
-    .bind(query.order_id.to_string())
-    .fetch_all(&pool)
-    .await?;
-    let mut received = Vec::with_capacity(rows.len());
-    for row in rows {
-        let bad = || ApiError::internal("a stored push is corrupt");
-        received.push(Received {
-            push: Push {
-                id: uuid::Uuid::parse_str(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad())?,
-                order_id: OrderId::parse(row.try_get::<String, _>(1)?.as_str()).map_err(|_| bad())?,
-                stage: Stage::parse(row.try_get::<String, _>(2)?.as_str()).ok_or_else(bad)?,
-                title: row.try_get(3)?,
-                body: row.try_get(4)?,
-                sent_at: row.try_get(5)?,
-            },
-            received_at: rfc3339(row.try_get(6)?),
-        });
-    }
-    Ok(Json(received))
+/// What the front end needs to know about its surroundings: where the order API is.
+async fn app_config(State(state): State<AppState>) -> Json<AppConfig> {
+    Json(AppConfig { order_url: state.order_url })
 }
