@@ -33,6 +33,9 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
         .parse::<AnyConnectOptions>()
         .map_err(|source| DbError::Connect { url: redact(url), source })?
         .log_statements(tracing::log::LevelFilter::Trace);
+    if url.starts_with("postgres") {
+        create_postgres_database(url).await?;
+    }
     let pool = AnyPoolOptions::new()
         .max_connections(if is_sqlite { 8 } else { 10 })
         .acquire_timeout(Duration::from_secs(10))
@@ -79,6 +82,33 @@ async fn migrate(pool: &Pool, mut migrator: Migrator) -> Result<(), DbError> {
 /// Is the database answering?
 pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// Creates the service's PostgreSQL database if it does not exist yet (the role needs
+/// CREATEDB), so a fresh server needs nothing but a role.
+async fn create_postgres_database(url: &str) -> Result<(), DbError> {
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::Connection;
+    let fail = |source| DbError::Connect { url: redact(url), source };
+    let options: PgConnectOptions = url.parse().map_err(fail)?;
+    let Some(name) = options.get_database().map(str::to_owned) else { return Ok(()) };
+    match sqlx::PgConnection::connect_with(&options).await {
+        Ok(connection) => return connection.close().await.map_err(fail),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {}
+        Err(error) => return Err(fail(error)),
+    }
+    let mut maintenance =
+        sqlx::PgConnection::connect_with(&options.clone().database("postgres")).await.map_err(fail)?;
+    let created = maintenance.execute(format!("CREATE DATABASE \"{}\"", name.replace('"', "")).as_str()).await;
+    match created {
+        // Another replica created it first: 42P04, or 23505 when both raced in the catalog.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
+        Err(error) => Err(fail(error)),
+        Ok(_) => {
+            tracing::info!(database = %name, "Created the PostgreSQL database");
+            Ok(())
+        }
+    }
 }
 
 fn create_parent_dir(url: &str) -> Result<(), DbError> {

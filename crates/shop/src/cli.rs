@@ -91,6 +91,10 @@ pub struct UpArgs {
     /// Replication factor of each topic it creates.
     #[arg(long = "replication-factor", default_value_t = 1)]
     pub replication_factor: i32,
+    /// PostgreSQL instead of SQLite: `postgres://user:password@host:port/NAME`; each service
+    /// gets its own database `NAME_<service>`, created if missing.
+    #[arg(long = "database-url", env = "DATABASE_URL")]
+    pub database_url: Option<String>,
     /// Folder of the services' SQLite databases.
     #[arg(long = "data-dir", env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,

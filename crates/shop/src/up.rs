@@ -134,6 +134,9 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
             ("KAFKA_BROKERS", brokers.to_owned()),
             ("DATA_DIR", data_dir.clone()),
         ];
+        if let Some(url) = service_database_url(args.database_url.as_deref(), service) {
+            env.push(("DATABASE_URL", url));
+        }
         env.extend(extra);
         Plan { instance, service, port, env }
     };
@@ -144,7 +147,12 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
         plan("logging", 1, args.logging_port, vec![]),
     ];
     for (i, port) in args.payment_ports.iter().enumerate() {
-        plans.push(plan("payment", i + 1, *port, vec![("PUBLIC_URL", public(args.payment_ports[0])), ("MOBILE_URL", public(args.mobile_port))]));
+        plans.push(plan(
+            "payment",
+            i + 1,
+            *port,
+            vec![("PUBLIC_URL", public(args.payment_ports[0])), ("MOBILE_URL", public(args.mobile_port))],
+        ));
     }
     plans.push(plan("delivery", 1, args.delivery_port, vec![]));
     plans.push(plan(
@@ -161,6 +169,14 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
         plans.push(plan("order", i + 1, *port, vec![("PAYMENT_URL", payment_urls.clone())]));
     }
     plans
+}
+
+/// One database per service on the server `--database-url` names: `NAME_<service>`.
+fn service_database_url(base: Option<&str>, service: &str) -> Option<String> {
+    let mut url = url::Url::parse(base?).ok()?;
+    let name = url.path().trim_start_matches('/').to_owned();
+    url.set_path(&if name.is_empty() { service.to_owned() } else { format!("{name}_{service}") });
+    Some(url.to_string())
 }
 
 fn spawn(plan: Plan) -> anyhow::Result<Running> {
@@ -281,4 +297,22 @@ fn print_urls(args: &UpArgs, brokers: &str, embedded: bool) {
     println!("  mailbox           http://{h}:{}  (SMTP {h}:{})", args.email_port, args.smtp_port);
     println!();
     println!("Press Ctrl-C to stop.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_database_url;
+
+    #[test]
+    fn each_service_gets_its_own_database_on_the_server() {
+        assert_eq!(
+            service_database_url(Some("postgres://shop:pw@db:5432/shop"), "order").as_deref(),
+            Some("postgres://shop:pw@db:5432/shop_order")
+        );
+        assert_eq!(
+            service_database_url(Some("postgres://shop:pw@db:5432"), "payment").as_deref(),
+            Some("postgres://shop:pw@db:5432/payment")
+        );
+        assert_eq!(service_database_url(None, "order"), None);
+    }
 }

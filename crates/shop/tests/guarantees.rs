@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 use support::kafka::{self, Record};
-use support::{order_for, System};
+use support::{assert_once_each, observed, order_for, System};
 
 const STAGE_TOPICS: [&str; 7] = [
     "orders-created",
@@ -36,28 +36,6 @@ const ALL_TOPICS: [&str; 11] = [
 async fn records(system: &System, topic: &str, key: &str) -> Vec<Record> {
     let (brokers, topic, key) = (system.brokers(), topic.to_owned(), key.to_owned());
     tokio::task::spawn_blocking(move || kafka::records_for(&brokers, &topic, &key)).await.unwrap()
-}
-
-/// What the customer and the operator can see of one order.
-async fn observed(system: &System, order_id: &str) -> (Value, usize, usize, Vec<String>) {
-    let (_, order) = system.get(system.order[0], &format!("/orders/{order_id}")).await;
-    let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
-    let (_, emails) = system.get(system.email, &format!("/api/emails?orderId={order_id}")).await;
-    let (_, logs) = system.get(system.logging, &format!("/logs?orderId={order_id}")).await;
-    let actions = logs.as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap().to_owned()).collect();
-    (order, pushes.as_array().unwrap().len(), emails.as_array().unwrap().len(), actions)
-}
-
-fn assert_once_each(order: &Value, pushes: usize, emails: usize, actions: &[String]) {
-    assert_eq!(order["status"], "delivered");
-    let history: Vec<&str> =
-        order["history"].as_array().unwrap().iter().map(|h| h["stage"].as_str().unwrap()).collect();
-    assert_eq!(history.len(), 7, "{history:?}");
-    assert_eq!(history.iter().collect::<BTreeSet<_>>().len(), 7, "a stage doubled: {history:?}");
-    assert_eq!((pushes, emails), (7, 7), "pushes and emails");
-    let distinct: BTreeSet<&String> = actions.iter().collect();
-    assert_eq!(distinct.len(), actions.len(), "an audit record doubled: {actions:?}");
-    assert_eq!(actions.len(), 10, "{actions:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,11 @@
 //! Starts the real system for a test: `shop up` (the binary users run) with its embedded
 //! broker, on free ports, with a fresh data folder, and stops it when the test ends.
 //! Service logs are shown only when `TEST_LOG` is set.
+//!
+//! With `SHOP_TEST_KAFKA_BROKERS` set, the system runs on that Kafka cluster instead (the
+//! topics must exist; run such tests one at a time, as they share topics and groups); with
+//! `SHOP_TEST_DATABASE_URL` (`postgres://user:password@host:port`), on PostgreSQL, with fresh
+//! databases per test.
 
 #![allow(dead_code)]
 
@@ -15,7 +20,7 @@ pub struct System {
     child: Child,
     _data: tempfile::TempDir,
     pub http: reqwest::Client,
-    pub broker: u16,
+    brokers: String,
     pub order: [u16; 2],
     pub payment: [u16; 2],
     pub delivery: u16,
@@ -38,9 +43,35 @@ impl System {
         let data = tempfile::tempdir().expect("a temporary folder");
         let show_logs = std::env::var_os("TEST_LOG").is_some();
         let output = || if show_logs { Stdio::inherit() } else { Stdio::null() };
-        let child = Command::new(env!("CARGO_BIN_EXE_shop"))
-            .arg("up")
-            .args(["--broker-port", &broker.to_string()])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        command.arg("up");
+        let brokers = match std::env::var("SHOP_TEST_KAFKA_BROKERS") {
+            Ok(external) => {
+                command.args(["--kafka-brokers", &external]);
+                external
+            }
+            Err(_) => {
+                command.args(["--broker-port", &broker.to_string()]).env_remove("KAFKA_BROKERS");
+                format!("127.0.0.1:{broker}")
+            }
+        };
+        match std::env::var("SHOP_TEST_DATABASE_URL") {
+            Ok(server) => {
+                let name: String = data
+                    .path()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .chars()
+                    .filter(char::is_ascii_alphanumeric)
+                    .collect();
+                command.args(["--database-url", &format!("{}/t{}", server.trim_end_matches('/'), name.to_lowercase())]);
+            }
+            Err(_) => {
+                command.env_remove("DATABASE_URL");
+            }
+        }
+        let child = command
             .args(["--data-dir", data.path().to_str().unwrap()])
             .args(["--order-ports", &format!("{o1},{o2}")])
             .args(["--payment-ports", &format!("{p1},{p2}")])
@@ -50,8 +81,6 @@ impl System {
             .args(["--mobile-port", &mobile.to_string()])
             .args(["--email-port", &email.to_string()])
             .args(["--smtp-port", &smtp.to_string()])
-            .env_remove("KAFKA_BROKERS")
-            .env_remove("DATABASE_URL")
             .stdout(output())
             .stderr(output())
             .spawn()
@@ -60,7 +89,7 @@ impl System {
             child,
             _data: data,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
-            broker,
+            brokers,
             order: [o1, o2],
             payment: [p1, p2],
             delivery,
@@ -124,7 +153,7 @@ impl System {
     }
 
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.broker)
+        self.brokers.clone()
     }
 
     /// SIGKILLs the service process `instance` (e.g. `order-1`) that this system's `shop up`
@@ -271,6 +300,30 @@ impl Drop for System {
             self.stop();
         }
     }
+}
+
+use std::collections::BTreeSet;
+
+/// What the customer and the operator can see of one order.
+pub async fn observed(system: &System, order_id: &str) -> (Value, usize, usize, Vec<String>) {
+    let (_, order) = system.get(system.order[0], &format!("/orders/{order_id}")).await;
+    let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
+    let (_, emails) = system.get(system.email, &format!("/api/emails?orderId={order_id}")).await;
+    let (_, logs) = system.get(system.logging, &format!("/logs?orderId={order_id}")).await;
+    let actions = logs.as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap().to_owned()).collect();
+    (order, pushes.as_array().unwrap().len(), emails.as_array().unwrap().len(), actions)
+}
+
+pub fn assert_once_each(order: &Value, pushes: usize, emails: usize, actions: &[String]) {
+    assert_eq!(order["status"], "delivered");
+    let history: Vec<&str> =
+        order["history"].as_array().unwrap().iter().map(|h| h["stage"].as_str().unwrap()).collect();
+    assert_eq!(history.len(), 7, "{history:?}");
+    assert_eq!(history.iter().collect::<BTreeSet<_>>().len(), 7, "a stage doubled: {history:?}");
+    assert_eq!((pushes, emails), (7, 7), "pushes and emails");
+    let distinct: BTreeSet<&String> = actions.iter().collect();
+    assert_eq!(distinct.len(), actions.len(), "an audit record doubled: {actions:?}");
+    assert_eq!(actions.len(), 10, "{actions:?}");
 }
 
 pub const PATIENCE: Duration = Duration::from_secs(120);
