@@ -21,6 +21,8 @@ pub struct AppState {
     pub outbox: Outbox,
     pub instance: String,
     pub public_url: String,
+    /// The customer's app, where the payment page returns after paying.
+    pub mobile_url: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -172,22 +174,80 @@ fn not_found(id: PaymentId) -> ApiError {
     ApiError::not_found(format!("no payment {id}"))
 }
 
-/// The gateway's hosted page behind every payment link.
+/// The gateway's hosted page behind every payment link: amount, order, a Pay button, and
+/// the way back to the order in the customer's app.
 async fn payment_page(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<PaymentId>,
 ) -> Result<Html<String>, ApiError> {
     let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Html(crate::http::page(&payment)))
+    Ok(Html(page(&payment, &state.mobile_url)))
 }
 
-fn page(payment: &Payment) -> String {
+fn page(payment: &Payment, mobile_url: &str) -> String {
+    fn escape(text: &str) -> String {
+        text.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#39;")
+    }
+    let order = payment.order_id.to_string();
     let paid = payment.status == PaymentStatus::Made;
-    format!(
-        include_str!("pay.html"),
-        amount = payment.amount,
-        order = payment.order_id,
-        payment = payment.id,
-        state = if paid { "paid" } else { "open" },
-    )
+    let fields = [
+        ("{{state}}", if paid { "paid" } else { "open" }.to_owned()),
+        ("{{status_text}}", if paid { "Paid" } else { "Awaiting payment" }.to_owned()),
+        ("{{paid_at}}", payment.paid_at.map(rfc3339).unwrap_or_default()),
+        ("{{amount}}", payment.amount.to_string()),
+        ("{{order_short}}", order[order.len() - 8..].to_uppercase()),
+        ("{{order}}", order.clone()),
+        ("{{payment}}", payment.id.to_string()),
+        ("{{return_url}}", escape(&format!("{}/#/orders/{order}", mobile_url.trim_end_matches('/')))),
+        // Last, so text the customer typed is never taken for a placeholder.
+        ("{{customer}}", escape(&format!("{} · {}", payment.customer.name, payment.customer.email))),
+    ];
+    fields
+        .iter()
+        .fold(include_str!("pay.html").to_owned(), |html, (placeholder, value)| html.replace(placeholder, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shop_events::Customer;
+
+    fn payment(status: PaymentStatus) -> Payment {
+        Payment {
+            id: PaymentId::new(),
+            order_id: OrderId::new(),
+            amount: Money::from_cents(2550).unwrap(),
+            status,
+            customer: Customer {
+                name: "Ada <b>Lovelace</b>".into(),
+                email: "ada@example.com".into(),
+                phone: "+44 1".into(),
+            },
+            created_at: 0,
+            paid_at: (status == PaymentStatus::Made).then_some(1_000),
+        }
+    }
+
+    #[test]
+    fn the_page_shows_the_amount_and_returns_to_the_order_in_the_app() {
+        let payment = payment(PaymentStatus::Created);
+        let html = page(&payment, "http://localhost:8080/");
+        assert!(html.contains("Pay €25.50"));
+        assert!(html.contains(&format!("href=\"http://localhost:8080/#/orders/{}\"", payment.order_id)));
+        assert!(html.contains(&format!("/payments/{}/pay", payment.id)));
+        assert!(html.contains(r#"data-state="open""#));
+        assert!(!html.contains("{{"), "every placeholder is filled");
+    }
+
+    #[test]
+    fn a_paid_payment_says_so_and_customer_text_is_escaped() {
+        let html = page(&payment(PaymentStatus::Made), "http://localhost:8080");
+        assert!(html.contains(r#"data-state="paid""#));
+        assert!(html.contains("Ada &lt;b&gt;Lovelace&lt;/b&gt;"));
+        assert!(!html.contains("<b>Lovelace"));
+    }
 }

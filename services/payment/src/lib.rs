@@ -32,6 +32,7 @@ impl Service {
             outbox: outbox.clone(),
             instance: instance.clone(),
             public_url: config.public_url.trim_end_matches('/').to_owned(),
+            mobile_url: config.mobile_url.clone(),
         };
         let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
         let host = ServiceHost::new(listener, router).with_relay(Relay::new(pool, producer, &outbox, &instance));
