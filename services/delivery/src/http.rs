@@ -1,7 +1,9 @@
-//! The courier API: read deliveries and mark them shipped, then delivered.
+//! The courier API: read deliveries and mark them shipped, then delivered; and the
+//! courier's page (`/` and `/courier`) that does the same in a browser.
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
@@ -22,7 +24,10 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let courier_page = || async { Html(include_str!("courier.html")) };
     Router::new()
+        .route("/", get(courier_page))
+        .route("/courier", get(courier_page))
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{order_id}", get(get_delivery))
         .route("/deliveries/{order_id}/shipped", post(mark_shipped))
