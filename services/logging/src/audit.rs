@@ -1,0 +1,187 @@
+//! The audit trail: one row per `logging-events` record (the event id makes a redelivery a
+//! no-op), listed per order or latest first, and streamed live as Server-Sent Events.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::Json;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use shop_events::{Event, OrderId};
+use shop_platform::consumer::{HandleError, Handler, Incoming};
+use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::http::{ApiError, ApiQuery};
+use sqlx::Row;
+use tokio::sync::broadcast;
+
+use crate::AppState;
+
+/// Stores each audit record once and tells the live streams about the new ones.
+pub struct AuditHandler {
+    pub pool: Pool,
+    pub arrivals: broadcast::Sender<LogRecord>,
+}
+
+#[async_trait]
+impl Handler for AuditHandler {
+    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+        let Event::AuditRecorded(record) = &incoming.event else {
+            return Err(HandleError::Permanent(format!("logging does not handle {}", incoming.event.event_type())));
+        };
+        let envelope = &incoming.envelope;
+        let occurred_at = envelope.occurred_at.timestamp_millis();
+        let inserted = sqlx::query(
+            "INSERT INTO audit_log (event_id, order_id, source, instance, action, message, occurred_at, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(envelope.id.to_string())
+        .bind(envelope.order_id.to_string())
+        .bind(&envelope.source)
+        .bind(&record.instance)
+        .bind(&record.action)
+        .bind(&record.message)
+        .bind(occurred_at)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            // No open stream is no error: the record is stored and listed all the same.
+            let _ = self.arrivals.send(LogRecord {
+                event_id: envelope.id.to_string(),
+                order_id: envelope.order_id.to_string(),
+                source: envelope.source.clone(),
+                instance: record.instance.clone(),
+                action: record.action.clone(),
+                message: record.message.clone(),
+                occurred_at: rfc3339(occurred_at),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    order_id: Option<OrderId>,
+    #[serde(default = "default_limit")]
+    limit: i64,
+}
+
+fn default_limit() -> i64 {
+    200
+}
+
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LogRecord {
+    pub event_id: String,
+    pub order_id: String,
+    pub source: String,
+    pub instance: String,
+    pub action: String,
+    pub message: String,
+    pub occurred_at: String,
+}
+
+/// `GET /logs`: the audit records of one order (oldest first), or the latest of all orders
+/// (newest first).
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<LogQuery>,
+) -> Result<Json<Vec<LogRecord>>, ApiError> {
+    if !(1..=1000).contains(&query.limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    Ok(Json(stored(&state.pool, query.order_id, query.limit).await?))
+}
+
+async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Vec<LogRecord>, sqlx::Error> {
+    const COLUMNS: &str = "event_id, order_id, source, instance, action, message, occurred_at";
+    let rows = match order_id {
+        Some(order_id) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM audit_log WHERE order_id = $1 ORDER BY occurred_at, event_id LIMIT $2"
+            ))
+            .bind(order_id.to_string())
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!("SELECT {COLUMNS} FROM audit_log ORDER BY occurred_at DESC, event_id DESC LIMIT $1"))
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.into_iter()
+        .map(|row| {
+            Ok(LogRecord {
+                event_id: row.try_get(0)?,
+                order_id: row.try_get(1)?,
+                source: row.try_get(2)?,
+                instance: row.try_get(3)?,
+                action: row.try_get(4)?,
+                message: row.try_get(5)?,
+                occurred_at: rfc3339(row.try_get(6)?),
+            })
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamQuery {
+    order_id: Option<OrderId>,
+}
+
+/// How many of the latest records a stream of every order starts with.
+const BACKLOG: i64 = 200;
+
+/// `GET /logs/stream[?orderId=]`: `record` events, oldest first: the stored records (one
+/// order's, or the latest 200), then each new one as it is stored. It subscribes before
+/// reading, so nothing stored in between is missed, and skips what the backlog already
+/// sent. A stream that falls too far behind ends; the browser reconnects and starts over.
+pub async fn stream(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let arrivals = state.arrivals.subscribe();
+    let mut backlog = match query.order_id {
+        Some(order_id) => stored(&state.pool, Some(order_id), 1000).await?,
+        None => stored(&state.pool, None, BACKLOG).await?,
+    };
+    if query.order_id.is_none() {
+        backlog.reverse();
+    }
+    let already_sent: HashSet<String> = backlog.iter().map(|r| r.event_id.clone()).collect();
+    let wanted = query.order_id.map(|id| id.to_string());
+    let live = futures::stream::unfold(arrivals, |mut arrivals| async move {
+        match arrivals.recv().await {
+            Ok(record) => Some((Some(record), arrivals)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, "A live audit stream fell behind; ending it so the page starts over");
+                None
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .filter_map(move |record| {
+        let keep = record
+            .filter(|r| wanted.as_deref().is_none_or(|id| r.order_id == id) && !already_sent.contains(&r.event_id));
+        async move { keep }
+    });
+    let stop = state.streams.clone();
+    let events = futures::stream::iter(backlog)
+        .chain(live)
+        .map(|record| {
+            let data = serde_json::to_string(&record).expect("an audit record serializes");
+            Ok(SseEvent::default().event("record").id(record.event_id.clone()).data(data))
+        })
+        .take_until(async move { stop.wait().await });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,197 @@
+//! How far behind each consumer group is, read from Kafka: for every partition of the
+//! topics a group consumes, the group's committed offset against the partition's high
+//! watermark. The probe never joins a group: a consumer per group only asks for that
+//! group's committed offsets, so measuring never causes a rebalance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+use shop_events::{group, Topic};
+use shop_platform::db::{now_millis, rfc3339};
+use shop_platform::http::ApiError;
+
+use crate::AppState;
+
+/// The topics each consumer group of the system consumes.
+pub const GROUP_TOPICS: [(&str, &[Topic]); 5] = [
+    (
+        group::ORDER_SERVICE,
+        &[Topic::PaymentsMade, Topic::DeliveryShipping, Topic::DeliveryShipped, Topic::DeliveryDelivered],
+    ),
+    (group::DELIVERY_SERVICE, &[Topic::OrdersReadyToShip]),
+    (group::NOTIFICATION_MOBILE, &Topic::STAGES),
+    (group::NOTIFICATION_EMAIL, &Topic::STAGES),
+    (group::LOGGING_SERVICE, &[Topic::LoggingEvents]),
+];
+
+/// How long one question to Kafka may take.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct LagReport {
+    pub measured_at: String,
+    pub groups: Vec<GroupLag>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLag {
+    pub group: &'static str,
+    /// Records on the group's topics it has not committed yet; None when it could not be read.
+    pub lag: Option<i64>,
+    pub topics: Vec<TopicLag>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicLag {
+    pub topic: &'static str,
+    pub lag: i64,
+    pub partitions: Vec<PartitionLag>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// The group's committed offset; None before it committed on this partition.
+    pub committed: Option<i64>,
+    pub low: i64,
+    pub high: i64,
+    /// `high - committed`, or `high - low` (all there is) before a first commit.
+    pub lag: i64,
+}
+
+/// Kafka clients kept between measurements: one consumer per group (never subscribed).
+pub struct LagProbe {
+    brokers: String,
+    consumers: Mutex<HashMap<&'static str, BaseConsumer>>,
+}
+
+impl LagProbe {
+    pub fn new(brokers: &str) -> Self {
+        Self { brokers: brokers.to_owned(), consumers: Mutex::new(HashMap::new()) }
+    }
+
+    fn consumer(&self, group: &str) -> Result<BaseConsumer, KafkaError> {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("client.id", format!("logging-lag-probe-{group}"))
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("reconnect.backoff.max.ms", "2000")
+            .create()
+    }
+
+    /// Measures every group. Blocking: call it from `spawn_blocking`.
+    pub fn measure(&self) -> Result<LagReport, KafkaError> {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for (group, _) in GROUP_TOPICS {
+            if !consumers.contains_key(group) {
+                consumers.insert(group, self.consumer(group)?);
+            }
+        }
+        // Serve whatever the idle clients queued (errors, logs), so nothing piles up.
+        for consumer in consumers.values() {
+            let _ = consumer.poll(Duration::ZERO);
+        }
+        let any = &consumers[group::LOGGING_SERVICE];
+        let mut watermarks: HashMap<Topic, Vec<(i32, i64, i64)>> = HashMap::new();
+        for (_, topics) in GROUP_TOPICS {
+            for &topic in topics {
+                if watermarks.contains_key(&topic) {
+                    continue;
+                }
+                let metadata = any.fetch_metadata(Some(topic.name()), TIMEOUT)?;
+                let mut partitions = Vec::new();
+                for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+                    let (low, high) = any.fetch_watermarks(topic.name(), partition.id(), TIMEOUT)?;
+                    partitions.push((partition.id(), low, high));
+                }
+                watermarks.insert(topic, partitions);
+            }
+        }
+        let groups = GROUP_TOPICS
+            .iter()
+            .map(|&(group, topics)| group_lag(&consumers[group], group, topics, &watermarks))
+            .collect();
+        Ok(LagReport { measured_at: rfc3339(now_millis()), groups })
+    }
+}
+
+fn group_lag(
+    consumer: &BaseConsumer,
+    group: &'static str,
+    topics: &[Topic],
+    watermarks: &HashMap<Topic, Vec<(i32, i64, i64)>>,
+) -> GroupLag {
+    let mut wanted = TopicPartitionList::new();
+    for topic in topics {
+        for &(partition, _, _) in &watermarks[topic] {
+            wanted.add_partition(topic.name(), partition);
+        }
+    }
+    let committed = match consumer.committed_offsets(wanted, TIMEOUT) {
+        Ok(committed) => committed,
+        Err(error) => {
+            return GroupLag {
+                group,
+                lag: None,
+                topics: Vec::new(),
+                error: Some(format!("cannot read the committed offsets: {error}")),
+            }
+        }
+    };
+    let topics: Vec<TopicLag> = topics
+        .iter()
+        .map(|topic| {
+            let partitions: Vec<PartitionLag> = watermarks[topic]
+                .iter()
+                .map(|&(partition, low, high)| {
+                    let committed = match committed.find_partition(topic.name(), partition).map(|e| e.offset()) {
+                        Some(Offset::Offset(offset)) => Some(offset),
+                        _ => None,
+                    };
+                    let lag = (high - committed.unwrap_or(low)).max(0);
+                    PartitionLag { partition, committed, low, high, lag }
+                })
+                .collect();
+            TopicLag { topic: topic.name(), lag: partitions.iter().map(|p| p.lag).sum(), partitions }
+        })
+        .collect();
+    GroupLag { group, lag: Some(topics.iter().map(|t| t.lag).sum()), topics, error: None }
+}
+
+/// `GET /api/lag`: every group's lag now; 503 when Kafka does not answer.
+pub async fn report(State(state): State<AppState>) -> Result<Json<LagReport>, ApiError> {
+    let probe = Arc::clone(&state.lag);
+    tokio::task::spawn_blocking(move || probe.measure())
+        .await
+        .map_err(|error| ApiError::internal(format!("the lag measurement failed: {error}")))?
+        .map(Json)
+        .map_err(|error| ApiError::unavailable(format!("Kafka does not answer: {error}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_consumer_group_is_measured_on_the_topics_it_consumes() {
+        let groups: Vec<&str> = GROUP_TOPICS.iter().map(|(group, _)| *group).collect();
+        assert_eq!(groups, group::ALL);
+        for (group, topics) in GROUP_TOPICS {
+            assert!(!topics.is_empty(), "{group}");
+        }
+    }
+}
