@@ -205,6 +205,34 @@ async fn bad_requests_get_a_json_error_and_change_nothing() {
         (system.delivery, "POST", format!("/deliveries/{unknown}/shipped"), None, 404),
         (system.delivery, "GET", format!("/deliveries/{unknown}"), None, 404),
         (system.mobile, "GET", "/api/notifications".to_owned(), None, 400),
+        (system.mobile, "POST", "/api/push".to_owned(), Some(json!({"id": "x"})), 422),
+        (
+            system.payment[1],
+            "POST",
+            "/payments".to_owned(),
+            Some(
+                json!({"orderId": unknown, "amount": -5, "customer": {"name": "A", "email": "a@b.co", "phone": "12345"}}),
+            ),
+            422,
+        ),
+        (
+            system.payment[1],
+            "POST",
+            "/payments".to_owned(),
+            Some(
+                json!({"orderId": "nope", "amount": 5, "customer": {"name": "A", "email": "a@b.co", "phone": "12345"}}),
+            ),
+            422,
+        ),
+        (system.payment[1], "POST", "/payments".to_owned(), Some(json!({"orderId": unknown, "amount": 5})), 422),
+        (system.payment[1], "GET", format!("/payments/{unknown}"), None, 404),
+        (system.payment[1], "GET", "/payments/123".to_owned(), None, 400),
+        (system.delivery, "POST", format!("/deliveries/{unknown}/delivered"), None, 404),
+        (system.delivery, "POST", "/deliveries/not-an-id/shipped".to_owned(), None, 400),
+        (order, "GET", format!("/orders/{unknown}/events"), None, 404),
+        (order, "GET", "/orders".to_owned(), None, 400),
+        (system.logging, "GET", "/logs?orderId=nope".to_owned(), None, 400),
+        (system.email, "GET", "/api/emails?orderId=nope".to_owned(), None, 400),
         (order, "GET", "/no/such/route".to_owned(), None, 404),
     ];
     for (port, method, path, body, expected) in cases {
@@ -224,6 +252,34 @@ async fn bad_requests_get_a_json_error_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(malformed.status(), 400);
+    let huge = json!({"customer": {"name": "A", "email": "a@b.co", "phone": "12345"}, "items": [{"sku": "X".repeat(100_000), "quantity": 1, "unitPrice": 1}]});
+    let (code, answer) = system.post(order, "/orders", Some(huge)).await;
+    assert_eq!(code, 413, "{answer}");
+    assert!(answer["error"].as_str().is_some_and(|e| e.contains("too large")), "{answer}");
+    let wrong_type = system.http.post(url(order, "/orders")).body("{}").send().await.unwrap();
+    assert_eq!(wrong_type.status(), 415, "a body without a JSON content type is refused");
     let (_, orders) = system.get(order, "/orders?email=a@b.co").await;
     assert_eq!(orders, json!([]), "no bad request created an order");
+}
+
+#[tokio::test]
+async fn restarting_on_the_same_data_keeps_every_order_payment_and_delivery() {
+    let mut system = System::start().await;
+    let (order_id, payment_id) = system.create_order(system.order[0], "again@example.com", None).await;
+    let (code, _) = system.post(system.payment[0], &format!("/payments/{payment_id}/pay"), None).await;
+    assert_eq!(code, 200);
+    system.wait_for_status(&order_id, "shipping").await;
+    assert!(system.stop().success());
+
+    let system = System::start_with(system.data()).await;
+    let (code, order) = system.get(system.order[1], &format!("/orders/{order_id}")).await;
+    assert_eq!((code, order["status"].clone()), (200, json!("shipping")), "{order}");
+    assert_eq!(order["history"].as_array().unwrap().len(), 5);
+    let (code, payment) = system.get(system.payment[1], &format!("/payments/{payment_id}")).await;
+    assert_eq!((code, payment["status"].clone()), (200, json!("made")));
+    let (code, delivery) = system.get(system.delivery, &format!("/deliveries/{order_id}")).await;
+    assert_eq!((code, delivery["status"].clone()), (200, json!("shipping")));
+    // The journey goes on after the restart.
+    system.courier(&order_id, "shipped").await;
+    system.wait_for_status(&order_id, "shipped").await;
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 pub struct System {
     child: Child,
-    _data: tempfile::TempDir,
+    data: std::sync::Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
     brokers: String,
     pub order: [u16; 2],
@@ -39,8 +39,12 @@ fn free_ports<const N: usize>() -> [u16; N] {
 
 impl System {
     pub async fn start() -> System {
+        Self::start_with(std::sync::Arc::new(tempfile::tempdir().expect("a temporary folder"))).await
+    }
+
+    /// Starts on an existing data folder, e.g. the one of a system stopped before.
+    pub async fn start_with(data: std::sync::Arc<tempfile::TempDir>) -> System {
         let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>();
-        let data = tempfile::tempdir().expect("a temporary folder");
         let show_logs = std::env::var_os("TEST_LOG").is_some();
         let output = || if show_logs { Stdio::inherit() } else { Stdio::null() };
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
@@ -87,7 +91,7 @@ impl System {
             .expect("shop up starts");
         let mut system = System {
             child,
-            _data: data,
+            data,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
             brokers,
             order: [o1, o2],
@@ -150,6 +154,10 @@ impl System {
             request = request.json(&body);
         }
         read(request.send().await.expect("POST answered")).await
+    }
+
+    pub fn data(&self) -> std::sync::Arc<tempfile::TempDir> {
+        self.data.clone()
     }
 
     pub fn brokers(&self) -> String {

@@ -1,0 +1,56 @@
+//! SIGTERM stops a service gracefully: it stops taking requests, finishes, flushes and
+//! commits, and exits 0 within a bounded time.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::System;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn serve_then_terminate(system: &System, service: &str, extra: &[String]) {
+    let port = free_port();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["serve", service, "--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+        .args(["--instance-id", &format!("{service}-sigterm")])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(extra)
+        .env("KAFKA_BROKERS", system.brokers())
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::eventually(&format!("{service} to be ready"), support::PATIENCE, || async {
+        let ready = system.http.get(support::url(port, "/readyz")).send().await;
+        ready.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{service} did not stop within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{service} exited with {status} on SIGTERM");
+}
+
+#[tokio::test]
+async fn services_exit_cleanly_on_sigterm() {
+    let system = System::start().await;
+    let payment_url = support::url(system.payment[0], "");
+    serve_then_terminate(&system, "order", &["--payment-url".into(), payment_url]).await;
+    serve_then_terminate(&system, "notification", &[]).await;
+    serve_then_terminate(&system, "logging", &[]).await;
+}
