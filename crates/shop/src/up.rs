@@ -151,7 +151,7 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
             "payment",
             i + 1,
             *port,
-            vec![("PUBLIC_URL", public(args.payment_ports[0])), ("MOBILE_URL", public(args.mobile_port))],
+            vec![("PUBLIC_URL", public(args.payment_ports[0])), ("APP_URL", public(args.mobile_port))],
         ));
     }
     plans.push(plan("delivery", 1, args.delivery_port, vec![]));

@@ -10,8 +10,9 @@ pub struct Config {
     /// Base URL customers reach this service at; payment links start with it.
     #[arg(long = "public-url", env = "PUBLIC_URL", default_value = "http://localhost:8082")]
     pub public_url: String,
-    /// Base URL of the customer's app; the payment page returns there after paying.
-    #[arg(long = "mobile-url", env = "MOBILE_URL", default_value = "http://localhost:8080")]
+    /// Base URL of the customer's app as the browser reaches it; the payment page returns
+    /// there after paying.
+    #[arg(long = "app-url", env = "APP_URL", default_value = "http://localhost:8080")]
     pub mobile_url: String,
     #[command(flatten)]
     pub http: HttpConfig,
