@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{assert_once_each, observed, System};
+use support::System;
 
 fn cluster(args: &[&str]) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dev/kafka-cluster");
@@ -35,17 +35,5 @@ async fn every_order_completes_once_while_a_broker_is_killed_and_restarted() {
         system.courier(order_id, "shipped").await;
     }
     cluster(&["start-broker", "2"]);
-    for (order_id, _) in &orders {
-        system.wait_for_status(order_id, "shipped").await;
-        system.courier(order_id, "delivered").await;
-    }
-    for (order_id, _) in &orders {
-        system.wait_for_status(order_id, "delivered").await;
-        system.notifications(order_id, 7).await;
-    }
-    system.wait_until_consumed().await;
-    for (order_id, _) in &orders {
-        let (order, pushes, emails, actions) = observed(&system, order_id).await;
-        assert_once_each(&order, pushes, emails, &actions);
-    }
+    system.deliver_all_and_check_each_once(&orders).await;
 }

@@ -196,19 +196,7 @@ async fn orders_complete_exactly_once_while_services_are_killed_and_restarted() 
         system.courier(order_id, "shipped").await;
     }
     system.kill_service("notification-1");
-    for (order_id, _) in &orders {
-        system.wait_for_status(order_id, "shipped").await;
-        system.courier(order_id, "delivered").await;
-    }
-    for (order_id, _) in &orders {
-        system.wait_for_status(order_id, "delivered").await;
-        system.notifications(order_id, 7).await;
-    }
-    system.wait_until_consumed().await;
-    for (order_id, _) in &orders {
-        let (order, pushes, emails, actions) = observed(&system, order_id).await;
-        assert_once_each(&order, pushes, emails, &actions);
-    }
+    system.deliver_all_and_check_each_once(&orders).await;
     // Each stage event of each order was published once (same event id at most repeated).
     for topic in STAGE_TOPICS {
         let (brokers, t) = (system.brokers(), topic.to_owned());

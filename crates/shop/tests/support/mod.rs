@@ -230,6 +230,24 @@ impl System {
         .await
     }
 
+    /// Marks every shipped order delivered, then checks each reached every stage once, with
+    /// 7 pushes, 7 emails and no doubled audit record, once every group has caught up.
+    pub async fn deliver_all_and_check_each_once(&self, orders: &[(String, String)]) {
+        for (order_id, _) in orders {
+            self.wait_for_status(order_id, "shipped").await;
+            self.courier(order_id, "delivered").await;
+        }
+        for (order_id, _) in orders {
+            self.wait_for_status(order_id, "delivered").await;
+            self.notifications(order_id, 7).await;
+        }
+        self.wait_until_consumed().await;
+        for (order_id, _) in orders {
+            let (order, pushes, emails, actions) = observed(self, order_id).await;
+            assert_once_each(&order, pushes, emails, &actions);
+        }
+    }
+
     /// Waits for `count` pushes and emails for the order and returns what arrived.
     pub async fn notifications(&self, order_id: &str, count: usize) -> (Vec<Value>, Vec<Value>) {
         let list = |port: u16, path: String| async move {
