@@ -46,6 +46,9 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<StreamCon
         // Static membership: a replica restarted under the same name takes its partitions
         // back at once instead of waiting for its old session to expire.
         .set("group.instance.id", client_id)
+        // Spread partitions of several topics evenly over the replicas (range would give
+        // one replica two thirds of them).
+        .set("partition.assignment.strategy", "roundrobin")
         .set("enable.auto.commit", "true")
         .set("auto.commit.interval.ms", "500")
         .set("enable.auto.offset.store", "false")
