@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
@@ -83,7 +83,7 @@ pub async fn run(
         };
         match message {
             Ok(message) => {
-                if process(&consumer, &message, handler.as_ref(), &producer, group, &shutdown).await {
+                if process(&message, handler.as_ref(), &producer, group, &shutdown).await {
                     if let Err(error) = consumer.store_offset_from_message(&message) {
                         tracing::warn!(%error, "Cannot store offset; the record may be redelivered");
                     }
@@ -106,7 +106,6 @@ pub async fn run(
 /// Handles one record. Returns true when its offset may be stored (done or set aside),
 /// false when shutdown interrupted a retry and the record must be redelivered.
 async fn process(
-    _consumer: &StreamConsumer,
     message: &BorrowedMessage<'_>,
     handler: &dyn Handler,
     producer: &Producer,

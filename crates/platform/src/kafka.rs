@@ -12,7 +12,47 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
-pub type Producer = FutureProducer;
+pub type Producer = FutureProducer<Context>;
+pub type GroupConsumer = StreamConsumer<Context>;
+
+/// Routes librdkafka's own log lines and errors into tracing at levels that fit this system:
+/// a lost connection to one broker is retried by librdkafka and is a warning, not an error.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Context;
+
+impl rdkafka::ClientContext for Context {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical => tracing::error!(target: "librdkafka", facility, "{message}"),
+            Error if !is_retried_by_librdkafka(facility) => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            Error | Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            Notice | Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+            Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let transient = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+        );
+        if transient {
+            tracing::warn!(target: "librdkafka", %error, "{reason}");
+        } else {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Context {}
+
+/// Connection failures (`FAIL`) are retried with backoff by librdkafka itself.
+fn is_retried_by_librdkafka(facility: &str) -> bool {
+    matches!(facility, "FAIL" | "BROKERFAIL" | "CONNECT" | "REQTMOUT")
+}
 
 fn base(brokers: &str, client_id: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
@@ -35,12 +75,12 @@ pub fn producer(brokers: &str, client_id: &str) -> Result<Producer, KafkaError> 
         .set("acks", "all")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000")
-        .create()
+        .create_with_context(Context)
 }
 
 /// A consumer in `group`, a static member named `client_id`. Offsets are stored by the consumer loop after each record's
 /// effect is committed, and auto-committed from there; nothing is stored ahead of the work.
-pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<StreamConsumer, KafkaError> {
+pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupConsumer, KafkaError> {
     base(brokers, client_id)
         .set("group.id", group)
         // Static membership: a replica restarted under the same name takes its partitions
@@ -57,7 +97,7 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<StreamCon
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "20")
         .set("enable.partition.eof", "false")
-        .create()
+        .create_with_context(Context)
 }
 
 pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
@@ -130,6 +170,6 @@ pub async fn producer_ready(producer: &Producer) -> bool {
     .unwrap_or(false)
 }
 
-pub(crate) fn subscribe(consumer: &StreamConsumer, topics: &[&str]) -> Result<(), KafkaError> {
+pub(crate) fn subscribe(consumer: &GroupConsumer, topics: &[&str]) -> Result<(), KafkaError> {
     consumer.subscribe(topics)
 }
