@@ -1,6 +1,7 @@
 //! `shop`: the one binary. `shop up` runs the whole system on one machine, `shop serve
 //! <service>` runs one service, `shop topics create` makes the 11 topics.
 
+mod bench;
 mod cli;
 mod serve;
 mod topics;
@@ -16,6 +17,7 @@ async fn main() -> std::process::ExitCode {
         cli::Command::Serve(service) => serve::run(service).await,
         cli::Command::Topics(cli::TopicsCommand::Create(args)) => topics::create(args).await,
         cli::Command::Topics(cli::TopicsCommand::List(args)) => topics::list(args).await,
+        cli::Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,162 @@
+//! One customer, over and over: create an order, pay, wait until it ships (polling
+//! `GET /orders/{id}` every `--poll-interval`, spreading calls over the replicas as a load
+//! balancer would), act as the courier (shipped, then delivered), wait for each stage.
+//! Every call is timed on the client; the journey's orders are kept for the hop harvest.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::latency::Latencies;
+use super::schedule::Schedule;
+use super::system::Endpoints;
+
+/// Names of the client-side latencies, in report order.
+pub const CREATE: &str = "POST /orders";
+pub const PAY: &str = "POST /payments/{id}/pay";
+pub const SHIPPED: &str = "POST /deliveries/{id}/shipped";
+pub const DELIVERED: &str = "POST /deliveries/{id}/delivered";
+pub const POLL: &str = "GET /orders/{id}";
+pub const PAY_TO_READY: &str = "pay sent → readyToShip seen";
+pub const JOURNEY: &str = "whole journey (create → delivered seen)";
+pub const CLIENT_METRICS: [&str; 7] = [CREATE, PAY, SHIPPED, DELIVERED, POLL, PAY_TO_READY, JOURNEY];
+
+const STATUSES: [&str; 5] = ["created", "readyToShip", "shipping", "shipped", "delivered"];
+
+/// An order that went all the way, for the hop harvest.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub order_id: String,
+    pub payment_id: String,
+}
+
+/// What one customer did.
+#[derive(Default)]
+pub struct Outcome {
+    pub latencies: Latencies,
+    /// When each journey (measured or not) completed: for the throughput of the window.
+    pub completions: Vec<Instant>,
+    /// Journeys that started in the measured window and completed.
+    pub measured: Vec<Delivered>,
+    pub failures: Vec<String>,
+    pub polls: u64,
+}
+
+pub struct Customer {
+    pub number: usize,
+    pub http: reqwest::Client,
+    pub endpoints: Endpoints,
+    pub poll_interval: Duration,
+    pub journey_timeout: Duration,
+}
+
+impl Customer {
+    /// Runs journeys until the schedule says stop.
+    pub async fn run(self, schedule: Schedule) -> Outcome {
+        let mut outcome = Outcome::default();
+        let mut turn = self.number;
+        while let Some(ticket) = schedule.next_journey().await {
+            turn += 1;
+            let mut journey = Journey { customer: &self, turn, latencies: Latencies::default(), polls: 0 };
+            let result = tokio::time::timeout(self.journey_timeout, journey.run()).await;
+            outcome.polls += journey.polls;
+            schedule.finished(ticket);
+            match result {
+                Ok(Ok(delivered)) => {
+                    outcome.completions.push(Instant::now());
+                    if ticket.measured {
+                        outcome.latencies.merge(journey.latencies);
+                        outcome.measured.push(delivered);
+                    }
+                }
+                Ok(Err(error)) => outcome.failures.push(format!("customer {}: {error:#}", self.number)),
+                Err(_) => outcome
+                    .failures
+                    .push(format!("customer {}: journey not done within {:?}", self.number, self.journey_timeout)),
+            }
+        }
+        outcome
+    }
+}
+
+struct Journey<'a> {
+    customer: &'a Customer,
+    /// Which replica to call: customers and turns spread over them.
+    turn: usize,
+    latencies: Latencies,
+    polls: u64,
+}
+
+impl Journey<'_> {
+    async fn run(&mut self) -> anyhow::Result<Delivered> {
+        let started = Instant::now();
+        let endpoints = &self.customer.endpoints;
+        let order_url = pick(&endpoints.order, self.turn);
+        let body = json!({
+            "customer": {
+                "name": "Grace Hopper",
+                "email": format!("customer-{}@bench.example.com", self.customer.number),
+                "phone": "+1 555 0100"
+            },
+            "items": [{"sku": "BOOK-7", "quantity": 1, "unitPrice": 20}]
+        });
+        let created =
+            self.call(CREATE, self.customer.http.post(format!("{order_url}/orders")).json(&body), 201).await?;
+        let order_id = text(&created, "orderId")?;
+        let payment_id = text(&created, "paymentId")?;
+
+        let pay_url = format!("{}/payments/{payment_id}/pay", pick(&endpoints.payment, self.turn));
+        let pay_sent = Instant::now();
+        self.call(PAY, self.customer.http.post(pay_url), 200).await?;
+        self.wait_for(&order_id, "readyToShip").await?;
+        self.latencies.record(PAY_TO_READY, pay_sent.elapsed());
+        self.wait_for(&order_id, "shipping").await?;
+
+        for (action, metric, status) in [("shipped", SHIPPED, "shipped"), ("delivered", DELIVERED, "delivered")] {
+            let url = format!("{}/deliveries/{order_id}/{action}", endpoints.delivery);
+            self.call(metric, self.customer.http.post(url), 202).await?;
+            self.wait_for(&order_id, status).await?;
+        }
+        self.latencies.record(JOURNEY, started.elapsed());
+        Ok(Delivered { order_id, payment_id })
+    }
+
+    /// Sends a request, times it, and insists on the `expected` status.
+    async fn call(&mut self, metric: &str, request: reqwest::RequestBuilder, expected: u16) -> anyhow::Result<Value> {
+        let sent = Instant::now();
+        let response = request.send().await.map_err(|e| anyhow::anyhow!("{metric}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = response.text().await.map_err(|e| anyhow::anyhow!("{metric}: {e}"))?;
+        self.latencies.record(metric, sent.elapsed());
+        anyhow::ensure!(status == expected, "{metric} answered {status}, not {expected}: {body}");
+        Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// Polls the order until it is at `status` or beyond.
+    async fn wait_for(&mut self, order_id: &str, status: &str) -> anyhow::Result<()> {
+        let wanted = rank(status).ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?;
+        loop {
+            tokio::time::sleep(self.customer.poll_interval).await;
+            self.turn += 1;
+            let url = format!("{}/orders/{order_id}", pick(&self.customer.endpoints.order, self.turn));
+            self.polls += 1;
+            let order = self.call(POLL, self.customer.http.get(url), 200).await?;
+            let now = order["status"].as_str().and_then(rank);
+            if now.is_some_and(|now| now >= wanted) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn rank(status: &str) -> Option<usize> {
+    STATUSES.iter().position(|s| *s == status)
+}
+
+fn pick(urls: &[String], turn: usize) -> &str {
+    &urls[turn % urls.len()]
+}
+
+fn text(value: &Value, field: &str) -> anyhow::Result<String> {
+    value[field].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {field} in {value}"))
+}

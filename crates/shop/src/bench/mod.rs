@@ -1,0 +1,213 @@
+//! `shop bench`: the whole journey under load, measured against the broker's own limit.
+//!
+//! Starts the system (`shop up` as a child, on free ports, fresh data) or targets a running
+//! one, lets many customers run complete journeys through the public APIs, and reports
+//! journeys and Kafka records per second, client-side latencies, the latency of every event
+//! hop (from the services' own times), what each process costs, and, in the same run, how
+//! many records per second the broker moves for a bare producer and consumer.
+//! docs/performance.md explains the method and the latest figures.
+
+mod ceiling;
+mod customer;
+pub mod duration;
+mod harvest;
+mod hops;
+mod latency;
+mod processes;
+mod report;
+mod schedule;
+mod system;
+mod watermarks;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::cli::BenchArgs;
+use customer::{Customer, Outcome};
+use latency::Latencies;
+use report::{HarvestNotes, Journeys, Kafka, Machine, Report, Row, Settings};
+use schedule::{Length, Schedule};
+use system::System;
+
+/// Failures listed in the report; the rest are counted.
+const FAILURES_SHOWN: usize = 5;
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.customers > 0, "--customers must be at least 1");
+    anyhow::ensure!(args.journeys != Some(0), "--journeys must be at least 1");
+    let load_before = load_average();
+    let system = System::start_or_attach(&args).await?;
+    let outcome = tokio::select! {
+        report = measure(&args, &system, load_before) => report,
+        _ = shop_platform::shutdown::wait_for_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
+    system.stop().await;
+    let report = outcome?;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        println!("\nFigures written to {}", path.display());
+    }
+    anyhow::ensure!(report.journeys.failed == 0, "{} journey(s) failed", report.journeys.failed);
+    anyhow::ensure!(report.journeys.completed_in_window > 0, "no journey completed in the measured window");
+    Ok(())
+}
+
+/// What is read at each end of the window.
+struct Snapshot {
+    at: Instant,
+    watermarks: Option<watermarks::Watermarks>,
+    processes: BTreeMap<String, processes::Reading>,
+}
+
+async fn snapshot(system: &System) -> anyhow::Result<Snapshot> {
+    let before = Instant::now();
+    let watermarks = match &system.endpoints.brokers {
+        Some(brokers) => Some(watermarks::read_async(brokers).await?),
+        None => None,
+    };
+    let at = before + (Instant::now() - before) / 2;
+    let family = processes::family(system.up_pid, &system.up_label);
+    Ok(Snapshot { at, watermarks, processes: processes::read_all(&family) })
+}
+
+async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow::Result<Report> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(args.customers * 2)
+        .build()?;
+    let length = match args.journeys {
+        Some(count) => Length::Journeys(count),
+        None => Length::Duration(args.duration),
+    };
+    let schedule = Schedule::new(args.warmup, length, args.rate);
+    println!(
+        "Running {} customers: {:?} warm-up, then {}",
+        args.customers,
+        args.warmup,
+        match length {
+            Length::Journeys(n) => format!("{n} measured journeys"),
+            Length::Duration(d) => format!("{d:?} measured"),
+        }
+    );
+    let customers: Vec<_> = (0..args.customers)
+        .map(|number| {
+            let customer = Customer {
+                number,
+                http: http.clone(),
+                endpoints: system.endpoints.clone(),
+                poll_interval: args.poll_interval,
+                journey_timeout: args.journey_timeout,
+            };
+            tokio::spawn(customer.run(schedule.clone()))
+        })
+        .collect();
+
+    tokio::time::sleep_until(schedule.warmup_end().into()).await;
+    let start = snapshot(system).await?;
+    schedule.window_closed().await;
+    let end = snapshot(system).await?;
+    let window = (end.at - start.at).as_secs_f64();
+
+    let mut outcome = Outcome::default();
+    let mut failed = 0;
+    for customer in customers {
+        let mut done = customer.await?;
+        failed += done.failures.len() as u64;
+        outcome.failures.extend(done.failures.drain(..).take(FAILURES_SHOWN));
+        outcome.completions.extend(done.completions);
+        outcome.measured.extend(done.measured);
+        outcome.latencies.merge(done.latencies);
+        outcome.polls += done.polls;
+    }
+    outcome.failures.truncate(FAILURES_SHOWN);
+    let completed_in_window = outcome.completions.iter().filter(|t| **t >= start.at && **t <= end.at).count() as u64;
+    let elapsed_total = schedule.warmup_end().elapsed().as_secs_f64() + args.warmup.as_secs_f64();
+    println!(
+        "Window over: {completed_in_window} journeys in {window:.1} s, {failed} failed; reading every measured order's hops…"
+    );
+
+    let harvest = harvest::collect(&http, &system.endpoints, &outcome.measured, args.settle).await;
+    let load_after = load_average();
+
+    let processes = processes::costs(&start.processes, &end.processes, window);
+    let kafka = match (&system.endpoints.brokers, &start.watermarks, &end.watermarks) {
+        (Some(brokers), Some(first), Some(last)) => {
+            let by_topic = watermarks::growth(first, last);
+            let records: i64 = by_topic.values().sum();
+            let records_per_second = records as f64 / window;
+            let ceiling = if args.ceiling_duration.is_zero() {
+                None
+            } else {
+                println!("Measuring the broker's own ceiling for {:?}…", args.ceiling_duration);
+                let (partitions, replication) = {
+                    let brokers = brokers.clone();
+                    tokio::task::spawn_blocking(move || watermarks::topic_shape(&brokers)).await??
+                };
+                Some(ceiling::measure(brokers, args.ceiling_duration, partitions, replication).await?)
+            };
+            Some(Kafka {
+                records,
+                records_per_second,
+                records_per_journey: if completed_in_window > 0 {
+                    records as f64 / completed_in_window as f64
+                } else {
+                    0.0
+                },
+                ratio_to_ceiling: ceiling.as_ref().map(|c| records_per_second / c.records_per_second.max(1.0)),
+                ceiling,
+                by_topic,
+            })
+        }
+        _ => None,
+    };
+
+    let mut report = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        system: system.description.clone(),
+        machine: Machine { cpus: std::thread::available_parallelism().map_or(0, |n| n.get()), load_before, load_after },
+        settings: Settings {
+            customers: args.customers,
+            warmup_seconds: args.warmup.as_secs_f64(),
+            window_seconds: window,
+            rate: args.rate,
+            poll_interval_ms: args.poll_interval.as_secs_f64() * 1000.0,
+        },
+        journeys: Journeys {
+            completed_in_window,
+            per_second: completed_in_window as f64 / window,
+            measured: outcome.measured.len() as u64,
+            failed,
+            failures: outcome.failures,
+            polls_per_second: outcome.polls as f64 / elapsed_total.max(1e-9),
+        },
+        kafka,
+        client: rows(&outcome.latencies, &customer::CLIENT_METRICS),
+        hops: rows(&harvest.latencies, &harvest::hop_names()),
+        harvest: HarvestNotes {
+            orders: harvest.orders,
+            incomplete_orders: harvest.incomplete,
+            negative_hops: harvest.negative,
+            seconds: harvest.seconds,
+        },
+        processes,
+        goals: vec![],
+    };
+    report.judge();
+    Ok(report)
+}
+
+fn rows(latencies: &Latencies, names: &[&str]) -> Vec<Row> {
+    names.iter().filter_map(|name| Some(Row { name: (*name).to_owned(), summary: latencies.summary(name)? })).collect()
+}
+
+/// The 1-minute load average: how busy the machine was, this run and anything else.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,368 @@
+//! The report: one struct that is both the JSON (`--json FILE`) and the printed table, so
+//! the two can never disagree, plus the issue's goals judged against the figures.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::ceiling::Ceiling;
+use super::latency::Summary;
+use super::processes::Cost;
+
+/// The goals of issue 7.
+pub const GOAL_JOURNEYS_PER_SECOND: f64 = 300.0;
+pub const GOAL_HOP_P99_MS: f64 = 50.0;
+pub const GOAL_SERVICE_RSS_MIB: f64 = 50.0;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub command: String,
+    pub system: String,
+    pub machine: Machine,
+    pub settings: Settings,
+    pub journeys: Journeys,
+    pub kafka: Option<Kafka>,
+    /// Timed on the client: each call, and what the customer sees.
+    pub client: Vec<Row>,
+    /// Derived from the services' own times: record produced → consumer's effect.
+    pub hops: Vec<Row>,
+    pub harvest: HarvestNotes,
+    pub processes: Vec<Cost>,
+    pub goals: Vec<Goal>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Machine {
+    pub cpus: usize,
+    /// 1-minute load average before the system started and after the window: other work
+    /// on the machine shows here.
+    pub load_before: f64,
+    pub load_after: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub customers: usize,
+    pub warmup_seconds: f64,
+    pub window_seconds: f64,
+    /// Journeys started per second when paced (`--rate`); null when each customer goes flat out.
+    pub rate: Option<f64>,
+    pub poll_interval_ms: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journeys {
+    /// Journeys that completed inside the measured window.
+    pub completed_in_window: u64,
+    pub per_second: f64,
+    /// Journeys started in the window and completed (latency samples come from these).
+    pub measured: u64,
+    pub failed: u64,
+    pub failures: Vec<String>,
+    /// `GET /orders/{id}` calls per second by the waiting customers: load the bench adds.
+    pub polls_per_second: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Kafka {
+    /// High-watermark growth of the 11 topics over the window.
+    pub records: i64,
+    pub records_per_second: f64,
+    pub records_per_journey: f64,
+    pub by_topic: BTreeMap<String, i64>,
+    pub ceiling: Option<Ceiling>,
+    /// The system's records per second over the broker's own ceiling.
+    pub ratio_to_ceiling: Option<f64>,
+}
+
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub name: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HarvestNotes {
+    pub orders: usize,
+    pub incomplete_orders: usize,
+    pub negative_hops: u64,
+    pub seconds: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Goal {
+    pub goal: String,
+    pub measured: String,
+    pub status: &'static str,
+}
+
+impl Report {
+    /// Judges the issue's goals from the figures.
+    pub fn judge(&mut self) {
+        let mut goals = Vec::new();
+        let per_second = self.journeys.per_second;
+        goals.push(Goal {
+            goal: format!("≥ {GOAL_JOURNEYS_PER_SECOND} journeys/s"),
+            measured: format!("{per_second:.1} journeys/s"),
+            status: status(per_second >= GOAL_JOURNEYS_PER_SECOND),
+        });
+        let worst = self.hops.iter().max_by(|a, b| a.summary.p99_ms.total_cmp(&b.summary.p99_ms));
+        let load = match self.settings.rate {
+            Some(rate) => format!("paced at {rate} journeys/s"),
+            None => "at full load (unpaced); the goal is for half the max: rerun with --rate".to_owned(),
+        };
+        goals.push(Goal {
+            goal: format!("p99 of every hop < {GOAL_HOP_P99_MS} ms at half the max throughput"),
+            measured: match worst {
+                Some(row) => format!("worst p99 {:.1} ms ({}), {load}", row.summary.p99_ms, row.name),
+                None => "no hop measured".to_owned(),
+            },
+            status: match worst {
+                Some(row) => status(row.summary.p99_ms < GOAL_HOP_P99_MS),
+                None => "unknown",
+            },
+        });
+        let services: Vec<&Cost> =
+            self.processes.iter().filter(|p| !p.name.starts_with("shop up") && !p.name.starts_with("bench")).collect();
+        let heaviest = services.iter().max_by(|a, b| a.peak_rss_mib.total_cmp(&b.peak_rss_mib));
+        goals.push(Goal {
+            goal: format!("each service < {GOAL_SERVICE_RSS_MIB} MiB resident (peak)"),
+            measured: match heaviest {
+                Some(p) => format!("largest peak {:.1} MiB ({})", p.peak_rss_mib, p.name),
+                None => "no service process seen".to_owned(),
+            },
+            status: match heaviest {
+                Some(p) => status(p.peak_rss_mib < GOAL_SERVICE_RSS_MIB),
+                None => "unknown",
+            },
+        });
+        self.goals = goals;
+    }
+
+    /// The report as the terminal shows it.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let s = &self.settings;
+        let _ = writeln!(out, "\nShop bench: {}", self.system);
+        let _ = writeln!(
+            out,
+            "{} customers, {:.0} s warm-up, {:.1} s measured window, {}, polling every {} ms; {} CPUs, load {:.2} → {:.2}",
+            s.customers,
+            s.warmup_seconds,
+            s.window_seconds,
+            s.rate.map_or("unpaced".to_owned(), |r| format!("paced at {r} journeys/s")),
+            s.poll_interval_ms,
+            self.machine.cpus,
+            self.machine.load_before,
+            self.machine.load_after,
+        );
+        let j = &self.journeys;
+        let _ = writeln!(
+            out,
+            "\nJourneys: {:.1}/s ({} completed in the window, {} measured, {} failed); {:.0} polls/s",
+            j.per_second, j.completed_in_window, j.measured, j.failed, j.polls_per_second
+        );
+        for failure in &j.failures {
+            let _ = writeln!(out, "  failed: {failure}");
+        }
+        if let Some(k) = &self.kafka {
+            let _ = writeln!(
+                out,
+                "Kafka: {:.0} records/s through the 11 topics ({} records, {:.1} per journey)",
+                k.records_per_second, k.records, k.records_per_journey
+            );
+            if let Some(c) = &k.ceiling {
+                let _ = writeln!(
+                    out,
+                    "Broker ceiling: {:.0} records/s ({}-byte records, {} partitions, RF {}: produced {:.0}/s, consumed {:.0}/s); the system uses {:.1}% of it",
+                    c.records_per_second,
+                    c.record_bytes,
+                    c.partitions,
+                    c.replication_factor,
+                    c.produced_per_second,
+                    c.consumed_per_second,
+                    k.ratio_to_ceiling.unwrap_or_default() * 100.0
+                );
+            }
+        }
+        out.push_str(&latency_table("Client-side latency", &self.client));
+        out.push_str(&latency_table(
+            "Event hops (record produced → consumer's effect), from the services' times",
+            &self.hops,
+        ));
+        let h = &self.harvest;
+        if h.incomplete_orders > 0 || h.negative_hops > 0 {
+            let _ = writeln!(
+                out,
+                "  note: {} of {} orders still lacked an audit record, push or mail after the wait; {} hops negative (clocks)",
+                h.incomplete_orders, h.orders, h.negative_hops
+            );
+        }
+        out.push_str(&process_table(&self.processes, s.window_seconds));
+        let _ = writeln!(out, "\nGoals");
+        for goal in &self.goals {
+            let _ = writeln!(out, "  {:<8} {}: {}", goal.status, goal.goal, goal.measured);
+        }
+        out
+    }
+}
+
+fn status(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "not met"
+    }
+}
+
+/// A percentile table: one row per distribution, milliseconds.
+pub fn latency_table(title: &str, rows: &[Row]) -> String {
+    let width = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(0).max(4);
+    let mut out = format!("\n{title}\n");
+    let _ = writeln!(
+        out,
+        "  {:<width$} {:>7} {:>9} {:>9} {:>9} {:>9}",
+        "", "count", "p50 ms", "p95 ms", "p99 ms", "max ms"
+    );
+    for row in rows {
+        let s = &row.summary;
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            row.name, s.count, s.p50_ms, s.p95_ms, s.p99_ms, s.max_ms
+        );
+    }
+    out
+}
+
+fn process_table(processes: &[Cost], seconds: f64) -> String {
+    let width = processes.iter().map(|p| p.name.chars().count()).max().unwrap_or(0).max(7);
+    let mut out = format!("\nProcesses (CPU over the {seconds:.1} s window; memory at its end)\n");
+    let _ = writeln!(
+        out,
+        "  {:<width$} {:>8} {:>8} {:>10} {:>8} {:>9}",
+        "", "pid", "CPU s", "% of core", "RSS MiB", "peak MiB"
+    );
+    for p in processes {
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>8.1} {:>9.1}{}",
+            p.name,
+            p.pid,
+            p.cpu_seconds,
+            p.cpu_percent_of_one_core,
+            p.rss_mib,
+            p.peak_rss_mib,
+            if p.restarted { "  (restarted)" } else { "" }
+        );
+    }
+    let total: f64 = processes.iter().map(|p| p.cpu_seconds).sum();
+    let _ = writeln!(out, "  {:<width$} {:>8} {:>8.2} {:>10.1}", "total", "", total, total / seconds.max(1e-9) * 100.0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, p99_ms: f64) -> Row {
+        Row { name: name.to_owned(), summary: Summary { count: 10, p50_ms: 1.5, p95_ms: 2.25, p99_ms, max_ms: 12.0 } }
+    }
+
+    fn report() -> Report {
+        Report {
+            command: "shop bench --journeys 2".to_owned(),
+            system: "test".to_owned(),
+            machine: Machine { cpus: 2, load_before: 0.5, load_after: 1.5 },
+            settings: Settings {
+                customers: 2,
+                warmup_seconds: 0.0,
+                window_seconds: 2.0,
+                rate: None,
+                poll_interval_ms: 10.0,
+            },
+            journeys: Journeys {
+                completed_in_window: 2,
+                per_second: 1.0,
+                measured: 2,
+                failed: 0,
+                failures: vec![],
+                polls_per_second: 20.0,
+            },
+            kafka: Some(Kafka {
+                records: 40,
+                records_per_second: 20.0,
+                records_per_journey: 20.0,
+                by_topic: BTreeMap::from([("orders-created".to_owned(), 2)]),
+                ceiling: None,
+                ratio_to_ceiling: None,
+            }),
+            client: vec![row("POST /orders", 3.0)],
+            hops: vec![row("payments-made → order readyToShip", 20.0), row("orders-created → email", 75.0)],
+            harvest: HarvestNotes { orders: 2, incomplete_orders: 0, negative_hops: 0, seconds: 0.1 },
+            processes: vec![Cost {
+                name: "order-1".to_owned(),
+                pid: 42,
+                cpu_seconds: 1.0,
+                cpu_percent_of_one_core: 50.0,
+                rss_mib: 20.0,
+                peak_rss_mib: 22.5,
+                restarted: false,
+            }],
+            goals: vec![],
+        }
+    }
+
+    #[test]
+    fn the_percentile_table_lines_up_its_columns() {
+        let table = latency_table("Hops", &[row("a → b", 3.0), row("longer name", 40.5)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[1], "Hops");
+        assert_eq!(lines[2], "                count    p50 ms    p95 ms    p99 ms    max ms");
+        assert_eq!(lines[3], "  a → b            10      1.50      2.25      3.00     12.00");
+        assert_eq!(lines[4], "  longer name      10      1.50      2.25     40.50     12.00");
+    }
+
+    #[test]
+    fn the_json_report_has_the_figures_under_stable_names() {
+        let mut report = report();
+        report.judge();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["journeys"]["perSecond"], 1.0);
+        assert_eq!(json["kafka"]["recordsPerSecond"], 20.0);
+        assert_eq!(json["kafka"]["byTopic"]["orders-created"], 2);
+        assert_eq!(json["client"][0]["name"], "POST /orders");
+        assert_eq!(json["client"][0]["p99Ms"], 3.0);
+        for field in ["count", "p50Ms", "p95Ms", "p99Ms", "maxMs"] {
+            assert!(json["hops"][0][field].is_number(), "{field}");
+        }
+        assert_eq!(json["processes"][0]["peakRssMib"], 22.5);
+        assert_eq!(json["processes"][0]["cpuPercentOfOneCore"], 50.0);
+        let statuses: Vec<&str> =
+            json["goals"].as_array().unwrap().iter().map(|g| g["status"].as_str().unwrap()).collect();
+        assert_eq!(statuses, ["not met", "not met", "met"]);
+        assert!(json["goals"][1]["measured"].as_str().unwrap().contains("orders-created → email"));
+    }
+
+    #[test]
+    fn the_printed_report_shows_every_section() {
+        let mut report = report();
+        report.judge();
+        let table = report.table();
+        for expected in
+            ["Journeys: 1.0/s", "Kafka: 20 records/s", "Client-side latency", "Event hops", "order-1", "Goals"]
+        {
+            assert!(table.contains(expected), "{expected} missing from:\n{table}");
+        }
+    }
+}
