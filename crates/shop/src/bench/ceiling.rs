@@ -3,6 +3,7 @@
 //! move records shaped like the system's (a ~600-byte JSON envelope keyed by a fresh order
 //! id) through a scratch topic shaped like the system's topics, as fast as they can.
 //! Nothing else in the system does work meanwhile, so this is what Kafka alone allows.
+//! First, one record at a time, it times the floor of a hop: send to receive, nothing else.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,9 +15,11 @@ use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureRecord;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use uuid::Uuid;
+
+use super::latency::{Latencies, Summary};
 
 /// Records the producer may have unacknowledged at once.
 const MAX_IN_FLIGHT: usize = 20_000;
@@ -36,15 +39,26 @@ pub struct Ceiling {
     pub consumed_per_second: f64,
     /// The lower of the two: records moved through the broker per second.
     pub records_per_second: f64,
+    /// One record at a time on the idle broker, from the send to the consumer receiving it:
+    /// the least any event hop can take with these client settings.
+    pub hop_floor: Option<Summary>,
 }
 
 pub async fn measure(brokers: &str, seconds: Duration, partitions: i32, replication: i32) -> anyhow::Result<Ceiling> {
     let topic = format!("shop-bench-ceiling-{}", Uuid::new_v4().simple());
     shop_platform::kafka::create_topics(brokers, std::slice::from_ref(&topic), partitions, replication).await?;
     wait_for_topic(brokers, &topic, partitions).await?;
+    let floor = hop_floor(brokers, &topic, partitions).await;
     let outcome = run(brokers, &topic, seconds, partitions).await;
     delete_topic(brokers, &topic).await;
     let (produced, consumed) = outcome?;
+    let hop_floor = match floor {
+        Ok(latencies) => latencies.summary(FLOOR),
+        Err(error) => {
+            tracing::warn!(%error, "Cannot measure the broker's hop floor");
+            None
+        }
+    };
     let per_second = |n: u64| n as f64 / seconds.as_secs_f64();
     Ok(Ceiling {
         seconds: seconds.as_secs_f64(),
@@ -54,7 +68,48 @@ pub async fn measure(brokers: &str, seconds: Duration, partitions: i32, replicat
         produced_per_second: per_second(produced),
         consumed_per_second: per_second(consumed),
         records_per_second: per_second(produced.min(consumed)),
+        hop_floor,
     })
+}
+
+const FLOOR: &str = "send → received";
+/// Round trips timed for the floor, after a few untimed ones.
+const FLOOR_SAMPLES: usize = 200;
+const FLOOR_WARMUP: usize = 10;
+
+/// Sends one record at a time into the empty topic and times each until the consumer has it.
+async fn hop_floor(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<Latencies> {
+    let consumer =
+        shop_platform::kafka::consumer(brokers, "shop-bench-floor", &format!("shop-bench-floor-{}", Uuid::new_v4()))?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let producer = shop_platform::kafka::producer(brokers, "shop-bench-floor")?;
+    let mut latencies = Latencies::default();
+    for round in 0..FLOOR_WARMUP + FLOOR_SAMPLES {
+        let key = Uuid::new_v4();
+        let payload = record(key);
+        let sent = Instant::now();
+        let key = key.to_string();
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(&key).payload(&payload))
+            .map_err(|(error, _)| anyhow::anyhow!("the floor producer failed: {error}"))?;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), consumer.recv())
+                .await
+                .map_err(|_| anyhow::anyhow!("a floor record did not arrive within 10 s"))??;
+            if message.key() == Some(key.as_bytes()) {
+                break;
+            }
+        }
+        if round >= FLOOR_WARMUP {
+            latencies.record(FLOOR, sent.elapsed());
+        }
+        delivery.await.map_err(|_| anyhow::anyhow!("floor producer went away"))?.map_err(|(e, _)| e)?;
+    }
+    Ok(latencies)
 }
 
 /// Produces for `RAMP_UP + seconds` while consuming; returns what was acknowledged and what

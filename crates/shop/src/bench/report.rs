@@ -193,6 +193,13 @@ impl Report {
                     c.consumed_per_second,
                     k.ratio_to_ceiling.unwrap_or_default() * 100.0
                 );
+                if let Some(f) = &c.hop_floor {
+                    let _ = writeln!(
+                        out,
+                        "Broker hop floor (one record at a time, send → received): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                        f.p50_ms, f.p99_ms, f.max_ms
+                    );
+                }
             }
         }
         out.push_str(&latency_table("Client-side latency", &self.client));
