@@ -144,16 +144,18 @@ function showShop(toCart) {
   else window.scrollTo(0, 0);
 }
 
-function tileColour(sku) {
-  let hue = 0;
-  for (const c of sku) hue = (hue * 31 + c.charCodeAt(0)) % 360;
-  return `hsl(${hue} 55% 48%)`;
+const TILE_COLOURS = ['#0f766e', '#92400e', '#4f46e5', '#b45309', '#7c2d12', '#334155', '#be185d', '#15803d'];
+
+/** The product's picture: its initials on a colour of its own. */
+function tile(product, index) {
+  const initials = product.name.split(/\s+/).map((word) => word[0]).join('').slice(0, 2).toUpperCase();
+  return h('div', { class: 'tile', style: `background:${TILE_COLOURS[index % TILE_COLOURS.length]}`, 'aria-hidden': 'true' }, initials);
 }
 
 function renderProducts() {
   const shelf = $('#products');
   shelf.replaceChildren(
-    ...app.products.map((p) => {
+    ...app.products.map((p, index) => {
       const quantity = app.cart[p.sku] || 0;
       const control = quantity
         ? h('span', { class: 'stepper' },
@@ -162,7 +164,7 @@ function renderProducts() {
             h('button', { type: 'button', 'aria-label': `One ${p.name} more`, onclick: () => setQuantity(p.sku, quantity + 1) }, '+'))
         : h('button', { type: 'button', 'data-add': p.sku, onclick: () => setQuantity(p.sku, 1) }, 'Add to cart');
       return h('article', { class: 'card product', 'data-sku': p.sku },
-        h('div', { class: 'tile', style: `background:${tileColour(p.sku)}`, 'aria-hidden': 'true' }, p.sku.slice(0, 2)),
+        tile(p, index),
         h('h3', {}, p.name),
         h('p', {}, p.description),
         h('div', { class: 'buy' }, h('span', { class: 'price' }, money.format(p.price)), control));
@@ -439,10 +441,11 @@ async function showOrders() {
       return h('li', { 'data-order-id': order.orderId },
         h('a', { class: 'card', href: `#/orders/${order.orderId}` },
           h('strong', {}, `Order ${shortId(order.orderId)}`),
+          h('strong', { class: 'amount' }, money.format(order.total)),
           h('span', { class: 'stage', 'data-stage': last ? last.stage : '' }, last ? STAGE_LABEL[last.stage] : 'Unknown'),
-          h('span', { class: 'when' }, `${when(order.createdAt)} · ${count} item${count === 1 ? '' : 's'} · ${money.format(order.total)}`),
-          h('span', { class: 'when' }, `step ${step} of ${STAGES.length}`),
-          h('span', { class: 'progress', 'aria-hidden': 'true' }, h('span', { style: `width:${(step / STAGES.length) * 100}%` }))));
+          h('span', { class: 'when' }, `${when(order.createdAt)} · ${count} item${count === 1 ? '' : 's'}`),
+          h('span', { class: 'progress', role: 'img', 'aria-label': `step ${step} of ${STAGES.length}` },
+            h('span', { style: `width:${(step / STAGES.length) * 100}%` }))));
     }),
   );
 }
