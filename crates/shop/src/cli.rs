@@ -152,7 +152,7 @@ pub struct BenchArgs {
     #[arg(long = "journey-timeout", value_parser = crate::bench::duration::parse, default_value = "60s")]
     pub journey_timeout: Duration,
     /// After the window, how long to wait for the last pushes, mails and audit records.
-    #[arg(long, value_parser = crate::bench::duration::parse, default_value = "120s")]
+    #[arg(long, value_parser = crate::bench::duration::parse, default_value = "60s")]
     pub settle: Duration,
     /// How long a bare producer and consumer measure the broker's ceiling (0s to skip).
     #[arg(long = "ceiling-duration", value_parser = crate::bench::duration::parse, default_value = "5s")]

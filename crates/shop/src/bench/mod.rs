@@ -111,6 +111,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
     schedule.window_closed().await;
     let end = snapshot(system).await?;
     let window = (end.at - start.at).as_secs_f64();
+    let backlog = consumer_lag(&http, &system.endpoints).await;
 
     let mut outcome = Outcome::default();
     let mut failed = 0;
@@ -139,15 +140,17 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
             let by_topic = watermarks::growth(first, last);
             let records: i64 = by_topic.values().sum();
             let records_per_second = records as f64 / window;
-            let ceiling = if args.ceiling_duration.is_zero() {
-                None
+            let (ceiling, ceiling_error) = if args.ceiling_duration.is_zero() {
+                (None, None)
             } else {
                 println!("Measuring the broker's own ceiling for {:?}…", args.ceiling_duration);
-                let (partitions, replication) = {
-                    let brokers = brokers.clone();
-                    tokio::task::spawn_blocking(move || watermarks::topic_shape(&brokers)).await??
-                };
-                Some(ceiling::measure(brokers, args.ceiling_duration, partitions, replication).await?)
+                match measure_ceiling(brokers, args.ceiling_duration).await {
+                    Ok(ceiling) => (Some(ceiling), None),
+                    Err(error) => {
+                        eprintln!("The broker's ceiling could not be measured: {error:#}");
+                        (None, Some(format!("{error:#}")))
+                    }
+                }
             };
             Some(Kafka {
                 records,
@@ -159,6 +162,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
                 },
                 ratio_to_ceiling: ceiling.as_ref().map(|c| records_per_second / c.records_per_second.max(1.0)),
                 ceiling,
+                ceiling_error,
                 by_topic,
             })
         }
@@ -194,10 +198,35 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
             seconds: harvest.seconds,
         },
         processes,
+        backlog,
         goals: vec![],
     };
     report.judge();
     Ok(report)
+}
+
+/// Records each consumer group had not committed yet, as logging's `/api/lag` reads them
+/// from Kafka: a group that cannot keep up shows a backlog that grows with the window.
+async fn consumer_lag(http: &reqwest::Client, endpoints: &system::Endpoints) -> BTreeMap<String, Option<i64>> {
+    let Some(logging) = &endpoints.logging else { return BTreeMap::new() };
+    let report: serde_json::Value = match http.get(format!("{logging}/api/lag")).send().await {
+        Ok(response) => response.json().await.unwrap_or_default(),
+        Err(_) => return BTreeMap::new(),
+    };
+    report["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| Some((g["group"].as_str()?.to_owned(), g["lag"].as_i64())))
+        .collect()
+}
+
+async fn measure_ceiling(brokers: &str, seconds: Duration) -> anyhow::Result<ceiling::Ceiling> {
+    let (partitions, replication) = {
+        let brokers = brokers.to_owned();
+        tokio::task::spawn_blocking(move || watermarks::topic_shape(&brokers)).await??
+    };
+    ceiling::measure(brokers, seconds, partitions, replication).await
 }
 
 fn rows(latencies: &Latencies, names: &[&str]) -> Vec<Row> {

@@ -30,6 +30,8 @@ pub struct Report {
     pub hops: Vec<Row>,
     pub harvest: HarvestNotes,
     pub processes: Vec<Cost>,
+    /// Records each consumer group had not yet committed when the window closed.
+    pub backlog: BTreeMap<String, Option<i64>>,
     pub goals: Vec<Goal>,
 }
 
@@ -77,6 +79,8 @@ pub struct Kafka {
     pub records_per_journey: f64,
     pub by_topic: BTreeMap<String, i64>,
     pub ceiling: Option<Ceiling>,
+    /// Why the ceiling is missing, when it could not be measured.
+    pub ceiling_error: Option<String>,
     /// The system's records per second over the broker's own ceiling.
     pub ratio_to_ceiling: Option<f64>,
 }
@@ -181,6 +185,9 @@ impl Report {
                 "Kafka: {:.0} records/s through the 11 topics ({} records, {:.1} per journey)",
                 k.records_per_second, k.records, k.records_per_journey
             );
+            if let Some(error) = &k.ceiling_error {
+                let _ = writeln!(out, "Broker ceiling: not measured ({error})");
+            }
             if let Some(c) = &k.ceiling {
                 let _ = writeln!(
                     out,
@@ -208,12 +215,31 @@ impl Report {
             &self.hops,
         ));
         let h = &self.harvest;
-        if h.incomplete_orders > 0 || h.negative_hops > 0 {
+        let partial: Vec<String> = self
+            .hops
+            .iter()
+            .filter(|row| (row.summary.count as usize) < h.orders)
+            .map(|row| format!("{} ({} of {})", row.name, row.summary.count, h.orders))
+            .collect();
+        if !partial.is_empty() {
             let _ = writeln!(
                 out,
-                "  note: {} of {} orders still lacked an audit record, push or mail after the wait; {} hops negative (clocks)",
-                h.incomplete_orders, h.orders, h.negative_hops
+                "  partial, so a lower bound (the effect had not happened for every order when the wait ended): {}",
+                partial.join(", ")
             );
+        }
+        let _ = writeln!(
+            out,
+            "  ({} orders read in {:.1} s after the window; {} still lacked an audit record, push or mail; {} negative hops)",
+            h.orders, h.seconds, h.incomplete_orders, h.negative_hops
+        );
+        if !self.backlog.is_empty() {
+            let groups: Vec<String> = self
+                .backlog
+                .iter()
+                .map(|(group, lag)| format!("{group} {}", lag.map_or("?".to_owned(), |l| l.to_string())))
+                .collect();
+            let _ = writeln!(out, "\nConsumer backlog when the window closed (records): {}", groups.join(", "));
         }
         out.push_str(&process_table(&self.processes, s.window_seconds));
         let _ = writeln!(out, "\nGoals");
@@ -312,6 +338,7 @@ mod tests {
                 records_per_journey: 20.0,
                 by_topic: BTreeMap::from([("orders-created".to_owned(), 2)]),
                 ceiling: None,
+                ceiling_error: None,
                 ratio_to_ceiling: None,
             }),
             client: vec![row("POST /orders", 3.0)],
@@ -326,6 +353,7 @@ mod tests {
                 peak_rss_mib: 22.5,
                 restarted: false,
             }],
+            backlog: BTreeMap::from([("notification-email".to_owned(), Some(1200))]),
             goals: vec![],
         }
     }
@@ -366,9 +394,15 @@ mod tests {
         let mut report = report();
         report.judge();
         let table = report.table();
-        for expected in
-            ["Journeys: 1.0/s", "Kafka: 20 records/s", "Client-side latency", "Event hops", "order-1", "Goals"]
-        {
+        for expected in [
+            "Journeys: 1.0/s",
+            "Kafka: 20 records/s",
+            "Client-side latency",
+            "Event hops",
+            "notification-email 1200",
+            "order-1",
+            "Goals",
+        ] {
             assert!(table.contains(expected), "{expected} missing from:\n{table}");
         }
     }

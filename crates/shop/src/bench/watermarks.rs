@@ -52,7 +52,15 @@ pub fn growth(start: &Watermarks, end: &Watermarks) -> Watermarks {
 /// the same.
 pub fn topic_shape(brokers: &str) -> anyhow::Result<(i32, i32)> {
     let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let metadata = consumer.fetch_metadata(Some(Topic::OrdersCreated.name()), TIMEOUT)?;
+    // A busy broker may drop the first connection; ask again before giving up.
+    let mut attempts = 0;
+    let metadata = loop {
+        match consumer.fetch_metadata(Some(Topic::OrdersCreated.name()), TIMEOUT) {
+            Ok(metadata) => break metadata,
+            Err(error) if attempts >= 3 => return Err(error.into()),
+            Err(_) => attempts += 1,
+        }
+    };
     let topic = metadata.topics().first().ok_or_else(|| anyhow::anyhow!("no metadata for orders-created"))?;
     let partitions = topic.partitions().len() as i32;
     let replicas = topic.partitions().first().map_or(1, |p| p.replicas().len().max(1)) as i32;
