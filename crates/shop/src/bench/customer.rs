@@ -21,6 +21,8 @@ pub const PAY_TO_READY: &str = "pay sent → readyToShip seen";
 pub const JOURNEY: &str = "whole journey (create → delivered seen)";
 pub const CLIENT_METRICS: [&str; 7] = [CREATE, PAY, SHIPPED, DELIVERED, POLL, PAY_TO_READY, JOURNEY];
 
+const FAILURE_PAUSE: Duration = Duration::from_millis(200);
+
 const STATUSES: [&str; 5] = ["created", "readyToShip", "shipping", "shipped", "delivered"];
 
 /// An order that went all the way, for the hop harvest.
@@ -61,6 +63,7 @@ impl Customer {
             let result = tokio::time::timeout(self.journey_timeout, journey.run()).await;
             outcome.polls += journey.polls;
             schedule.finished(ticket);
+            let failed = !matches!(result, Ok(Ok(_)));
             match result {
                 Ok(Ok(delivered)) => {
                     outcome.completions.push(Instant::now());
@@ -73,6 +76,10 @@ impl Customer {
                 Err(_) => outcome
                     .failures
                     .push(format!("customer {}: journey not done within {:?}", self.number, self.journey_timeout)),
+            }
+            if failed {
+                // A broken system fails fast; do not hammer it for the rest of the window.
+                tokio::time::sleep(FAILURE_PAUSE).await;
             }
         }
         outcome
