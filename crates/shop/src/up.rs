@@ -288,12 +288,12 @@ fn print_urls(args: &UpArgs, brokers: &str, embedded: bool) {
         args.data_dir.display()
     );
     println!();
-    println!("  mobile app        http://{h}:{}", args.mobile_port);
+    println!("  customer app      http://{h}:{}", args.mobile_port);
     println!("  order API         http://{h}:{}  http://{h}:{}", args.order_ports[0], args.order_ports[1]);
     println!("  payment API       http://{h}:{}  http://{h}:{}", args.payment_ports[0], args.payment_ports[1]);
-    println!("  delivery API      http://{h}:{}", args.delivery_port);
+    println!("  courier page      http://{h}:{}  (delivery API)", args.delivery_port);
     println!("  notification      http://{h}:{}/metrics", args.notification_port);
-    println!("  audit trail       http://{h}:{}/logs", args.logging_port);
+    println!("  operations        http://{h}:{}  (audit trail, consumer lag)", args.logging_port);
     println!("  mailbox           http://{h}:{}  (SMTP {h}:{})", args.email_port, args.smtp_port);
     println!();
     println!("Press Ctrl-C to stop.");
