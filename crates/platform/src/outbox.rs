@@ -21,7 +21,7 @@ use crate::trace::TraceParent;
 use crate::Shutdown;
 
 const LEASE: Duration = Duration::from_secs(5);
-const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(10);
 const BATCH: i64 = 256;
 
 /// Writes events into the outbox and wakes the relay of this process after a commit.
