@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Message;
 use shop_events::{Customer, OrderId};
 use shop_platform::consumer::HandleError;
 
@@ -71,20 +73,58 @@ impl Channel for Push {
     }
 }
 
+/// Sends mail over one kept-open SMTP connection (reopened when it breaks), with Nagle's
+/// algorithm off: lettre writes a message's body and its final "." separately, and with Nagle
+/// on, the second write waits for the mailbox's delayed ACK, 40 ms per mail.
 pub struct Mail {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    address: String,
     from: lettre::message::Mailbox,
+    connection: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
 }
 
 impl Mail {
     pub fn new(host: &str, port: u16, from: &str) -> anyhow::Result<Self> {
-        // A mailbox on the private network: plain SMTP, no TLS, no auth.
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(port)
-            .timeout(Some(Duration::from_secs(10)))
-            .build();
         let from = from.parse().map_err(|e| anyhow::anyhow!("MAIL_FROM {from:?} is not an address: {e}"))?;
-        Ok(Self { transport, from })
+        Ok(Self { address: format!("{host}:{port}"), from, connection: tokio::sync::Mutex::new(None) })
+    }
+
+    /// A mailbox on the private network: plain SMTP, no TLS, no auth.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, HandleError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| HandleError::Transient(format!("mailbox {} unreachable: {e}", self.address));
+        let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&self.address))
+            .await
+            .map_err(|e| unreachable(&e))?
+            .map_err(|e| unreachable(&e))?;
+        stream.set_nodelay(true).map_err(|e| unreachable(&e))?;
+        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
+    }
+
+    async fn send_message(&self, message: &Message) -> Result<(), HandleError> {
+        let mut held = self.connection.lock().await;
+        // A kept connection may have been closed by the server while idle: one fresh try.
+        for fresh in [false, true] {
+            let connection = match held.take() {
+                Some(connection) if !fresh && !connection.has_broken() => connection,
+                _ => self.connect().await?,
+            };
+            let mut connection = connection;
+            match tokio::time::timeout(
+                Duration::from_secs(10),
+                connection.send(message.envelope(), &message.formatted()),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    *held = Some(connection);
+                    return Ok(());
+                }
+                Ok(Err(error)) if fresh || error.is_permanent() => return Err(classify(error)),
+                Err(_) if fresh => return Err(HandleError::Transient("the mailbox did not answer in time".into())),
+                Ok(Err(_)) | Err(_) => continue,
+            }
+        }
+        unreachable!("the loop returns on its fresh try")
     }
 }
 
@@ -104,21 +144,24 @@ impl Channel for Mail {
             .subject(&delivery.notice.title)
             .message_id(Some(format!("<{}@shop.notification>", delivery.id)))
             .raw_header(lettre::message::header::HeaderValue::new(
-                lettre::message::header::HeaderName::new_from_ascii_str(shop_email_header()),
+                lettre::message::header::HeaderName::new_from_ascii_str(ORDER_HEADER),
                 delivery.order_id.to_string(),
             ))
             .header(ContentType::TEXT_PLAIN)
             .body(delivery.notice.body.clone())
             .map_err(|e| HandleError::Permanent(format!("cannot build the mail: {e}")))?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_permanent() => Err(HandleError::Permanent(format!("mail refused: {error}"))),
-            Err(error) => Err(HandleError::Transient(format!("mail not sent: {error}"))),
-        }
+        self.send_message(&message).await
+    }
+}
+
+/// A 5xx answer will not change on retry; anything else may.
+fn classify(error: lettre::transport::smtp::Error) -> HandleError {
+    if error.is_permanent() {
+        HandleError::Permanent(format!("mail refused: {error}"))
+    } else {
+        HandleError::Transient(format!("mail not sent: {error}"))
     }
 }
 
 /// The header the mailbox files mails by order under.
-const fn shop_email_header() -> &'static str {
-    "X-Shop-Order-Id"
-}
+const ORDER_HEADER: &str = "X-Shop-Order-Id";
