@@ -235,6 +235,7 @@ pub fn kafka_check(producer: crate::kafka::Producer) -> ReadinessCheck {
 pub fn finish(router: Router, checks: Vec<ReadinessCheck>) -> Router {
     router
         .merge(health_routes(checks))
+        .route(UI_SCRIPT_PATH, get(ui_script))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
@@ -253,6 +254,13 @@ pub fn finish(router: Router, checks: Vec<ReadinessCheck>) -> Router {
                     axum::http::HeaderName::from_static("idempotency-key"),
                 ]),
         )
+}
+
+/// The small script every page of the services shares.
+pub const UI_SCRIPT_PATH: &str = "/assets/ui.js";
+
+async fn ui_script() -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("ui.js"))
 }
 
 /// Binds `host:port` (port 0 picks a free one).
