@@ -88,6 +88,25 @@ pub mod group {
 
     pub const ALL: [&str; 5] =
         [ORDER_SERVICE, DELIVERY_SERVICE, NOTIFICATION_MOBILE, NOTIFICATION_EMAIL, LOGGING_SERVICE];
+
+    use super::Topic;
+
+    /// What each group consumes: the services subscribe to it, and lag is measured on it.
+    pub const SUBSCRIPTIONS: [(&str, &[Topic]); 5] = [
+        (
+            ORDER_SERVICE,
+            &[Topic::PaymentsMade, Topic::DeliveryShipping, Topic::DeliveryShipped, Topic::DeliveryDelivered],
+        ),
+        (DELIVERY_SERVICE, &[Topic::OrdersReadyToShip]),
+        (NOTIFICATION_MOBILE, &Topic::STAGES),
+        (NOTIFICATION_EMAIL, &Topic::STAGES),
+        (LOGGING_SERVICE, &[Topic::LoggingEvents]),
+    ];
+
+    /// The topics `group` consumes (none for a name that is no group of the system).
+    pub fn topics(group: &str) -> &'static [Topic] {
+        SUBSCRIPTIONS.iter().find(|(name, _)| *name == group).map_or(&[], |(_, topics)| topics)
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +119,16 @@ mod tests {
         assert_eq!(names.len(), 11);
         for topic in Topic::ALL {
             assert_eq!(Topic::from_name(topic.name()), Some(topic));
+        }
+    }
+
+    #[test]
+    fn every_group_consumes_topics_and_every_topic_is_consumed() {
+        for name in group::ALL {
+            assert!(!group::topics(name).is_empty(), "{name}");
+        }
+        for topic in Topic::ALL {
+            assert!(group::SUBSCRIPTIONS.iter().any(|(_, topics)| topics.contains(&topic)), "{topic}");
         }
     }
 

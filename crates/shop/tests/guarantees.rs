@@ -7,31 +7,9 @@ mod support;
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
+use shop_events::Topic;
 use support::kafka::{self, Record};
 use support::{assert_once_each, observed, order_for, System};
-
-const STAGE_TOPICS: [&str; 7] = [
-    "orders-created",
-    "payments-created",
-    "payments-made",
-    "orders-ready-to-ship",
-    "orders-shipping",
-    "orders-shipped",
-    "orders-delivered",
-];
-const ALL_TOPICS: [&str; 11] = [
-    "orders-created",
-    "payments-created",
-    "payments-made",
-    "orders-ready-to-ship",
-    "delivery-shipping",
-    "orders-shipping",
-    "delivery-shipped",
-    "orders-shipped",
-    "delivery-delivered",
-    "orders-delivered",
-    "logging-events",
-];
 
 async fn records(system: &System, topic: &str, key: &str) -> Vec<Record> {
     let (brokers, topic, key) = (system.brokers(), topic.to_owned(), key.to_owned());
@@ -49,7 +27,7 @@ async fn a_duplicated_or_replayed_event_changes_nothing_twice() {
     let published_before = records(&system, "orders-shipped", &order_id).await.len();
 
     // Replay every record of the order on every topic, twice over.
-    for topic in ALL_TOPICS {
+    for topic in Topic::ALL.map(Topic::name) {
         for record in records(&system, topic, &order_id).await {
             kafka::produce(&system.brokers(), topic, &record).await;
             kafka::produce(&system.brokers(), topic, &record).await;
@@ -69,7 +47,7 @@ async fn a_poison_record_is_set_aside_and_the_next_one_is_handled() {
     let system = System::start().await;
     let (order_id, payment_id) = system.create_order(system.order[0], "poison@example.com", None).await;
     let wrong_schema = json!({"id": "x", "type": "PaymentMade", "version": 1}).to_string();
-    for topic in ALL_TOPICS {
+    for topic in Topic::ALL.map(Topic::name) {
         for payload in ["this is not json", wrong_schema.as_str()] {
             let record =
                 Record { key: Some(order_id.clone()), payload: Some(payload.as_bytes().to_vec()), headers: vec![] };
@@ -82,7 +60,7 @@ async fn a_poison_record_is_set_aside_and_the_next_one_is_handled() {
     assert_eq!((pushes.len(), emails.len()), (7, 7));
     system.wait_until_consumed().await;
 
-    for topic in ALL_TOPICS {
+    for topic in Topic::ALL.map(Topic::name) {
         let dead = records(&system, &format!("{topic}.dlq"), &order_id).await;
         assert!(dead.len() >= 2, "{topic}.dlq has {} records", dead.len());
         for record in &dead {
@@ -198,7 +176,7 @@ async fn orders_complete_exactly_once_while_services_are_killed_and_restarted() 
     system.kill_service("notification-1");
     system.deliver_all_and_check_each_once(&orders).await;
     // Each stage event of each order was published once (same event id at most repeated).
-    for topic in STAGE_TOPICS {
+    for topic in Topic::STAGES.map(Topic::name) {
         let (brokers, t) = (system.brokers(), topic.to_owned());
         let all = tokio::task::spawn_blocking(move || kafka::read_all(&brokers, &t)).await.unwrap();
         for (order_id, _) in &orders {

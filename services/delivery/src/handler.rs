@@ -2,7 +2,7 @@
 //! and acknowledges it by publishing `delivery-shipping`, once per order.
 
 use async_trait::async_trait;
-use shop_events::{group, DeliveryProgressed, Event, Topic};
+use shop_events::{group, DeliveryProgressed, Event};
 use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::{now_millis, Pool};
 use shop_platform::inbox;
@@ -10,8 +10,6 @@ use shop_platform::outbox::Outbox;
 
 use crate::status::DeliveryStatus;
 use crate::store::{self, Delivery};
-
-pub const TOPICS: [Topic; 1] = [Topic::OrdersReadyToShip];
 
 pub struct DeliveryHandler {
     pub pool: Pool,

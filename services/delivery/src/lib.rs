@@ -38,7 +38,7 @@ impl Service {
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
             group: group::DELIVERY_SERVICE,
-            topics: handler::TOPICS.to_vec(),
+            topics: group::topics(group::DELIVERY_SERVICE).to_vec(),
             client_id: instance.clone(),
         };
         let host = ServiceHost::new(listener, router)

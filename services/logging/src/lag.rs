@@ -20,18 +20,6 @@ use shop_platform::http::ApiError;
 
 use crate::AppState;
 
-/// The topics each consumer group of the system consumes.
-pub const GROUP_TOPICS: [(&str, &[Topic]); 5] = [
-    (
-        group::ORDER_SERVICE,
-        &[Topic::PaymentsMade, Topic::DeliveryShipping, Topic::DeliveryShipped, Topic::DeliveryDelivered],
-    ),
-    (group::DELIVERY_SERVICE, &[Topic::OrdersReadyToShip]),
-    (group::NOTIFICATION_MOBILE, &Topic::STAGES),
-    (group::NOTIFICATION_EMAIL, &Topic::STAGES),
-    (group::LOGGING_SERVICE, &[Topic::LoggingEvents]),
-];
-
 /// How long one question to Kafka may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -96,7 +84,7 @@ impl LagProbe {
     /// Measures every group. Blocking: call it from `spawn_blocking`.
     pub fn measure(&self) -> Result<LagReport, KafkaError> {
         let mut consumers = self.consumers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        for (group, _) in GROUP_TOPICS {
+        for (group, _) in group::SUBSCRIPTIONS {
             if !consumers.contains_key(group) {
                 consumers.insert(group, self.consumer(group)?);
             }
@@ -107,7 +95,7 @@ impl LagProbe {
         }
         let any = &consumers[group::LOGGING_SERVICE];
         let mut watermarks: HashMap<Topic, Vec<(i32, i64, i64)>> = HashMap::new();
-        for (_, topics) in GROUP_TOPICS {
+        for (_, topics) in group::SUBSCRIPTIONS {
             for &topic in topics {
                 if watermarks.contains_key(&topic) {
                     continue;
@@ -121,7 +109,7 @@ impl LagProbe {
                 watermarks.insert(topic, partitions);
             }
         }
-        let groups = GROUP_TOPICS
+        let groups = group::SUBSCRIPTIONS
             .iter()
             .map(|&(group, topics)| group_lag(&consumers[group], group, topics, &watermarks))
             .collect();
@@ -188,9 +176,9 @@ mod tests {
 
     #[test]
     fn every_consumer_group_is_measured_on_the_topics_it_consumes() {
-        let groups: Vec<&str> = GROUP_TOPICS.iter().map(|(group, _)| *group).collect();
+        let groups: Vec<&str> = group::SUBSCRIPTIONS.iter().map(|(group, _)| *group).collect();
         assert_eq!(groups, group::ALL);
-        for (group, topics) in GROUP_TOPICS {
+        for (group, topics) in group::SUBSCRIPTIONS {
             assert!(!topics.is_empty(), "{group}");
         }
     }

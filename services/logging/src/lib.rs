@@ -7,14 +7,14 @@ mod audit;
 mod lag;
 
 pub use audit::{AuditHandler, LogRecord};
-pub use lag::{GroupLag, LagProbe, LagReport, GROUP_TOPICS};
+pub use lag::{GroupLag, LagProbe, LagReport};
 
 use std::sync::Arc;
 
 use axum::response::Html;
 use axum::routing::get;
 use axum::Router;
-use shop_events::{group, Topic};
+use shop_events::group;
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::Subscription;
 use shop_platform::db::Pool;
@@ -73,7 +73,7 @@ impl Service {
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
             group: group::LOGGING_SERVICE,
-            topics: vec![Topic::LoggingEvents],
+            topics: group::topics(group::LOGGING_SERVICE).to_vec(),
             client_id: instance,
         };
         let host = ServiceHost::new(listener, router).with_consumer(subscription, Arc::new(handler), producer);

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
-use shop_events::{group, Topic};
+use shop_events::group;
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::{HandleError, Handler, Incoming, Subscription};
 use shop_platform::db::Pool;
@@ -83,7 +83,7 @@ impl Service {
             let subscription = Subscription {
                 brokers: config.kafka.brokers.clone(),
                 group,
-                topics: Topic::STAGES.to_vec(),
+                topics: shop_events::group::topics(group).to_vec(),
                 client_id: format!("{instance}-{}", channel.name()),
             };
             let handler = NotifyHandler { pool: pool.clone(), group, channel, counters: counters.clone() };

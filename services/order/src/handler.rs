@@ -3,7 +3,7 @@
 //! all in one transaction with the inbox entry that makes a redelivery a no-op.
 
 use async_trait::async_trait;
-use shop_events::{group, Event, OrderDeliveryProgressed, OrderReadyToShip, Topic};
+use shop_events::{group, Event, OrderDeliveryProgressed, OrderReadyToShip};
 use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::{now_millis, Pool};
 use shop_platform::inbox;
@@ -12,9 +12,6 @@ use tokio::sync::watch;
 
 use crate::status::{OrderStatus, OrderTrigger};
 use crate::store;
-
-pub const TOPICS: [Topic; 4] =
-    [Topic::PaymentsMade, Topic::DeliveryShipping, Topic::DeliveryShipped, Topic::DeliveryDelivered];
 
 pub struct OrderHandler {
     pub pool: Pool,

@@ -274,26 +274,13 @@ impl System {
             let brokers = brokers.clone();
             async move {
                 tokio::task::spawn_blocking(move || {
-                    let stage_topics = [
-                        "orders-created",
-                        "payments-created",
-                        "payments-made",
-                        "orders-ready-to-ship",
-                        "orders-shipping",
-                        "orders-shipped",
-                        "orders-delivered",
-                    ];
-                    let groups: [(&str, &[&str]); 5] = [
-                        (
-                            "order-service",
-                            &["payments-made", "delivery-shipping", "delivery-shipped", "delivery-delivered"],
-                        ),
-                        ("delivery-service", &["orders-ready-to-ship"]),
-                        ("notification-mobile", &stage_topics),
-                        ("notification-email", &stage_topics),
-                        ("logging-service", &["logging-events"]),
-                    ];
-                    groups.iter().all(|(group, topics)| kafka::caught_up(&brokers, group, topics)).then_some(())
+                    shop_events::group::SUBSCRIPTIONS
+                        .iter()
+                        .all(|(group, topics)| {
+                            let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+                            kafka::caught_up(&brokers, group, &names)
+                        })
+                        .then_some(())
                 })
                 .await
                 .unwrap()
