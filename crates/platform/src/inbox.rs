@@ -3,7 +3,7 @@
 
 use uuid::Uuid;
 
-use crate::db::{now_millis, Transaction};
+use crate::db::{now_millis, Pool, Transaction};
 
 /// Records that `consumer` applies `event_id` in this transaction. Returns false when it was
 /// applied before: the caller then does nothing (and commits nothing new).
@@ -18,4 +18,15 @@ pub async fn first_delivery(tx: &mut Transaction<'_>, consumer: &str, event_id: 
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Has `consumer` applied `event_id` already? For effects outside the database (a push, a
+/// mail), which are recorded with `first_delivery` only after they happened.
+pub async fn already_applied(pool: &Pool, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
+        .bind(consumer)
+        .bind(event_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.is_some())
 }

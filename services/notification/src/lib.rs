@@ -116,7 +116,7 @@ impl Handler for NotifyHandler {
             return Err(HandleError::Permanent(format!("{} is not a stage event", envelope.event_type)));
         };
         let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
-        if already_sent(&self.pool, self.group, envelope.id).await? {
+        if inbox::already_applied(&self.pool, self.group, envelope.id).await? {
             tracing::debug!("Already sent on this channel; skipping the redelivery");
             return Ok(());
         }
@@ -131,15 +131,6 @@ impl Handler for NotifyHandler {
         tracing::info!(channel = self.channel.name(), stage = %notice.stage, "Customer notified");
         Ok(())
     }
-}
-
-async fn already_sent(pool: &Pool, group: &str, event_id: uuid::Uuid) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
-        .bind(group)
-        .bind(event_id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.is_some())
 }
 
 /// Prometheus text: notifications sent per channel since start.
