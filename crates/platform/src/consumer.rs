@@ -4,17 +4,20 @@
 //! origin in headers, and the loop goes on. A transient failure (database busy, broker
 //! unreachable) is retried with backoff and never skipped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::Message;
 use shop_events::{Event, RawEnvelope, Topic, TRACEPARENT_HEADER};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::kafka::{self, Producer};
+use crate::kafka::{self, GroupConsumer, Producer};
 use crate::trace::TraceParent;
 use crate::Shutdown;
 
@@ -61,8 +64,14 @@ pub struct Subscription {
     pub client_id: String,
 }
 
-/// Runs the loop until `shutdown`; the record in hand is finished (or left for redelivery)
-/// and the stored offsets are committed before it returns.
+/// How many records may wait for one partition's worker before the loop waits for it.
+const QUEUE_PER_PARTITION: usize = 64;
+
+/// Runs the loop until `shutdown`. Each partition gets its own worker, so records of
+/// different partitions are handled concurrently (a slow push or a busy database holds up
+/// only its own partition) while each partition's records keep their order and their offsets
+/// are stored in order. On `shutdown` every worker finishes the record in hand (or leaves it
+/// for redelivery), and the stored offsets are committed before it returns.
 pub async fn run(
     subscription: Subscription,
     handler: Arc<dyn Handler>,
@@ -71,11 +80,13 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let dead_letters: Vec<String> = subscription.topics.iter().map(|t| t.dead_letter_name()).collect();
     ensure_dead_letter_topics(&subscription.brokers, &dead_letters).await;
-    let consumer = kafka::consumer(&subscription.brokers, &subscription.client_id, subscription.group)?;
+    let consumer = Arc::new(kafka::consumer(&subscription.brokers, &subscription.client_id, subscription.group)?);
     let names: Vec<&str> = subscription.topics.iter().map(|t| t.name()).collect();
     kafka::subscribe(&consumer, &names)?;
     tracing::info!(group = subscription.group, topics = ?names, "Consuming");
     let group = subscription.group;
+    let mut queues: HashMap<(String, i32), mpsc::Sender<Fetched>> = HashMap::new();
+    let mut workers = JoinSet::new();
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
@@ -83,10 +94,33 @@ pub async fn run(
         };
         match message {
             Ok(message) => {
-                if process(&message, handler.as_ref(), &producer, group, &shutdown).await {
-                    if let Err(error) = consumer.store_offset_from_message(&message) {
-                        tracing::warn!(%error, "Cannot store offset; the record may be redelivered");
-                    }
+                let fetched = Fetched { generation: consumer.context().generation(), message: message.detach() };
+                let queue = queues
+                    .entry((fetched.message.topic().to_owned(), fetched.message.partition()))
+                    .or_insert_with(|| {
+                        let (queue, records) = mpsc::channel(QUEUE_PER_PARTITION);
+                        let worker = Worker {
+                            consumer: consumer.clone(),
+                            handler: handler.clone(),
+                            producer: producer.clone(),
+                            group,
+                            shutdown: shutdown.clone(),
+                        };
+                        workers.spawn(worker.run(records).in_current_span());
+                        queue
+                    });
+                let sent = tokio::select! {
+                    sent = queue.send(fetched) => sent,
+                    _ = shutdown.wait() => break,
+                };
+                if let Err(mpsc::error::SendError(lost)) = sent {
+                    // Only a panic ends a worker before shutdown. Its partition would stall:
+                    // stop the loop (and the service) instead; the record is redelivered.
+                    anyhow::bail!(
+                        "the worker of {}/{} stopped unexpectedly",
+                        lost.message.topic(),
+                        lost.message.partition()
+                    );
                 }
             }
             Err(error) => {
@@ -95,6 +129,8 @@ pub async fn run(
             }
         }
     }
+    drop(queues);
+    while workers.join_next().await.is_some() {}
     if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing stored since the last auto-commit is not an error worth more than a note.
         tracing::debug!(%error, group, "Final offset commit");
@@ -103,10 +139,53 @@ pub async fn run(
     Ok(())
 }
 
+/// A record as it came from the broker, with the consumer's generation at that moment.
+struct Fetched {
+    generation: u64,
+    message: OwnedMessage,
+}
+
+/// Handles one partition's records, one at a time, in order.
+struct Worker {
+    consumer: Arc<GroupConsumer>,
+    handler: Arc<dyn Handler>,
+    producer: Producer,
+    group: &'static str,
+    shutdown: Shutdown,
+}
+
+impl Worker {
+    async fn run(self, mut records: mpsc::Receiver<Fetched>) {
+        loop {
+            let fetched = tokio::select! {
+                biased;
+                _ = self.shutdown.wait() => return,
+                fetched = records.recv() => match fetched { Some(fetched) => fetched, None => return },
+            };
+            // Fetched before partitions were revoked: the partition's owner now gets it again
+            // from the committed offset, so handling it here would only duplicate work.
+            if fetched.generation != self.consumer.context().generation() {
+                continue;
+            }
+            let message = &fetched.message;
+            if process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
+                if let Err(error) =
+                    self.consumer.store_offset(message.topic(), message.partition(), message.offset() + 1)
+                {
+                    // After a rebalance took the partition away: its new owner redelivers
+                    // the record, and the inbox makes the second delivery a no-op.
+                    tracing::info!(%error, topic = message.topic(), partition = message.partition(),
+                        "Cannot store offset; the record may be redelivered");
+                }
+            }
+        }
+    }
+}
+
 /// Handles one record. Returns true when its offset may be stored (done or set aside),
 /// false when shutdown interrupted a retry and the record must be redelivered.
 async fn process(
-    message: &BorrowedMessage<'_>,
+    message: &OwnedMessage,
     handler: &dyn Handler,
     producer: &Producer,
     group: &str,
@@ -157,7 +236,7 @@ async fn process(
 /// Copies the record to `<topic>.dlq` with why and whence in headers. Retries until the
 /// broker has it, so a poison record is never dropped silently.
 async fn dead_letter(
-    message: &BorrowedMessage<'_>,
+    message: &OwnedMessage,
     producer: &Producer,
     group: &str,
     reason: &str,
@@ -205,7 +284,7 @@ async fn dead_letter(
     }
 }
 
-fn header<'a>(message: &'a BorrowedMessage<'_>, key: &str) -> Option<&'a str> {
+fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
     message.headers()?.iter().find(|h| h.key == key).and_then(|h| std::str::from_utf8(h.value?).ok())
 }
 

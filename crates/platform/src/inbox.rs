@@ -3,11 +3,16 @@
 
 use uuid::Uuid;
 
-use crate::db::{now_millis, Pool, Transaction};
+use crate::db::{now_millis, Pool};
 
-/// Records that `consumer` applies `event_id` in this transaction. Returns false when it was
-/// applied before: the caller then does nothing (and commits nothing new).
-pub async fn first_delivery(tx: &mut Transaction<'_>, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
+/// Records that `consumer` applies `event_id`: within the effect's transaction (pass `&mut *tx`),
+/// or on its own for an effect outside the database. Returns false when it was applied
+/// before: the caller then does nothing (and commits nothing new).
+pub async fn first_delivery<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    consumer: &str,
+    event_id: Uuid,
+) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO processed_events (consumer, event_id, processed_at) VALUES ($1, $2, $3) \
          ON CONFLICT (consumer, event_id) DO NOTHING",
@@ -15,7 +20,7 @@ pub async fn first_delivery(tx: &mut Transaction<'_>, consumer: &str, event_id: 
     .bind(consumer)
     .bind(event_id.to_string())
     .bind(now_millis())
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(inserted.rows_affected() == 1)
 }

@@ -224,11 +224,14 @@ impl Relay {
             }
         }
         if !acknowledged.is_empty() {
-            let mut tx = self.pool.begin().await?;
+            // One statement for the batch (SQLite allows 32,766 parameters, PostgreSQL 65,535).
+            let placeholders: Vec<String> = (1..=acknowledged.len()).map(|i| format!("${i}")).collect();
+            let delete = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
+            let mut query = sqlx::query(&delete);
             for id in &acknowledged {
-                sqlx::query("DELETE FROM outbox WHERE id = $1").bind(*id).execute(&mut *tx).await?;
+                query = query.bind(*id);
             }
-            tx.commit().await?;
+            query.execute(&self.pool).await?;
         }
         match failure {
             Some(error) => Err(error),

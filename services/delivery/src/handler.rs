@@ -25,7 +25,7 @@ impl Handler for DeliveryHandler {
         };
         let order_id = incoming.envelope.order_id;
         let mut tx = self.pool.begin().await?;
-        if !inbox::first_delivery(&mut tx, group::DELIVERY_SERVICE, incoming.envelope.id).await? {
+        if !inbox::first_delivery(&mut *tx, group::DELIVERY_SERVICE, incoming.envelope.id).await? {
             return Ok(());
         }
         let now = now_millis();

@@ -73,19 +73,20 @@ impl Channel for Push {
     }
 }
 
-/// Sends mail over one kept-open SMTP connection (reopened when it breaks), with Nagle's
-/// algorithm off: lettre writes a message's body and its final "." separately, and with Nagle
-/// on, the second write waits for the mailbox's delayed ACK, 40 ms per mail.
+/// Sends mail over kept-open SMTP connections, one per mail in flight (the consumer handles
+/// partitions concurrently), each reopened when it breaks, with Nagle's algorithm off: lettre
+/// writes a message's body and its final "." separately, and with Nagle on, the second write
+/// waits for the mailbox's delayed ACK, 40 ms per mail.
 pub struct Mail {
     address: String,
     from: lettre::message::Mailbox,
-    connection: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
+    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
 }
 
 impl Mail {
     pub fn new(host: &str, port: u16, from: &str) -> anyhow::Result<Self> {
         let from = from.parse().map_err(|e| anyhow::anyhow!("MAIL_FROM {from:?} is not an address: {e}"))?;
-        Ok(Self { address: format!("{host}:{port}"), from, connection: tokio::sync::Mutex::new(None) })
+        Ok(Self { address: format!("{host}:{port}"), from, idle: std::sync::Mutex::new(Vec::new()) })
     }
 
     /// A mailbox on the private network: plain SMTP, no TLS, no auth.
@@ -100,15 +101,18 @@ impl Mail {
         AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
     }
 
+    fn idle_connection(&self) -> Option<AsyncSmtpConnection> {
+        self.idle.lock().expect("the pool lock is never poisoned").pop()
+    }
+
     async fn send_message(&self, message: &Message) -> Result<(), HandleError> {
-        let mut held = self.connection.lock().await;
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
-            let connection = match held.take() {
-                Some(connection) if !fresh && !connection.has_broken() => connection,
-                _ => self.connect().await?,
+            let kept = if fresh { None } else { self.idle_connection().filter(|c| !c.has_broken()) };
+            let mut connection = match kept {
+                Some(connection) => connection,
+                None => self.connect().await?,
             };
-            let mut connection = connection;
             match tokio::time::timeout(
                 Duration::from_secs(10),
                 connection.send(message.envelope(), &message.formatted()),
@@ -116,7 +120,7 @@ impl Mail {
             .await
             {
                 Ok(Ok(_)) => {
-                    *held = Some(connection);
+                    self.idle.lock().expect("the pool lock is never poisoned").push(connection);
                     return Ok(());
                 }
                 Ok(Err(error)) if fresh || error.is_permanent() => return Err(classify(error)),

@@ -123,9 +123,7 @@ impl Handler for NotifyHandler {
         let id = uuid::Uuid::new_v5(&envelope.id, self.channel.name().as_bytes());
         let delivery = Delivery { id, order_id: envelope.order_id, customer, notice: &notice };
         self.channel.send(&delivery).await?;
-        let mut tx = self.pool.begin().await?;
-        inbox::first_delivery(&mut tx, self.group, envelope.id).await?;
-        tx.commit().await?;
+        inbox::first_delivery(&self.pool, self.group, envelope.id).await?;
         let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::info!(channel = self.channel.name(), stage = %notice.stage, "Customer notified");

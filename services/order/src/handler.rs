@@ -32,7 +32,7 @@ impl Handler for OrderHandler {
         };
         let order_id = incoming.envelope.order_id;
         let mut tx = self.pool.begin().await?;
-        if !inbox::first_delivery(&mut tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
+        if !inbox::first_delivery(&mut *tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
             tracing::debug!("Event already applied; skipping the redelivery");
             return Ok(());
         }
