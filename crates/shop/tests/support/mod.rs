@@ -1,6 +1,7 @@
 //! Starts the real system for a test: `shop up` (the binary users run) with its embedded
 //! broker, on free ports, with a fresh data folder, and stops it when the test ends.
-//! Service logs are shown only when `TEST_LOG` is set.
+//! Service logs are shown live when `TEST_LOG` is set; otherwise they go to a file in the data
+//! folder, whose last lines are printed when the test fails.
 //!
 //! With `SHOP_TEST_KAFKA_BROKERS` set, the system runs on that Kafka cluster instead (the
 //! topics must exist; run such tests one at a time, as they share topics and groups); with
@@ -18,6 +19,7 @@ use serde_json::Value;
 
 pub struct System {
     child: Child,
+    log: Option<std::path::PathBuf>,
     data: std::sync::Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
     brokers: String,
@@ -45,8 +47,12 @@ impl System {
     /// Starts on an existing data folder, e.g. the one of a system stopped before.
     pub async fn start_with(data: std::sync::Arc<tempfile::TempDir>) -> System {
         let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>();
-        let show_logs = std::env::var_os("TEST_LOG").is_some();
-        let output = || if show_logs { Stdio::inherit() } else { Stdio::null() };
+        let log = std::env::var_os("TEST_LOG").is_none().then(|| data.path().join(format!("shop-up-{broker}.log")));
+        let log_file = log.as_ref().map(|path| std::fs::File::create(path).expect("a log file in the data folder"));
+        let output = || match &log_file {
+            Some(file) => Stdio::from(file.try_clone().expect("the log file opens twice")),
+            None => Stdio::inherit(),
+        };
         let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
         command.arg("up");
         let brokers = match std::env::var("SHOP_TEST_KAFKA_BROKERS") {
@@ -91,6 +97,7 @@ impl System {
             .expect("shop up starts");
         let mut system = System {
             child,
+            log,
             data,
             http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
             brokers,
@@ -126,7 +133,7 @@ impl System {
         for port in self.ports() {
             loop {
                 if let Some(status) = self.child.try_wait().unwrap() {
-                    panic!("shop up exited while starting: {status} (set TEST_LOG=1 to see why)");
+                    panic!("shop up exited while starting: {status}");
                 }
                 let ready = self.http.get(url(port, "/readyz")).send().await;
                 if ready.is_ok_and(|r| r.status().is_success()) {
@@ -312,8 +319,17 @@ impl Drop for System {
         if self.child.try_wait().ok().flatten().is_none() {
             self.stop();
         }
+        if let (true, Some(log)) = (std::thread::panicking(), &self.log) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!("--- last {} lines of the system's log ({}) ---\n{}", tail.len(), log.display(), tail.join("\n"));
+        }
     }
 }
+
+/// How much of the system's log a failed test shows.
+const LOG_TAIL: usize = 400;
 
 use std::collections::BTreeSet;
 
