@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
-use rdkafka::Message;
+use rdkafka::{Message, Offset, TopicPartitionList};
 use shop_events::{Event, RawEnvelope, Topic, TRACEPARENT_HEADER};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -155,6 +155,15 @@ struct Worker {
 }
 
 impl Worker {
+    /// Stores the offset after `message`, to be committed: where this group resumes.
+    /// (`store_offsets` takes the offset as given; librdkafka's single-partition
+    /// `store_offset` adds one itself.)
+    fn store_next_offset(&self, message: &OwnedMessage) -> rdkafka::error::KafkaResult<()> {
+        let mut next = TopicPartitionList::new();
+        next.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+        self.consumer.store_offsets(&next)
+    }
+
     async fn run(self, mut records: mpsc::Receiver<Fetched>) {
         loop {
             let fetched = tokio::select! {
@@ -169,9 +178,7 @@ impl Worker {
             }
             let message = &fetched.message;
             if process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
-                if let Err(error) =
-                    self.consumer.store_offset(message.topic(), message.partition(), message.offset() + 1)
-                {
+                if let Err(error) = self.store_next_offset(message) {
                     // After a rebalance took the partition away: its new owner redelivers
                     // the record, and the inbox makes the second delivery a no-op.
                     tracing::info!(%error, topic = message.topic(), partition = message.partition(),

@@ -490,7 +490,8 @@ pub mod kafka {
         producer.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("record produced");
     }
 
-    /// Has `group` committed offsets up to the end of every partition of `topics`?
+    /// Has `group` committed offsets up to the end of every partition of `topics`? Exactly up
+    /// to it: a committed offset past the end would skip the next record after a restart.
     pub fn caught_up(brokers: &str, group: &str, topics: &[&str]) -> bool {
         let consumer = reader(brokers, group);
         let mut wanted = TopicPartitionList::new();
@@ -508,7 +509,7 @@ pub mod kafka {
         let Ok(committed) = consumer.committed_offsets(wanted, Duration::from_secs(10)) else { return false };
         ends.into_iter().all(|(topic, partition, high)| {
             high == 0
-                || matches!(committed.find_partition(&topic, partition).map(|e| e.offset()), Some(Offset::Offset(o)) if o >= high)
+                || matches!(committed.find_partition(&topic, partition).map(|e| e.offset()), Some(Offset::Offset(o)) if o == high)
         })
     }
 }
