@@ -316,6 +316,9 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
+        if std::thread::panicking() && self.child.try_wait().ok().flatten().is_none() {
+            eprintln!("--- consumer groups when the test failed ---\n{}", kafka::positions(&self.brokers));
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             self.stop();
         }
@@ -329,7 +332,7 @@ impl Drop for System {
 }
 
 /// How much of the system's log a failed test shows.
-const LOG_TAIL: usize = 400;
+const LOG_TAIL: usize = 1500;
 
 use std::collections::BTreeSet;
 
@@ -488,6 +491,28 @@ pub mod kafka {
             out = out.payload(payload);
         }
         producer.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("record produced");
+    }
+
+    /// Per partition of each group's topics: committed offset and end. For a failed test's report.
+    pub fn positions(brokers: &str) -> String {
+        let mut lines = Vec::new();
+        for (group, topics) in shop_events::group::SUBSCRIPTIONS {
+            let consumer = reader(brokers, group);
+            for topic in topics.iter().map(|t| t.name()) {
+                let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) else { continue };
+                for partition in metadata.topics()[0].partitions().iter().map(|p| p.id()) {
+                    let mut wanted = TopicPartitionList::new();
+                    wanted.add_partition(topic, partition);
+                    let committed = consumer
+                        .committed_offsets(wanted, Duration::from_secs(2))
+                        .ok()
+                        .and_then(|c| c.find_partition(topic, partition).map(|e| format!("{:?}", e.offset())));
+                    let end = consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)).ok().map(|(_, h)| h);
+                    lines.push(format!("{group} {topic}/{partition}: committed {committed:?}, end {end:?}"));
+                }
+            }
+        }
+        lines.join("\n")
     }
 
     /// Has `group` committed offsets up to the end of every partition of `topics`? Exactly up
