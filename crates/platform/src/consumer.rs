@@ -85,7 +85,7 @@ pub async fn run(
     kafka::subscribe(&consumer, &names)?;
     tracing::info!(group = subscription.group, topics = ?names, "Consuming");
     let group = subscription.group;
-    let mut queues: HashMap<(String, i32), mpsc::Sender<Fetched>> = HashMap::new();
+    let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
     let mut workers = JoinSet::new();
     loop {
         let message = tokio::select! {
@@ -94,33 +94,27 @@ pub async fn run(
         };
         match message {
             Ok(message) => {
-                let fetched = Fetched { generation: consumer.context().generation(), message: message.detach() };
-                let queue = queues
-                    .entry((fetched.message.topic().to_owned(), fetched.message.partition()))
-                    .or_insert_with(|| {
-                        let (queue, records) = mpsc::channel(QUEUE_PER_PARTITION);
-                        let worker = Worker {
-                            consumer: consumer.clone(),
-                            handler: handler.clone(),
-                            producer: producer.clone(),
-                            group,
-                            shutdown: shutdown.clone(),
-                        };
-                        workers.spawn(worker.run(records).in_current_span());
-                        queue
-                    });
+                let message = message.detach();
+                let queue = queues.entry((message.topic().to_owned(), message.partition())).or_insert_with(|| {
+                    let (queue, records) = mpsc::channel(QUEUE_PER_PARTITION);
+                    let worker = Worker {
+                        consumer: consumer.clone(),
+                        handler: handler.clone(),
+                        producer: producer.clone(),
+                        group,
+                        shutdown: shutdown.clone(),
+                    };
+                    workers.spawn(worker.run(records).in_current_span());
+                    queue
+                });
                 let sent = tokio::select! {
-                    sent = queue.send(fetched) => sent,
+                    sent = queue.send(message) => sent,
                     _ = shutdown.wait() => break,
                 };
                 if let Err(mpsc::error::SendError(lost)) = sent {
                     // Only a panic ends a worker before shutdown. Its partition would stall:
                     // stop the loop (and the service) instead; the record is redelivered.
-                    anyhow::bail!(
-                        "the worker of {}/{} stopped unexpectedly",
-                        lost.message.topic(),
-                        lost.message.partition()
-                    );
+                    anyhow::bail!("the worker of {}/{} stopped unexpectedly", lost.topic(), lost.partition());
                 }
             }
             Err(error) => {
@@ -137,12 +131,6 @@ pub async fn run(
     }
     tracing::info!(group, "Consumer stopped");
     Ok(())
-}
-
-/// A record as it came from the broker, with the consumer's generation at that moment.
-struct Fetched {
-    generation: u64,
-    message: OwnedMessage,
 }
 
 /// Handles one partition's records, one at a time, in order.
@@ -164,19 +152,17 @@ impl Worker {
         self.consumer.store_offsets(&next)
     }
 
-    async fn run(self, mut records: mpsc::Receiver<Fetched>) {
+    async fn run(self, mut records: mpsc::Receiver<OwnedMessage>) {
         loop {
-            let fetched = tokio::select! {
+            let message = tokio::select! {
                 biased;
                 _ = self.shutdown.wait() => return,
-                fetched = records.recv() => match fetched { Some(fetched) => fetched, None => return },
+                message = records.recv() => match message { Some(message) => message, None => return },
             };
-            // Fetched before partitions were revoked: the partition's owner now gets it again
-            // from the committed offset, so handling it here would only duplicate work.
-            if fetched.generation != self.consumer.context().generation() {
-                continue;
-            }
-            let message = &fetched.message;
+            // A record queued before a rebalance took its partition away is still handled
+            // here: its new owner gets it too (from the committed offset), and the inbox makes
+            // whichever comes second a no-op. Nothing is skipped on this side.
+            let message = &message;
             if process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
                 if let Err(error) = self.store_next_offset(message) {
                     // After a rebalance took the partition away: its new owner redelivers

@@ -2,7 +2,6 @@
 //! and dead letters, consumers that store offsets only after the effect is durable, and the
 //! admin calls that create topics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -14,7 +13,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 
 pub type Producer = FutureProducer<Context>;
-pub type GroupConsumer = StreamConsumer<GroupContext>;
+pub type GroupConsumer = StreamConsumer<Context>;
 
 /// Routes librdkafka's own log lines and errors into tracing at levels that fit this system:
 /// a lost connection to one broker is retried by librdkafka and is a warning, not an error.
@@ -48,43 +47,7 @@ impl rdkafka::ClientContext for Context {
     }
 }
 
-/// The context of a group consumer: the same logging, plus a count of the rebalances that
-/// took partitions away. A record fetched before such a rebalance is redelivered to whichever
-/// member owns its partition now (from the last committed offset), so the consumer loop
-/// drops the ones it had queued but not started (see [`GroupContext::generation`]).
-#[derive(Debug, Default)]
-pub struct GroupContext {
-    revocations: AtomicU64,
-}
-
-impl GroupContext {
-    /// Changes whenever partitions are revoked; records taken under an older value are stale.
-    pub fn generation(&self) -> u64 {
-        self.revocations.load(Ordering::Acquire)
-    }
-}
-
-impl rdkafka::ClientContext for GroupContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
-        Context.log(level, facility, message)
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        Context.error(error, reason)
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
-        if let rdkafka::consumer::Rebalance::Revoke(partitions) = rebalance {
-            self.revocations.fetch_add(1, Ordering::AcqRel);
-            tracing::info!(
-                partitions = partitions.count(),
-                "Partitions revoked; queued records are left to their owner"
-            );
-        }
-    }
-}
+impl rdkafka::consumer::ConsumerContext for Context {}
 
 /// Connection failures (`FAIL`) are retried with backoff by librdkafka itself.
 fn is_retried_by_librdkafka(facility: &str) -> bool {
@@ -134,7 +97,7 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupCons
         .set("heartbeat.interval.ms", "1000")
         .set("fetch.wait.max.ms", "5")
         .set("enable.partition.eof", "false")
-        .create_with_context(GroupContext::default())
+        .create_with_context(Context)
 }
 
 pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
