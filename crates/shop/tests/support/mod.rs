@@ -316,13 +316,14 @@ impl System {
 
 impl Drop for System {
     fn drop(&mut self) {
-        if std::thread::panicking() && self.child.try_wait().ok().flatten().is_none() {
-            eprintln!("--- consumer groups when the test failed ---\n{}", kafka::positions(&self.brokers));
-        }
+        let failed = std::thread::panicking();
         if self.child.try_wait().ok().flatten().is_none() {
+            if failed {
+                eprintln!("--- consumer groups when the test failed ---\n{}", kafka::report(&self.brokers));
+            }
             self.stop();
         }
-        if let (true, Some(log)) = (std::thread::panicking(), &self.log) {
+        if let (true, Some(log)) = (failed, &self.log) {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
@@ -493,23 +494,50 @@ pub mod kafka {
         producer.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("record produced");
     }
 
-    /// Per partition of each group's topics: committed offset and end. For a failed test's report.
-    pub fn positions(brokers: &str) -> String {
+    /// Where one partition of a group's topics stands.
+    pub struct Position {
+        pub topic: String,
+        pub partition: i32,
+        /// The group's committed offset, if it committed one.
+        pub committed: Option<i64>,
+        /// The high watermark: one past the last record.
+        pub end: i64,
+    }
+
+    /// `group`'s position on every partition of `topics`; None when the cluster does not answer.
+    pub fn positions(brokers: &str, group: &str, topics: &[&str], timeout: Duration) -> Option<Vec<Position>> {
+        let consumer = reader(brokers, group);
+        let mut wanted = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for topic in topics {
+            let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+            for partition in metadata.topics()[0].partitions().iter().map(|p| p.id()) {
+                let (_, end) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
+                wanted.add_partition(topic, partition);
+                ends.push((topic.to_string(), partition, end));
+            }
+        }
+        let committed = consumer.committed_offsets(wanted, timeout).ok()?;
+        let positions = ends.into_iter().map(|(topic, partition, end)| {
+            let committed = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) => Some(offset),
+                _ => None,
+            };
+            Position { topic, partition, committed, end }
+        });
+        Some(positions.collect())
+    }
+
+    /// Every group's position, one line per partition. For a failed test's report.
+    pub fn report(brokers: &str) -> String {
         let mut lines = Vec::new();
         for (group, topics) in shop_events::group::SUBSCRIPTIONS {
-            let consumer = reader(brokers, group);
-            for topic in topics.iter().map(|t| t.name()) {
-                let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(2)) else { continue };
-                for partition in metadata.topics()[0].partitions().iter().map(|p| p.id()) {
-                    let mut wanted = TopicPartitionList::new();
-                    wanted.add_partition(topic, partition);
-                    let committed = consumer
-                        .committed_offsets(wanted, Duration::from_secs(2))
-                        .ok()
-                        .and_then(|c| c.find_partition(topic, partition).map(|e| format!("{:?}", e.offset())));
-                    let end = consumer.fetch_watermarks(topic, partition, Duration::from_secs(2)).ok().map(|(_, h)| h);
-                    lines.push(format!("{group} {topic}/{partition}: committed {committed:?}, end {end:?}"));
-                }
+            let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+            match positions(brokers, group, &names, Duration::from_secs(2)) {
+                Some(positions) => lines.extend(positions.iter().map(|p| {
+                    format!("{group} {}/{}: committed {:?}, end {}", p.topic, p.partition, p.committed, p.end)
+                })),
+                None => lines.push(format!("{group}: the cluster did not answer")),
             }
         }
         lines.join("\n")
@@ -519,27 +547,12 @@ pub mod kafka {
     /// to it on a real cluster: a committed offset past the end would skip the next record
     /// after a restart.
     pub fn caught_up(brokers: &str, group: &str, topics: &[&str]) -> bool {
-        let consumer = reader(brokers, group);
-        let mut wanted = TopicPartitionList::new();
-        let mut ends = Vec::new();
-        for topic in topics {
-            let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) else { return false };
-            for partition in metadata.topics()[0].partitions() {
-                let Ok((_, high)) = consumer.fetch_watermarks(topic, partition.id(), Duration::from_secs(10)) else {
-                    return false;
-                };
-                wanted.add_partition(topic, partition.id());
-                ends.push((topic.to_string(), partition.id(), high));
-            }
-        }
-        let Ok(committed) = consumer.committed_offsets(wanted, Duration::from_secs(10)) else { return false };
+        let Some(positions) = positions(brokers, group, topics, Duration::from_secs(10)) else { return false };
         // A real cluster's high watermark is exact, so a committed offset past it is a bug.
         // The embedded broker's (tansu 0.6) can stay one behind the last record it served.
         let exact = std::env::var_os("SHOP_TEST_KAFKA_BROKERS").is_some();
-        ends.into_iter().all(|(topic, partition, high)| {
-            high == 0
-                || matches!(committed.find_partition(&topic, partition).map(|e| e.offset()),
-                    Some(Offset::Offset(o)) if o == high || (o > high && !exact))
-        })
+        positions
+            .iter()
+            .all(|p| p.end == 0 || matches!(p.committed, Some(offset) if offset == p.end || (offset > p.end && !exact)))
     }
 }
