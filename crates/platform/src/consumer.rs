@@ -160,13 +160,10 @@ impl Worker {
                 message = records.recv() => match message { Some(message) => message, None => return },
             };
             // A record queued before a rebalance took its partition away is still handled
-            // here: its new owner gets it too (from the committed offset), and the inbox makes
-            // whichever comes second a no-op. Nothing is skipped on this side.
-            let message = &message;
-            if process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
-                if let Err(error) = self.store_next_offset(message) {
-                    // After a rebalance took the partition away: its new owner redelivers
-                    // the record, and the inbox makes the second delivery a no-op.
+            // here, but its offset can no longer be stored: its new owner gets it too (from
+            // the committed offset), and the inbox makes whichever comes second a no-op.
+            if process(&message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
+                if let Err(error) = self.store_next_offset(&message) {
                     tracing::info!(%error, topic = message.topic(), partition = message.partition(),
                         "Cannot store offset; the record may be redelivered");
                 }

@@ -101,14 +101,14 @@ impl Mail {
         AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
     }
 
-    fn idle_connection(&self) -> Option<AsyncSmtpConnection> {
-        self.idle.lock().expect("the pool lock is never poisoned").pop()
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<AsyncSmtpConnection>> {
+        self.idle.lock().expect("the pool lock is never poisoned")
     }
 
     async fn send_message(&self, message: &Message) -> Result<(), HandleError> {
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
-            let kept = if fresh { None } else { self.idle_connection().filter(|c| !c.has_broken()) };
+            let kept = if fresh { None } else { self.kept().pop().filter(|c| !c.has_broken()) };
             let mut connection = match kept {
                 Some(connection) => connection,
                 None => self.connect().await?,
@@ -120,7 +120,7 @@ impl Mail {
             .await
             {
                 Ok(Ok(_)) => {
-                    self.idle.lock().expect("the pool lock is never poisoned").push(connection);
+                    self.kept().push(connection);
                     return Ok(());
                 }
                 Ok(Err(error)) if fresh || error.is_permanent() => return Err(classify(error)),
