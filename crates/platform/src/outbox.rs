@@ -24,6 +24,13 @@ const LEASE: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(10);
 const BATCH: i64 = 256;
 
+/// What a service did, for the audit trail: written with the event it published.
+pub struct Audit<'a> {
+    pub instance: &'a str,
+    pub action: &'a str,
+    pub message: String,
+}
+
 /// Writes events into the outbox and wakes the relay of this process after a commit.
 #[derive(Clone)]
 pub struct Outbox {
@@ -36,29 +43,40 @@ impl Outbox {
         Self { source, wake: Arc::new(Notify::new()) }
     }
 
-    /// Adds `event` about `order_id` to the outbox within `tx`. Returns the envelope written.
+    /// Adds `event` about `order_id` to the outbox within `tx`, with the audit record
+    /// (`logging-events`) that accompanies it: both rows in one statement.
     pub async fn enqueue(
         &self,
         tx: &mut Transaction<'_>,
         order_id: OrderId,
         event: &Event,
+        audit: Audit<'_>,
         trace: Option<&TraceParent>,
-    ) -> Result<RawEnvelope, sqlx::Error> {
-        let envelope = RawEnvelope::wrap(order_id, self.source, event);
-        let payload = serde_json::to_string(&envelope).expect("an envelope always serializes");
-        sqlx::query(
+    ) -> Result<(), sqlx::Error> {
+        let audit = Event::AuditRecorded(shop_events::AuditRecorded {
+            action: audit.action.to_owned(),
+            message: audit.message,
+            instance: audit.instance.to_owned(),
+        });
+        let now = now_millis();
+        let mut query = sqlx::query(
             "INSERT INTO outbox (id, topic, record_key, payload, traceparent, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(envelope.id.to_string())
-        .bind(event.topic().name())
-        .bind(order_id.to_string())
-        .bind(payload)
-        .bind(trace.map(|t| t.child().to_string()))
-        .bind(now_millis())
-        .execute(&mut **tx)
-        .await?;
-        Ok(envelope)
+             VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)",
+        );
+        // The event first: envelope ids are time-ordered, and the relay publishes in id order.
+        for event in [event, &audit] {
+            let envelope = RawEnvelope::wrap(order_id, self.source, event);
+            let payload = serde_json::to_string(&envelope).expect("an envelope always serializes");
+            query = query
+                .bind(envelope.id.to_string())
+                .bind(event.topic().name())
+                .bind(order_id.to_string())
+                .bind(payload)
+                .bind(trace.map(|t| t.child().to_string()))
+                .bind(now);
+        }
+        query.execute(&mut **tx).await?;
+        Ok(())
     }
 
     /// Tells the relay there is something new; call after the transaction committed.
@@ -237,21 +255,5 @@ impl Relay {
             Some(error) => Err(error),
             None => Ok(acknowledged.len()),
         }
-    }
-}
-
-impl Outbox {
-    /// Adds an audit record (`logging-events`) about `order_id` within `tx`.
-    pub async fn audit(
-        &self,
-        tx: &mut Transaction<'_>,
-        order_id: OrderId,
-        instance: &str,
-        action: &str,
-        message: String,
-        trace: Option<&TraceParent>,
-    ) -> Result<(), sqlx::Error> {
-        let record = shop_events::AuditRecorded { action: action.to_owned(), message, instance: instance.to_owned() };
-        self.enqueue(tx, order_id, &Event::AuditRecorded(record), trace).await.map(|_| ())
     }
 }

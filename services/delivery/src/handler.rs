@@ -6,7 +6,7 @@ use shop_events::{group, DeliveryProgressed, Event};
 use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::{now_millis, Pool};
 use shop_platform::inbox;
-use shop_platform::outbox::Outbox;
+use shop_platform::outbox::{Audit, Outbox};
 
 use crate::status::DeliveryStatus;
 use crate::store::{self, Delivery};
@@ -44,9 +44,9 @@ impl Handler for DeliveryHandler {
             return Ok(());
         }
         let event = Event::DeliveryShipping(DeliveryProgressed { delivery_id: delivery.id.clone() });
-        self.outbox.enqueue(&mut tx, order_id, &event, Some(&incoming.trace)).await?;
         let message = format!("Delivery {} opened, waiting for the courier", delivery.id);
-        self.outbox.audit(&mut tx, order_id, &self.instance, "delivery.opened", message, Some(&incoming.trace)).await?;
+        let audit = Audit { instance: &self.instance, action: "delivery.opened", message };
+        self.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&incoming.trace)).await?;
         tx.commit().await?;
         self.outbox.wake();
         tracing::info!(delivery_id = %delivery.id, "Delivery opened");

@@ -10,7 +10,7 @@ use serde::Serialize;
 use shop_events::{Customer, DeliveryProgressed, Event, LineItem, OrderId};
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::{ApiError, ApiPath};
-use shop_platform::outbox::Outbox;
+use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 
 use crate::status::{CourierAction, DeliveryStatus};
@@ -116,12 +116,10 @@ async fn courier(
         CourierAction::MarkShipped => Event::DeliveryShipped(progressed),
         CourierAction::MarkDelivered => Event::DeliveryDelivered(progressed),
     };
-    state.outbox.enqueue(&mut tx, order_id, &event, Some(&trace)).await?;
+    let action = format!("delivery.{}", to.as_str());
     let message = format!("Courier marked delivery {} {}", delivery.id, to.as_str());
-    state
-        .outbox
-        .audit(&mut tx, order_id, &state.instance, &format!("delivery.{}", to.as_str()), message, Some(&trace))
-        .await?;
+    let audit = Audit { instance: &state.instance, action: &action, message };
+    state.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&trace)).await?;
     tx.commit().await?;
     state.outbox.wake();
     tracing::info!(status = to.as_str(), "Courier action accepted");

@@ -7,7 +7,7 @@ use shop_events::{group, Event, OrderDeliveryProgressed, OrderReadyToShip};
 use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::{now_millis, Pool};
 use shop_platform::inbox;
-use shop_platform::outbox::Outbox;
+use shop_platform::outbox::{Audit, Outbox};
 use tokio::sync::watch;
 
 use crate::status::{OrderStatus, OrderTrigger};
@@ -59,10 +59,10 @@ impl Handler for OrderHandler {
             (OrderStatus::Delivered, Some(id)) => Event::OrderDelivered(progressed(id)),
             (status, _) => return Err(HandleError::Permanent(format!("no event for status {}", status.as_str()))),
         };
-        self.outbox.enqueue(&mut tx, order_id, &event, Some(&incoming.trace)).await?;
         let action = format!("order.{}", next.as_str());
         let message = format!("Order is {} (was {})", next.as_str(), order.status.as_str());
-        self.outbox.audit(&mut tx, order_id, &self.instance, &action, message, Some(&incoming.trace)).await?;
+        let audit = Audit { instance: &self.instance, action: &action, message };
+        self.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&incoming.trace)).await?;
         tx.commit().await?;
         self.outbox.wake();
         self.changes.send_modify(|n| *n += 1);

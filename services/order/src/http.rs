@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use shop_events::{Customer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::{ApiError, ApiJson, ApiPath, ApiQuery};
-use shop_platform::outbox::Outbox;
+use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 use tokio::sync::watch;
 
@@ -74,9 +74,9 @@ fn entry((stage, at): (Stage, i64)) -> HistoryEntry {
     HistoryEntry { stage, step: stage.number(), at: rfc3339(at) }
 }
 
-async fn view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
-    let history = store::history(pool, order.id).await?.into_iter().map(entry).collect();
-    Ok(OrderView {
+fn view(order: Order, history: Vec<(Stage, i64)>) -> OrderView {
+    let history = history.into_iter().map(entry).collect();
+    OrderView {
         order_id: order.id,
         status: order.status,
         customer: order.customer,
@@ -88,7 +88,13 @@ async fn view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
         created_at: rfc3339(order.created_at),
         updated_at: rfc3339(order.updated_at),
         history,
-    })
+    }
+}
+
+/// The order as the API shows it, its history read from storage.
+async fn read_view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
+    let history = store::history(pool, order.id).await?;
+    Ok(view(order, history))
 }
 
 /// Creates an order. With an `Idempotency-Key`, the order id derives from the key, so a
@@ -146,15 +152,16 @@ async fn create_order(
         payment_id: order.payment_id,
         payment_url: order.payment_url.clone(),
     });
-    state.outbox.enqueue(&mut tx, order.id, &event, Some(&trace)).await?;
     let message =
         format!("Order created: {} item(s), total {}, payment {}", order.items.len(), order.total, order.payment_id);
-    state.outbox.audit(&mut tx, order.id, &state.instance, "order.created", message, Some(&trace)).await?;
+    let audit = Audit { instance: &state.instance, action: "order.created", message };
+    state.outbox.enqueue(&mut tx, order.id, &event, audit, Some(&trace)).await?;
     tx.commit().await?;
     state.outbox.wake();
     state.changes.send_modify(|n| *n += 1);
     tracing::info!(total = %order.total, "Order created");
-    Ok((StatusCode::CREATED, Json(view(&state.pool, order).await?)).into_response())
+    let history = OrderStatus::Created.stages_on_entry().iter().map(|stage| (*stage, now)).collect();
+    Ok((StatusCode::CREATED, Json(view(order, history))).into_response())
 }
 
 /// The answer to a retried create: the same order, unless the body differs.
@@ -162,7 +169,7 @@ async fn replay(state: &AppState, existing: Order, hash: &str) -> Result<Respons
     if existing.request_hash != hash {
         return Err(ApiError::unprocessable("this Idempotency-Key was used with a different request body"));
     }
-    let mut response = (StatusCode::CREATED, Json(view(&state.pool, existing).await?)).into_response();
+    let mut response = (StatusCode::CREATED, Json(read_view(&state.pool, existing).await?)).into_response();
     response.headers_mut().insert("idempotent-replayed", "true".parse().expect("valid header"));
     Ok(response)
 }
@@ -184,8 +191,8 @@ fn request_hash(request: &CreateOrderRequest) -> String {
 }
 
 async fn get_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<OrderView>, ApiError> {
-    let order = store::find(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Json(view(&state.pool, order).await?))
+    let (order, history) = store::find_with_history(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    Ok(Json(view(order, history)))
 }
 
 #[derive(Deserialize)]
@@ -200,7 +207,7 @@ async fn list_orders(
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
     let mut views = Vec::new();
     for order in store::list_by_email(&state.pool, query.email.trim(), 50).await? {
-        views.push(view(&state.pool, order).await?);
+        views.push(read_view(&state.pool, order).await?);
     }
     Ok(Json(views))
 }

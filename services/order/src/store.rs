@@ -26,7 +26,7 @@ pub struct Order {
 const COLUMNS: &str = "id, status, customer_name, customer_email, customer_phone, items, total_cents, payment_id, \
                        payment_url, delivery_id, idempotency_key, request_hash, created_at, updated_at";
 
-fn from_row(row: sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
+fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("stored order has a bad {what}").into());
     Ok(Order {
         id: OrderId::parse(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad("id"))?,
@@ -112,7 +112,7 @@ pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         .bind(id.to_string())
         .fetch_optional(executor)
         .await?
-        .map(from_row)
+        .map(|row| from_row(&row))
         .transpose()
 }
 
@@ -121,7 +121,7 @@ pub async fn find_by_key(pool: &Pool, key: &str) -> Result<Option<Order>, sqlx::
         .bind(key)
         .fetch_optional(pool)
         .await?
-        .map(from_row)
+        .map(|row| from_row(&row))
         .transpose()
 }
 
@@ -132,8 +132,22 @@ pub async fn list_by_email(pool: &Pool, email: &str, limit: i64) -> Result<Vec<O
         .fetch_all(pool)
         .await?
         .into_iter()
-        .map(from_row)
+        .map(|row| from_row(&row))
         .collect()
+}
+
+/// The order and the stages it reached, in journey order, with when: one query.
+pub async fn find_with_history(pool: &Pool, id: OrderId) -> Result<Option<(Order, Vec<(Stage, i64)>)>, sqlx::Error> {
+    let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("o.{c}")).collect();
+    let rows = sqlx::query(&format!(
+        "SELECT {}, h.stage, h.at FROM orders o LEFT JOIN order_history h ON h.order_id = o.id WHERE o.id = $1",
+        columns.join(", ")
+    ))
+    .bind(id.to_string())
+    .fetch_all(pool)
+    .await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    Ok(Some((from_row(first)?, stages(&rows, columns.len()))))
 }
 
 /// The stages reached, in journey order, with when.
@@ -142,10 +156,19 @@ pub async fn history(pool: &Pool, id: OrderId) -> Result<Vec<(Stage, i64)>, sqlx
         .bind(id.to_string())
         .fetch_all(pool)
         .await?;
+    Ok(stages(&rows, 0))
+}
+
+/// Reads (stage, at) from columns `column` and `column + 1`, sorted in journey order; rows
+/// without a stage (an order with no history yet, in a join) are left out.
+fn stages(rows: &[sqlx::any::AnyRow], column: usize) -> Vec<(Stage, i64)> {
     let mut stages: Vec<(Stage, i64)> = rows
-        .into_iter()
-        .filter_map(|row| Some((Stage::parse(row.try_get::<String, _>(0).ok()?.as_str())?, row.try_get(1).ok()?)))
+        .iter()
+        .filter_map(|row| {
+            let stage = row.try_get::<Option<String>, _>(column).ok()??;
+            Some((Stage::parse(&stage)?, row.try_get(column + 1).ok()?))
+        })
         .collect();
     stages.sort_by_key(|(stage, _)| *stage);
-    Ok(stages)
+    stages
 }

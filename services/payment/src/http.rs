@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use shop_events::{Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::{ApiError, ApiJson, ApiPath};
-use shop_platform::outbox::Outbox;
+use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 
 use crate::store::{self, Payment};
@@ -124,9 +124,9 @@ async fn create_payment(
         payment_url: state.payment_url(payment.id),
         customer: payment.customer.clone(),
     });
-    state.outbox.enqueue(&mut tx, payment.order_id, &event, Some(&trace)).await?;
     let message = format!("Payment {} of {} created", payment.id, payment.amount);
-    state.outbox.audit(&mut tx, payment.order_id, &state.instance, "payment.created", message, Some(&trace)).await?;
+    let audit = Audit { instance: &state.instance, action: "payment.created", message };
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
     tx.commit().await?;
     state.outbox.wake();
     tracing::info!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
@@ -161,9 +161,9 @@ async fn pay(State(state): State<AppState>, ApiPath(id): ApiPath<PaymentId>) -> 
         amount: payment.amount,
         customer: payment.customer.clone(),
     });
-    state.outbox.enqueue(&mut tx, payment.order_id, &event, Some(&trace)).await?;
     let message = format!("Payment {} of {} made", payment.id, payment.amount);
-    state.outbox.audit(&mut tx, payment.order_id, &state.instance, "payment.made", message, Some(&trace)).await?;
+    let audit = Audit { instance: &state.instance, action: "payment.made", message };
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
     tx.commit().await?;
     state.outbox.wake();
     tracing::info!(order_id = %payment.order_id, "Payment made");
