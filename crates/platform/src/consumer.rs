@@ -54,6 +54,18 @@ impl From<sqlx::Error> for HandleError {
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError>;
+
+    /// Handles several records of one partition that were waiting together (under load),
+    /// sharing work between them (one query for many). It may do part of the work and fail:
+    /// the records are then handled again one by one with `handle`, with its retries and
+    /// dead-lettering, so it must leave each record's effect as idempotent as `handle` does.
+    /// The default handles them one by one.
+    async fn handle_batch(&self, batch: &[Incoming]) -> Result<(), HandleError> {
+        for incoming in batch {
+            self.handle(incoming).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Which group consumes which topics, and where.
@@ -66,6 +78,9 @@ pub struct Subscription {
 
 /// How many records may wait for one partition's worker before the loop waits for it.
 const QUEUE_PER_PARTITION: usize = 64;
+
+/// At most this many waiting records of a partition go to `Handler::handle_batch` at once.
+const BATCH: usize = 32;
 
 /// Runs the loop until `shutdown`. Each partition gets its own worker, so records of
 /// different partitions are handled concurrently (a slow push or a busy database holds up
@@ -146,29 +161,87 @@ impl Worker {
     /// Stores the offset after `message`, to be committed: where this group resumes.
     /// (`store_offsets` takes the offset as given; librdkafka's single-partition
     /// `store_offset` adds one itself.)
-    fn store_next_offset(&self, message: &OwnedMessage) -> rdkafka::error::KafkaResult<()> {
+    fn store_next_offset(&self, message: &OwnedMessage) {
         let mut next = TopicPartitionList::new();
-        next.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
-        self.consumer.store_offsets(&next)
+        let stored = next
+            .add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))
+            .and_then(|()| self.consumer.store_offsets(&next));
+        if let Err(error) = stored {
+            tracing::info!(%error, topic = message.topic(), partition = message.partition(),
+                "Cannot store offset; the record may be redelivered");
+        }
     }
 
     async fn run(self, mut records: mpsc::Receiver<OwnedMessage>) {
+        let mut waiting = Vec::with_capacity(BATCH);
         loop {
             let message = tokio::select! {
                 biased;
                 _ = self.shutdown.wait() => return,
                 message = records.recv() => match message { Some(message) => message, None => return },
             };
+            waiting.push(message);
+            while waiting.len() < BATCH {
+                match records.try_recv() {
+                    Ok(message) => waiting.push(message),
+                    Err(_) => break,
+                }
+            }
             // A record queued before a rebalance took its partition away is still handled
             // here, but its offset can no longer be stored: its new owner gets it too (from
             // the committed offset), and the inbox makes whichever comes second a no-op.
-            if process(&message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
-                if let Err(error) = self.store_next_offset(&message) {
-                    tracing::info!(%error, topic = message.topic(), partition = message.partition(),
-                        "Cannot store offset; the record may be redelivered");
+            if waiting.len() > 1 && self.process_batch(&waiting).await {
+                self.store_next_offset(waiting.last().expect("the batch is not empty"));
+            } else {
+                for message in &waiting {
+                    if !process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
+                        break;
+                    }
+                    self.store_next_offset(message);
                 }
             }
+            waiting.clear();
         }
+    }
+
+    /// Hands the records to `handle_batch` if they all decode. Returns true when all were
+    /// handled; false when they must be handled one by one (an undecodable record, a failure).
+    async fn process_batch(&self, batch: &[OwnedMessage]) -> bool {
+        let Some(decoded) = batch.iter().map(decode).collect::<Option<Vec<_>>>() else { return false };
+        let first = batch.first().expect("the batch is not empty");
+        let span = tracing::info_span!(
+            "consume_batch",
+            group = self.group,
+            topic = first.topic(),
+            partition = first.partition(),
+            records = batch.len(),
+        );
+        match self.handler.handle_batch(&decoded).instrument(span.clone()).await {
+            Ok(()) => true,
+            Err(error) => {
+                span.in_scope(|| tracing::info!(%error, "Batch not handled; handling its records one by one"));
+                false
+            }
+        }
+    }
+}
+
+/// The record as a handler sees it, or None if it cannot be decoded.
+fn decode(message: &OwnedMessage) -> Option<Incoming> {
+    let envelope = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default()).ok()?;
+    let event = envelope.event().ok()?;
+    Some(incoming(message, envelope, event))
+}
+
+fn incoming(message: &OwnedMessage, envelope: RawEnvelope, event: Event) -> Incoming {
+    Incoming {
+        topic: event.topic(),
+        trace: header(message, TRACEPARENT_HEADER)
+            .and_then(TraceParent::parse)
+            .map(|t| t.child())
+            .unwrap_or_else(TraceParent::root),
+        envelope,
+        event,
     }
 }
 
@@ -187,15 +260,7 @@ async fn process(
         Ok(decoded) => decoded,
         Err(error) => return dead_letter(message, producer, group, &error.to_string(), shutdown).await,
     };
-    let incoming = Incoming {
-        topic: event.topic(),
-        trace: header(message, TRACEPARENT_HEADER)
-            .and_then(TraceParent::parse)
-            .map(|t| t.child())
-            .unwrap_or_else(TraceParent::root),
-        envelope,
-        event,
-    };
+    let incoming = incoming(message, envelope, event);
     let span = tracing::info_span!(
         "consume",
         group,

@@ -1,6 +1,9 @@
 //! The inbox: which events a consumer has applied. Recording the event id in the same
 //! transaction as the effect turns at-least-once delivery into exactly-once effects.
 
+use std::collections::HashSet;
+
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::db::{now_millis, Pool};
@@ -34,4 +37,39 @@ pub async fn already_applied(pool: &Pool, consumer: &str, event_id: Uuid) -> Res
         .fetch_optional(pool)
         .await?;
     Ok(row.is_some())
+}
+
+/// Which of `event_ids` `consumer` has applied already: `already_applied` for many, in one query.
+pub async fn applied_among(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let placeholders: Vec<String> = (2..event_ids.len() + 2).map(|i| format!("${i}")).collect();
+    let select = format!(
+        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&select).bind(consumer);
+    for id in event_ids {
+        query = query.bind(id.to_string());
+    }
+    let rows = query.fetch_all(pool).await?;
+    Ok(rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()?.parse().ok()).collect())
+}
+
+/// Records that `consumer` applied each of `event_ids` (effects outside the database, after
+/// they happened): `first_delivery` for many, in one statement.
+pub async fn record_applied(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..event_ids.len()).map(|i| format!("($1, ${}, $2)", i + 3)).collect();
+    let insert = format!(
+        "INSERT INTO processed_events (consumer, processed_at, event_id) VALUES {} \
+         ON CONFLICT (consumer, event_id) DO NOTHING",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&insert).bind(consumer).bind(now_millis());
+    for id in event_ids {
+        query = query.bind(id.to_string());
+    }
+    query.execute(pool).await?;
+    Ok(())
 }

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
+use futures::StreamExt;
 use shop_events::group;
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::{HandleError, Handler, Incoming, Subscription};
@@ -108,26 +109,54 @@ struct NotifyHandler {
     counters: Arc<Counters>,
 }
 
-#[async_trait]
-impl Handler for NotifyHandler {
-    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+impl NotifyHandler {
+    /// Sends the notice of `incoming` on this handler's channel (not recording it).
+    async fn send(&self, incoming: &Incoming) -> Result<(), HandleError> {
         let envelope = &incoming.envelope;
         let Some((_, customer)) = incoming.event.stage() else {
             return Err(HandleError::Permanent(format!("{} is not a stage event", envelope.event_type)));
         };
         let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
-        if inbox::already_applied(&self.pool, self.group, envelope.id).await? {
-            tracing::debug!("Already sent on this channel; skipping the redelivery");
-            return Ok(());
-        }
         let id = uuid::Uuid::new_v5(&envelope.id, self.channel.name().as_bytes());
         let delivery = Delivery { id, order_id: envelope.order_id, customer, notice: &notice };
         self.channel.send(&delivery).await?;
-        inbox::first_delivery(&self.pool, self.group, envelope.id).await?;
         let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(channel = self.channel.name(), stage = %notice.stage, "Customer notified");
+        tracing::info!(channel = self.channel.name(), stage = %notice.stage, order_id = %envelope.order_id, "Customer notified");
         Ok(())
+    }
+}
+
+/// At most this many notices of one batch are on their way at once.
+const SENDS_IN_FLIGHT: usize = 8;
+
+#[async_trait]
+impl Handler for NotifyHandler {
+    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+        if inbox::already_applied(&self.pool, self.group, incoming.envelope.id).await? {
+            tracing::debug!("Already sent on this channel; skipping the redelivery");
+            return Ok(());
+        }
+        self.send(incoming).await?;
+        inbox::first_delivery(&self.pool, self.group, incoming.envelope.id).await?;
+        Ok(())
+    }
+
+    /// Under load: one query for which were sent already, the others sent several at once
+    /// (each to a different order: a partition of a stage topic holds one event per order),
+    /// and one statement recording those that went. A failed send fails the batch after the
+    /// successful ones are recorded; the consumer then handles the rest one by one.
+    async fn handle_batch(&self, batch: &[Incoming]) -> Result<(), HandleError> {
+        let ids: Vec<uuid::Uuid> = batch.iter().map(|incoming| incoming.envelope.id).collect();
+        let done = inbox::applied_among(&self.pool, self.group, &ids).await?;
+        let mut sends = Vec::with_capacity(batch.len());
+        for incoming in batch.iter().filter(|incoming| !done.contains(&incoming.envelope.id)) {
+            sends.push(async move { self.send(incoming).await.map(|()| incoming.envelope.id) });
+        }
+        let sends: Vec<_> = futures::stream::iter(sends).buffer_unordered(SENDS_IN_FLIGHT).collect().await;
+        let sent: Vec<uuid::Uuid> = sends.iter().filter_map(|sent| sent.as_ref().ok().copied()).collect();
+        inbox::record_applied(&self.pool, self.group, &sent).await?;
+        sends.into_iter().find_map(Result::err).map_or(Ok(()), Err)
     }
 }
 

@@ -399,10 +399,20 @@ impl DynoStore {
                                 .next_back()
                                 .filter(|(_, next)| **next > offset)
                                 .map_or(offset, |(base, _)| *base);
-                            batches
-                                .range(start..high_watermark)
-                                .map(|(base, _)| *base)
-                                .collect()
+
+                            // Only an unbroken run from `offset`: produce requests for a
+                            // partition run concurrently, so a later batch can be stored
+                            // before an earlier one; serving it first would skip the earlier.
+                            let mut expected = offset;
+                            let mut bases = vec![];
+                            for (base, next) in batches.range(start..high_watermark) {
+                                if *base > expected {
+                                    break;
+                                }
+                                bases.push(*base);
+                                expected = *next;
+                            }
+                            bases
                         })
                         .unwrap_or_default()
                 })
