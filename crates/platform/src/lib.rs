@@ -13,5 +13,6 @@ pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;
+pub mod transactional;
 
 pub use shutdown::Shutdown;

@@ -3,30 +3,31 @@
 
 use async_trait::async_trait;
 use shop_events::{group, DeliveryProgressed, Event};
-use shop_platform::consumer::{HandleError, Handler, Incoming};
-use shop_platform::db::{now_millis, Pool};
+use shop_platform::consumer::{HandleError, Incoming};
+use shop_platform::db::{now_millis, Transaction};
 use shop_platform::inbox;
 use shop_platform::outbox::{Audit, Outbox};
+use shop_platform::transactional::Apply;
 
 use crate::status::DeliveryStatus;
 use crate::store::{self, Delivery};
 
 pub struct DeliveryHandler {
-    pub pool: Pool,
     pub outbox: Outbox,
     pub instance: String,
 }
 
 #[async_trait]
-impl Handler for DeliveryHandler {
-    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+impl Apply for DeliveryHandler {
+    type Applied = ();
+
+    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<()>, HandleError> {
         let Event::OrderReadyToShip(ready) = &incoming.event else {
             return Err(HandleError::Permanent(format!("delivery does not handle {}", incoming.event.event_type())));
         };
         let order_id = incoming.envelope.order_id;
-        let mut tx = self.pool.begin().await?;
-        if !inbox::first_delivery(&mut *tx, group::DELIVERY_SERVICE, incoming.envelope.id).await? {
-            return Ok(());
+        if !inbox::first_delivery(&mut **tx, group::DELIVERY_SERVICE, incoming.envelope.id).await? {
+            return Ok(None);
         }
         let now = now_millis();
         let delivery = Delivery {
@@ -38,18 +39,19 @@ impl Handler for DeliveryHandler {
             created_at: now,
             updated_at: now,
         };
-        if !store::open(&mut tx, &delivery).await? {
-            tracing::warn!("The order already has a delivery; nothing to open");
-            tx.commit().await?;
-            return Ok(());
+        if !store::open(tx, &delivery).await? {
+            tracing::warn!(%order_id, "The order already has a delivery; nothing to open");
+            return Ok(Some(())); // the inbox entry is written
         }
         let event = Event::DeliveryShipping(DeliveryProgressed { delivery_id: delivery.id.clone() });
         let message = format!("Delivery {} opened, waiting for the courier", delivery.id);
         let audit = Audit { instance: &self.instance, action: "delivery.opened", message };
-        self.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&incoming.trace)).await?;
-        tx.commit().await?;
+        self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
+        tracing::info!(delivery_id = %delivery.id, %order_id, "Delivery opened");
+        Ok(Some(()))
+    }
+
+    fn committed(&self, _: Vec<()>) {
         self.outbox.wake();
-        tracing::info!(delivery_id = %delivery.id, "Delivery opened");
-        Ok(())
     }
 }

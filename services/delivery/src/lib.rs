@@ -16,6 +16,7 @@ use shop_events::group;
 use shop_platform::consumer::Subscription;
 use shop_platform::host::ServiceHost;
 use shop_platform::outbox::{Outbox, Relay};
+use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 
 pub const SERVICE: &str = "delivery";
@@ -33,8 +34,8 @@ impl Service {
         let state = http::AppState { pool: pool.clone(), outbox: outbox.clone(), instance: instance.clone() };
         let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
         let listener = web::bind(&config.http.host, config.http_port).await?;
-        let handler =
-            handler::DeliveryHandler { pool: pool.clone(), outbox: outbox.clone(), instance: instance.clone() };
+        let apply = handler::DeliveryHandler { outbox: outbox.clone(), instance: instance.clone() };
+        let handler = InTransaction { pool: pool.clone(), apply };
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
             group: group::DELIVERY_SERVICE,

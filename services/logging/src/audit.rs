@@ -11,9 +11,10 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use shop_events::{Event, OrderId};
-use shop_platform::consumer::{HandleError, Handler, Incoming};
-use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::consumer::{HandleError, Incoming};
+use shop_platform::db::{now_millis, rfc3339, Pool, Transaction};
 use shop_platform::http::{ApiError, ApiQuery};
+use shop_platform::transactional::Apply;
 use sqlx::Row;
 use tokio::sync::broadcast;
 
@@ -21,13 +22,14 @@ use crate::AppState;
 
 /// Stores each audit record once and tells the live streams about the new ones.
 pub struct AuditHandler {
-    pub pool: Pool,
     pub arrivals: broadcast::Sender<LogRecord>,
 }
 
 #[async_trait]
-impl Handler for AuditHandler {
-    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+impl Apply for AuditHandler {
+    type Applied = LogRecord;
+
+    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<LogRecord>, HandleError> {
         let Event::AuditRecorded(record) = &incoming.event else {
             return Err(HandleError::Permanent(format!("logging does not handle {}", incoming.event.event_type())));
         };
@@ -45,21 +47,25 @@ impl Handler for AuditHandler {
         .bind(&record.message)
         .bind(occurred_at)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&mut **tx)
         .await?;
-        if inserted.rows_affected() == 1 {
+        // The event id is the inbox here: a redelivery inserts nothing.
+        Ok((inserted.rows_affected() == 1).then(|| LogRecord {
+            event_id: envelope.id.to_string(),
+            order_id: envelope.order_id.to_string(),
+            source: envelope.source.clone(),
+            instance: record.instance.clone(),
+            action: record.action.clone(),
+            message: record.message.clone(),
+            occurred_at: rfc3339(occurred_at),
+        }))
+    }
+
+    fn committed(&self, applied: Vec<LogRecord>) {
+        for record in applied {
             // No open stream is no error: the record is stored and listed all the same.
-            let _ = self.arrivals.send(LogRecord {
-                event_id: envelope.id.to_string(),
-                order_id: envelope.order_id.to_string(),
-                source: envelope.source.clone(),
-                instance: record.instance.clone(),
-                action: record.action.clone(),
-                message: record.message.clone(),
-                occurred_at: rfc3339(occurred_at),
-            });
+            let _ = self.arrivals.send(record);
         }
-        Ok(())
     }
 }
 

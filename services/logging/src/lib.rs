@@ -19,6 +19,7 @@ use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::Subscription;
 use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
+use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 use tokio::sync::broadcast;
 
@@ -66,7 +67,7 @@ impl Service {
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let state = AppState::new(pool.clone(), &config.kafka.brokers);
-        let handler = AuditHandler { pool: pool.clone(), arrivals: state.arrivals.clone() };
+        let handler = InTransaction { pool: pool.clone(), apply: AuditHandler { arrivals: state.arrivals.clone() } };
         let streams = state.streams.clone();
         let router = web::finish(router(state), web::standard_checks(pool, producer.clone()));
         let listener = web::bind(&config.http.host, config.http_port).await?;

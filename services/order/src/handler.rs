@@ -4,25 +4,27 @@
 
 use async_trait::async_trait;
 use shop_events::{group, Event, OrderDeliveryProgressed, OrderReadyToShip};
-use shop_platform::consumer::{HandleError, Handler, Incoming};
-use shop_platform::db::{now_millis, Pool};
+use shop_platform::consumer::{HandleError, Incoming};
+use shop_platform::db::{now_millis, Transaction};
 use shop_platform::inbox;
 use shop_platform::outbox::{Audit, Outbox};
+use shop_platform::transactional::Apply;
 use tokio::sync::watch;
 
 use crate::status::{OrderStatus, OrderTrigger};
 use crate::store;
 
 pub struct OrderHandler {
-    pub pool: Pool,
     pub outbox: Outbox,
     pub instance: String,
     pub changes: watch::Sender<u64>,
 }
 
 #[async_trait]
-impl Handler for OrderHandler {
-    async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
+impl Apply for OrderHandler {
+    type Applied = ();
+
+    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<()>, HandleError> {
         let (trigger, delivery_id) = match &incoming.event {
             Event::PaymentMade(_) => (OrderTrigger::PaymentMade, None),
             Event::DeliveryShipping(e) => (OrderTrigger::DeliveryShipping, Some(e.delivery_id.as_str())),
@@ -31,20 +33,18 @@ impl Handler for OrderHandler {
             other => return Err(HandleError::Permanent(format!("order does not handle {}", other.event_type()))),
         };
         let order_id = incoming.envelope.order_id;
-        let mut tx = self.pool.begin().await?;
-        if !inbox::first_delivery(&mut *tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
-            tracing::debug!("Event already applied; skipping the redelivery");
-            return Ok(());
+        if !inbox::first_delivery(&mut **tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
+            return Ok(None);
         }
-        let order = store::find(&mut *tx, order_id)
+        let order = store::find(&mut **tx, order_id)
             .await?
             .ok_or_else(|| HandleError::Permanent(format!("no order {order_id}")))?;
         let next = order.status.transition(trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
         let now = now_millis();
-        if !store::update_status(&mut tx, order_id, order.status, next, delivery_id, now).await? {
+        if !store::update_status(tx, order_id, order.status, next, delivery_id, now).await? {
             return Err(HandleError::Transient("the order changed concurrently".into()));
         }
-        store::add_history(&mut tx, order_id, next.stages_on_entry(), now).await?;
+        store::add_history(tx, order_id, next.stages_on_entry(), now).await?;
         let customer = order.customer.clone();
         let progressed = |id: &str| OrderDeliveryProgressed { customer: customer.clone(), delivery_id: id.to_owned() };
         let event = match (next, delivery_id) {
@@ -62,11 +62,13 @@ impl Handler for OrderHandler {
         let action = format!("order.{}", next.as_str());
         let message = format!("Order is {} (was {})", next.as_str(), order.status.as_str());
         let audit = Audit { instance: &self.instance, action: &action, message };
-        self.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&incoming.trace)).await?;
-        tx.commit().await?;
+        self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
+        tracing::info!(status = next.as_str(), %order_id, "Order moved on");
+        Ok(Some(()))
+    }
+
+    fn committed(&self, applied: Vec<()>) {
         self.outbox.wake();
-        self.changes.send_modify(|n| *n += 1);
-        tracing::info!(status = next.as_str(), "Order moved on");
-        Ok(())
+        self.changes.send_modify(|n| *n += applied.len() as u64);
     }
 }

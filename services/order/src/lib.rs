@@ -20,6 +20,7 @@ use shop_events::group;
 use shop_platform::consumer::Subscription;
 use shop_platform::host::ServiceHost;
 use shop_platform::outbox::{Outbox, Relay};
+use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 
 pub const SERVICE: &str = "order";
@@ -44,8 +45,8 @@ impl Service {
         };
         let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
         let listener = web::bind(&config.http.host, config.http_port).await?;
-        let handler =
-            handler::OrderHandler { pool: pool.clone(), outbox: outbox.clone(), instance: instance.clone(), changes };
+        let apply = handler::OrderHandler { outbox: outbox.clone(), instance: instance.clone(), changes };
+        let handler = InTransaction { pool: pool.clone(), apply };
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
             group: group::ORDER_SERVICE,
