@@ -1,6 +1,7 @@
-//! The embedded broker serves fetches as a Kafka broker would where tansu 0.6 needed a patch
-//! (vendor/README.md): a group resuming at an offset inside a producer's batch gets the rest
-//! of that batch, and each later batch once.
+//! The embedded broker serves fetches and offsets as a Kafka broker would where tansu 0.6
+//! needed a patch (vendor/README.md): a group resuming at an offset inside a producer's batch
+//! gets the rest of that batch, and each later batch once; the high watermark is the offset
+//! after the last record.
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,8 @@ async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it() {
     send_one_batch(&brokers, &values).await;
 
     let first = consumer(&brokers, "resumes");
+    let (low, high) = first.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap();
+    assert_eq!((low, high), (0, 5), "the high watermark is past the last record of the batch");
     let read_first = read(&first, 2).await;
     assert_eq!(read_first, vec![(0, values[0].clone()), (1, values[1].clone())]);
     let mut resume_at = TopicPartitionList::new();

@@ -443,12 +443,8 @@ pub mod kafka {
         let mut records = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         let done = |next: &std::collections::HashMap<i32, i64>| partitions.iter().all(|p| next[p] >= ends[p]);
-        // Past the watermarks read on, until the topic is quiet: a broker may report a high
-        // watermark that lags the last record it already serves.
-        let mut quiet_since = Instant::now();
-        while (!done(&next) || quiet_since.elapsed() < Duration::from_millis(1500)) && Instant::now() < deadline {
+        while !done(&next) && Instant::now() < deadline {
             let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) else { continue };
-            quiet_since = Instant::now();
             let position = next.get_mut(&message.partition()).unwrap();
             if message.offset() < *position {
                 continue; // seen already
@@ -544,15 +540,9 @@ pub mod kafka {
     }
 
     /// Has `group` committed offsets up to the end of every partition of `topics`? Exactly up
-    /// to it on a real cluster: a committed offset past the end would skip the next record
-    /// after a restart.
+    /// to it: a committed offset past the end would skip the next record after a restart.
     pub fn caught_up(brokers: &str, group: &str, topics: &[&str]) -> bool {
         let Some(positions) = positions(brokers, group, topics, Duration::from_secs(10)) else { return false };
-        // A real cluster's high watermark is exact, so a committed offset past it is a bug.
-        // The embedded broker's (tansu 0.6) can stay one behind the last record it served.
-        let exact = std::env::var_os("SHOP_TEST_KAFKA_BROKERS").is_some();
-        positions
-            .iter()
-            .all(|p| p.end == 0 || matches!(p.committed, Some(offset) if offset == p.end || (offset > p.end && !exact)))
+        positions.iter().all(|p| p.end == 0 || p.committed == Some(p.end))
     }
 }
