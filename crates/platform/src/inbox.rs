@@ -60,7 +60,7 @@ pub async fn record_applied(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> 
     if event_ids.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..event_ids.len()).map(|i| format!("($1, ${}, $2)", i + 3)).collect();
+    let rows: Vec<String> = (0..event_ids.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
     let insert = format!(
         "INSERT INTO processed_events (consumer, processed_at, event_id) VALUES {} \
          ON CONFLICT (consumer, event_id) DO NOTHING",
