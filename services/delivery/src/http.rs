@@ -99,7 +99,7 @@ async fn courier(
     let now = now_millis();
     let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
-    if !store::update_status(&mut tx, order_id, from, to, now).await? {
+    let Some(delivery) = store::update_status(&mut tx, order_id, from, to, now).await? else {
         let current = store::find(&mut *tx, order_id).await?;
         tx.rollback().await?;
         return Err(match current {
@@ -109,8 +109,7 @@ async fn courier(
                 Ok(_) => ApiError::unavailable("the delivery changed concurrently, try again"),
             },
         });
-    }
-    let delivery = store::find(&mut *tx, order_id).await?.ok_or_else(|| not_found(order_id))?;
+    };
     let progressed = DeliveryProgressed { delivery_id: delivery.id.clone() };
     let event = match action {
         CourierAction::MarkShipped => Event::DeliveryShipped(progressed),

@@ -53,21 +53,25 @@ pub async fn open(tx: &mut Transaction<'_>, delivery: &Delivery) -> Result<bool,
 }
 
 /// Moves the delivery from `from` to `to` if it is still at `from`.
+/// Moves the delivery from `from` to `to` if it is still at `from`; returns it as it is then.
 pub async fn update_status(
     tx: &mut Transaction<'_>,
     order_id: OrderId,
     from: DeliveryStatus,
     to: DeliveryStatus,
     at: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE deliveries SET status = $1, updated_at = $2 WHERE order_id = $3 AND status = $4")
-        .bind(to.as_str())
-        .bind(at)
-        .bind(order_id.to_string())
-        .bind(from.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+) -> Result<Option<Delivery>, sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE deliveries SET status = $1, updated_at = $2 WHERE order_id = $3 AND status = $4 RETURNING {COLUMNS}"
+    ))
+    .bind(to.as_str())
+    .bind(at)
+    .bind(order_id.to_string())
+    .bind(from.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(from_row)
+    .transpose()
 }
 
 pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(

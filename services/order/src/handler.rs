@@ -36,14 +36,19 @@ impl Apply for OrderHandler {
         if !inbox::first_delivery(&mut **tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
             return Ok(None);
         }
-        let order = store::find(&mut **tx, order_id)
-            .await?
-            .ok_or_else(|| HandleError::Permanent(format!("no order {order_id}")))?;
-        let next = order.status.transition(trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
+        // Each trigger moves an order on from one status: try that first, look only if it fails.
+        let was = trigger.source();
+        let next = was.transition(trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
         let now = now_millis();
-        if !store::update_status(tx, order_id, order.status, next, delivery_id, now).await? {
-            return Err(HandleError::Transient("the order changed concurrently".into()));
-        }
+        let Some(order) = store::update_status(tx, order_id, was, next, delivery_id, now).await? else {
+            let order = store::find(&mut **tx, order_id)
+                .await?
+                .ok_or_else(|| HandleError::Permanent(format!("no order {order_id}")))?;
+            return Err(match order.status.transition(trigger) {
+                Err(illegal) => HandleError::Permanent(illegal.to_string()),
+                Ok(_) => HandleError::Transient("the order changed concurrently".into()),
+            });
+        };
         store::add_history(tx, order_id, next.stages_on_entry(), now).await?;
         let customer = order.customer.clone();
         let progressed = |id: &str| OrderDeliveryProgressed { customer: customer.clone(), delivery_id: id.to_owned() };
@@ -60,7 +65,7 @@ impl Apply for OrderHandler {
             (status, _) => return Err(HandleError::Permanent(format!("no event for status {}", status.as_str()))),
         };
         let action = format!("order.{}", next.as_str());
-        let message = format!("Order is {} (was {})", next.as_str(), order.status.as_str());
+        let message = format!("Order is {} (was {})", next.as_str(), was.as_str());
         let audit = Audit { instance: &self.instance, action: &action, message };
         self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
         tracing::info!(status = next.as_str(), %order_id, "Order moved on");

@@ -77,6 +77,18 @@ impl OrderStatus {
     }
 }
 
+impl OrderTrigger {
+    /// The one status this trigger moves an order on from.
+    pub fn source(self) -> OrderStatus {
+        match self {
+            OrderTrigger::PaymentMade => OrderStatus::Created,
+            OrderTrigger::DeliveryShipping => OrderStatus::ReadyToShip,
+            OrderTrigger::DeliveryShipped => OrderStatus::Shipping,
+            OrderTrigger::DeliveryDelivered => OrderStatus::Shipped,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +119,7 @@ mod tests {
                 let result = from.transition(trigger);
                 if legal.contains(&(from, trigger)) {
                     assert!(result.is_ok(), "{from:?} + {trigger:?} should be allowed");
+                    assert_eq!(trigger.source(), from, "the source of {trigger:?}");
                 } else {
                     assert_eq!(
                         result,

@@ -69,7 +69,7 @@ pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sql
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves the order from `from` to `to` if it is still at `from`.
+/// Moves the order from `from` to `to` if it is still at `from`; returns it as it is then.
 pub async fn update_status(
     tx: &mut Transaction<'_>,
     id: OrderId,
@@ -77,30 +77,32 @@ pub async fn update_status(
     to: OrderStatus,
     delivery_id: Option<&str>,
     at: i64,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+) -> Result<Option<Order>, sqlx::Error> {
+    sqlx::query(&format!(
         "UPDATE orders SET status = $1, updated_at = $2, delivery_id = COALESCE($3, delivery_id) \
-         WHERE id = $4 AND status = $5",
-    )
+         WHERE id = $4 AND status = $5 RETURNING {COLUMNS}"
+    ))
     .bind(to.as_str())
     .bind(at)
     .bind(delivery_id.map(str::to_owned))
     .bind(id.to_string())
     .bind(from.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| from_row(&row))
+    .transpose()
 }
 
+/// Records that the order reached `stages` at `at`, in one statement.
 pub async fn add_history(tx: &mut Transaction<'_>, id: OrderId, stages: &[Stage], at: i64) -> Result<(), sqlx::Error> {
+    let rows: Vec<String> = (0..stages.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
+    let insert =
+        format!("INSERT INTO order_history (order_id, at, stage) VALUES {} ON CONFLICT DO NOTHING", rows.join(", "));
+    let mut query = sqlx::query(&insert).bind(id.to_string()).bind(at);
     for stage in stages {
-        sqlx::query("INSERT INTO order_history (order_id, stage, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(id.to_string())
-            .bind(stage.as_str())
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
+        query = query.bind(stage.as_str());
     }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

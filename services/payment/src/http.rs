@@ -147,15 +147,14 @@ async fn get_payment(
 async fn pay(State(state): State<AppState>, ApiPath(id): ApiPath<PaymentId>) -> Result<Json<PaymentView>, ApiError> {
     let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
-    if !store::mark_made(&mut tx, id).await? {
+    let Some(payment) = store::mark_made(&mut tx, id).await? else {
         let existing = store::find(&mut *tx, id).await?;
         tx.rollback().await?;
         return Err(match existing {
             None => not_found(id),
             Some(payment) => ApiError::conflict(format!("payment {id} is already {}", payment.status.as_str())),
         });
-    }
-    let payment = store::find(&mut *tx, id).await?.ok_or_else(|| not_found(id))?;
+    };
     let event = Event::PaymentMade(PaymentMade {
         payment_id: payment.id,
         amount: payment.amount,

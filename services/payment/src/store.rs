@@ -55,15 +55,19 @@ pub async fn insert(tx: &mut Transaction<'_>, payment: &Payment) -> Result<bool,
 
 /// Marks the payment made if, and only if, it is still `created`: the database decides
 /// which of two concurrent pays wins.
-pub async fn mark_made(tx: &mut Transaction<'_>, id: PaymentId) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE payments SET status = $1, paid_at = $2 WHERE id = $3 AND status = $4")
-        .bind(PaymentStatus::Made.as_str())
-        .bind(now_millis())
-        .bind(id.to_string())
-        .bind(PaymentStatus::Created.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+/// Marks the payment made if it is still created; returns it as it is then.
+pub async fn mark_made(tx: &mut Transaction<'_>, id: PaymentId) -> Result<Option<Payment>, sqlx::Error> {
+    sqlx::query(&format!(
+        "UPDATE payments SET status = $1, paid_at = $2 WHERE id = $3 AND status = $4 RETURNING {COLUMNS}"
+    ))
+    .bind(PaymentStatus::Made.as_str())
+    .bind(now_millis())
+    .bind(id.to_string())
+    .bind(PaymentStatus::Created.as_str())
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(from_row)
+    .transpose()
 }
 
 pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
