@@ -207,7 +207,7 @@ impl Worker {
     /// Hands the records to `handle_batch` if they all decode. Returns true when all were
     /// handled; false when they must be handled one by one (an undecodable record, a failure).
     async fn process_batch(&self, batch: &[OwnedMessage]) -> bool {
-        let Some(decoded) = batch.iter().map(decode).collect::<Option<Vec<_>>>() else { return false };
+        let Ok(decoded) = batch.iter().map(decode).collect::<Result<Vec<_>, _>>() else { return false };
         let first = batch.first().expect("the batch is not empty");
         let span = tracing::info_span!(
             "consume_batch",
@@ -226,15 +226,11 @@ impl Worker {
     }
 }
 
-/// The record as a handler sees it, or None if it cannot be decoded.
-fn decode(message: &OwnedMessage) -> Option<Incoming> {
-    let envelope = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default()).ok()?;
-    let event = envelope.event().ok()?;
-    Some(incoming(message, envelope, event))
-}
-
-fn incoming(message: &OwnedMessage, envelope: RawEnvelope, event: Event) -> Incoming {
-    Incoming {
+/// The record as a handler sees it, or why it cannot be decoded.
+fn decode(message: &OwnedMessage) -> Result<Incoming, shop_events::DecodeError> {
+    let envelope = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default())?;
+    let event = envelope.event()?;
+    Ok(Incoming {
         topic: event.topic(),
         trace: header(message, TRACEPARENT_HEADER)
             .and_then(TraceParent::parse)
@@ -242,7 +238,7 @@ fn incoming(message: &OwnedMessage, envelope: RawEnvelope, event: Event) -> Inco
             .unwrap_or_else(TraceParent::root),
         envelope,
         event,
-    }
+    })
 }
 
 /// Handles one record. Returns true when its offset may be stored (done or set aside),
@@ -254,13 +250,10 @@ async fn process(
     group: &str,
     shutdown: &Shutdown,
 ) -> bool {
-    let decoded = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default())
-        .and_then(|envelope| envelope.event().map(|event| (envelope, event)));
-    let (envelope, event) = match decoded {
-        Ok(decoded) => decoded,
+    let incoming = match decode(message) {
+        Ok(incoming) => incoming,
         Err(error) => return dead_letter(message, producer, group, &error.to_string(), shutdown).await,
     };
-    let incoming = incoming(message, envelope, event);
     let span = tracing::info_span!(
         "consume",
         group,

@@ -54,6 +54,11 @@ impl ServiceHost {
         self
     }
 
+    /// Prunes the inbox (`processed_events`) of this service's database while it runs.
+    pub fn with_inbox_pruning(self, pool: crate::db::Pool) -> Self {
+        self.with_task(move |shutdown| crate::inbox::prune(pool, shutdown))
+    }
+
     /// The port the HTTP server listens on (useful when it was bound to port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()

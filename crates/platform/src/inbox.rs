@@ -2,11 +2,18 @@
 //! transaction as the effect turns at-least-once delivery into exactly-once effects.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::db::{now_millis, Pool};
+use crate::Shutdown;
+
+/// How long an applied event is remembered: longer than a record stays in a topic (Kafka's
+/// default retention, which the topics keep, is 7 days), so no redelivery can come after it.
+pub const RETENTION: Duration = Duration::from_secs(8 * 24 * 60 * 60);
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 
 /// Records that `consumer` applies `event_id`: within the effect's transaction (pass `&mut *tx`),
 /// or on its own for an effect outside the database. Returns false when it was applied
@@ -72,4 +79,27 @@ pub async fn record_applied(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> 
     }
     query.execute(pool).await?;
     Ok(())
+}
+
+/// Forgets the events applied before `before` (milliseconds since the epoch). Returns how many.
+pub async fn forget_applied_before(pool: &Pool, before: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM processed_events WHERE processed_at < $1").bind(before).execute(pool).await?;
+    Ok(done.rows_affected())
+}
+
+/// Keeps the inbox from growing without end: at start and every hour until `shutdown`,
+/// forgets the events applied more than `RETENTION` ago. A failure is logged and retried then.
+pub async fn prune(pool: Pool, shutdown: Shutdown) -> anyhow::Result<()> {
+    loop {
+        let before = now_millis() - RETENTION.as_millis() as i64;
+        match forget_applied_before(&pool, before).await {
+            Ok(0) => {}
+            Ok(forgotten) => tracing::info!(forgotten, "Inbox pruned of events older than its retention"),
+            Err(error) => tracing::warn!(%error, "Cannot prune the inbox; trying again in an hour"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The inbox on a real SQLite database: recording many events at once is the same as
-//! recording each, and asking about many answers for each.
+//! recording each, asking about many answers for each, and pruning forgets only the old.
 
 use shop_platform::{db, inbox};
 use uuid::Uuid;
@@ -22,6 +22,12 @@ async fn events_recorded_together_read_back_one_by_one_and_together() {
     assert!(!inbox::first_delivery(&pool, "channel-a", ids[0]).await.unwrap(), "recorded before");
     assert!(inbox::first_delivery(&pool, "channel-a", ids[4]).await.unwrap(), "not recorded before");
     assert!(inbox::applied_among(&pool, "channel-b", &ids).await.unwrap().is_empty(), "another consumer's inbox");
+
+    // Pruning forgets what was applied before the cut-off, and only that.
+    let future = shop_platform::db::now_millis() + 1;
+    assert_eq!(inbox::forget_applied_before(&pool, 0).await.unwrap(), 0, "nothing is that old");
+    assert_eq!(inbox::forget_applied_before(&pool, future).await.unwrap(), 5);
+    assert!(inbox::applied_among(&pool, "channel-a", &ids).await.unwrap().is_empty());
 
     pool.close().await;
     for suffix in ["", "-wal", "-shm"] {

@@ -44,6 +44,7 @@ impl Service {
         };
         let host = ServiceHost::new(listener, router)
             .with_consumer(subscription, Arc::new(handler), producer.clone())
+            .with_inbox_pruning(pool.clone())
             .with_relay(Relay::new(pool, producer, &outbox, &instance));
         Ok(Service { host })
     }

@@ -79,7 +79,7 @@ impl Service {
                 Arc::new(channels::Mail::new(&config.smtp_host, config.smtp_port, &config.mail_from)?),
             ),
         ];
-        let mut host = ServiceHost::new(listener, router);
+        let mut host = ServiceHost::new(listener, router).with_inbox_pruning(pool.clone());
         for (group, channel) in channels {
             let subscription = Subscription {
                 brokers: config.kafka.brokers.clone(),
