@@ -141,6 +141,12 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `count` numbered placeholders from `$first` on (`$3, $4, $5`), for statements with one
+/// row or one list item per value, which SQLite and PostgreSQL both read.
+pub fn placeholders(first: usize, count: usize) -> impl Iterator<Item = String> {
+    (first..first + count).map(|i| format!("${i}"))
+}
+
 /// Milliseconds since the epoch, the unit of every stored time.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()

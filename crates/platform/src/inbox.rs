@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{now_millis, Pool};
+use crate::db::{now_millis, placeholders, Pool};
 use crate::Shutdown;
 
 /// How long an applied event is remembered: longer than a record stays in a topic (Kafka's
@@ -48,11 +48,9 @@ pub async fn already_applied(pool: &Pool, consumer: &str, event_id: Uuid) -> Res
 
 /// Which of `event_ids` `consumer` has applied already: `already_applied` for many, in one query.
 pub async fn applied_among(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
-    let placeholders: Vec<String> = (2..event_ids.len() + 2).map(|i| format!("${i}")).collect();
-    let select = format!(
-        "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})",
-        placeholders.join(", ")
-    );
+    let ids: Vec<String> = placeholders(2, event_ids.len()).collect();
+    let select =
+        format!("SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id IN ({})", ids.join(", "));
     let mut query = sqlx::query(&select).bind(consumer);
     for id in event_ids {
         query = query.bind(id.to_string());
@@ -67,7 +65,7 @@ pub async fn record_applied(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> 
     if event_ids.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..event_ids.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
+    let rows: Vec<String> = placeholders(3, event_ids.len()).map(|id| format!("($1, $2, {id})")).collect();
     let insert = format!(
         "INSERT INTO processed_events (consumer, processed_at, event_id) VALUES {} \
          ON CONFLICT (consumer, event_id) DO NOTHING",

@@ -15,7 +15,7 @@ use sqlx::Row;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::db::{now_millis, Pool, Transaction};
+use crate::db::{now_millis, placeholders, Pool, Transaction};
 use crate::kafka::Producer;
 use crate::trace::TraceParent;
 use crate::Shutdown;
@@ -243,8 +243,8 @@ impl Relay {
         }
         if !acknowledged.is_empty() {
             // One statement for the batch (SQLite allows 32,766 parameters, PostgreSQL 65,535).
-            let placeholders: Vec<String> = (1..=acknowledged.len()).map(|i| format!("${i}")).collect();
-            let delete = format!("DELETE FROM outbox WHERE id IN ({})", placeholders.join(", "));
+            let ids: Vec<String> = placeholders(1, acknowledged.len()).collect();
+            let delete = format!("DELETE FROM outbox WHERE id IN ({})", ids.join(", "));
             let mut query = sqlx::query(&delete);
             for id in &acknowledged {
                 query = query.bind(*id);

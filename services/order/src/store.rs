@@ -2,7 +2,7 @@
 //! SQLite takes the write lock up front (two replicas share the file).
 
 use shop_events::{Customer, LineItem, Money, OrderId, PaymentId, Stage};
-use shop_platform::db::{Pool, Transaction};
+use shop_platform::db::{placeholders, Pool, Transaction};
 use sqlx::Row;
 
 use crate::status::OrderStatus;
@@ -95,7 +95,7 @@ pub async fn update_status(
 
 /// Records that the order reached `stages` at `at`, in one statement.
 pub async fn add_history(tx: &mut Transaction<'_>, id: OrderId, stages: &[Stage], at: i64) -> Result<(), sqlx::Error> {
-    let rows: Vec<String> = (0..stages.len()).map(|i| format!("($1, $2, ${})", i + 3)).collect();
+    let rows: Vec<String> = placeholders(3, stages.len()).map(|stage| format!("($1, $2, {stage})")).collect();
     let insert =
         format!("INSERT INTO order_history (order_id, at, stage) VALUES {} ON CONFLICT DO NOTHING", rows.join(", "));
     let mut query = sqlx::query(&insert).bind(id.to_string()).bind(at);
