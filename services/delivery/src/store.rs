@@ -52,7 +52,6 @@ pub async fn open(tx: &mut Transaction<'_>, delivery: &Delivery) -> Result<bool,
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves the delivery from `from` to `to` if it is still at `from`.
 /// Moves the delivery from `from` to `to` if it is still at `from`; returns it as it is then.
 pub async fn update_status(
     tx: &mut Transaction<'_>,

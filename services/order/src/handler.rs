@@ -37,7 +37,7 @@ impl Apply for OrderHandler {
             return Ok(None);
         }
         // Each trigger moves an order on from one status: try that first, look only if it fails.
-        let was = trigger.source();
+        let was = trigger.legal_source();
         let next = was.transition(trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
         let now = now_millis();
         let Some(order) = store::update_status(tx, order_id, was, next, delivery_id, now).await? else {
