@@ -4,8 +4,11 @@
 //     printing "brokers=N ids=a,b,c"; exits 1 (with the reason) otherwise. One try: the
 //     script loops.
 //   java ... ClusterProbe BOOTSTRAP insync
-//     Exits 0 when every partition of every topic has all its replicas in sync, printing
-//     "under-replicated=N"; exits 1 otherwise.
+//     Exits 0 when every partition of every topic has all its replicas in sync and is led by
+//     its preferred replica, printing "under-replicated=N not-preferred=M"; exits 1 otherwise.
+//     When all replicas are in sync but some leaders are not preferred, it asks for a
+//     preferred-leader election (what the brokers' own rebalance would do up to 30 s later,
+//     moving leaderships under whoever runs next).
 //   java ... ClusterProbe BOOTSTRAP describe
 //     Prints every topic's partitions (leader, replicas, in-sync replicas, min.insync.replicas)
 //     and every consumer group (state, members, assigned partitions, lag).
@@ -17,6 +20,7 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
 import java.util.stream.Collectors;
 
 import org.apache.kafka.clients.admin.Admin;
@@ -31,6 +35,7 @@ import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.common.ElectionType;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
@@ -58,9 +63,15 @@ public class ClusterProbe {
                 describe(admin);
             }
             if (insync && code == 0) {
-                long under = underReplicated(admin);
-                System.out.println("under-replicated=" + under);
-                code = under == 0 ? 0 : 1;
+                long under = count(admin, p -> p.isr().size() < p.replicas().size());
+                long notPreferred = count(admin, ClusterProbe::notPreferred);
+                if (under == 0 && notPreferred > 0) {
+                    // Partitions that need no election answer with an error; they are counted below.
+                    admin.electLeaders(ElectionType.PREFERRED, null).partitions().get(10, TimeUnit.SECONDS);
+                    notPreferred = count(admin, ClusterProbe::notPreferred);
+                }
+                System.out.println("under-replicated=" + under + " not-preferred=" + notPreferred);
+                code = under == 0 && notPreferred == 0 ? 0 : 1;
             }
         } catch (Exception e) {
             Throwable cause = e.getCause() != null ? e.getCause() : e;
@@ -73,13 +84,18 @@ public class ClusterProbe {
         return nodes.stream().map(Node::id).map(String::valueOf).collect(Collectors.joining(","));
     }
 
-    private static long underReplicated(Admin admin) throws Exception {
+    private static boolean notPreferred(TopicPartitionInfo p) {
+        return p.leader() == null || p.replicas().isEmpty() || p.leader().id() != p.replicas().get(0).id();
+    }
+
+    /** How many partitions of all topics (internal ones too) match. */
+    private static long count(Admin admin, Predicate<TopicPartitionInfo> matches) throws Exception {
         Set<String> names = admin.listTopics(new ListTopicsOptions().listInternal(true)).names().get(5, TimeUnit.SECONDS);
-        long under = 0;
+        long n = 0;
         for (TopicDescription topic : admin.describeTopics(names).allTopicNames().get(5, TimeUnit.SECONDS).values()) {
-            under += topic.partitions().stream().filter(p -> p.isr().size() < p.replicas().size()).count();
+            n += topic.partitions().stream().filter(matches).count();
         }
-        return under;
+        return n;
     }
 
     private static void describe(Admin admin) throws Exception {

@@ -401,6 +401,7 @@ pub mod kafka {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Header, Headers, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::types::RDKafkaErrorCode;
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
     #[derive(Clone, Debug)]
@@ -425,16 +426,52 @@ pub mod kafka {
             .expect("a test consumer")
     }
 
+    /// The low and high watermark of every partition of `topic`. A real cluster answers "not
+    /// leader" for a while after a broker came back and leadership moves to it again; that is
+    /// asked again until a deadline, any other error fails at once.
+    fn watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<(i32, i64, i64)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let answer = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).and_then(|metadata| {
+                let partitions = metadata.topics()[0].partitions().iter().map(|p| p.id());
+                partitions
+                    .map(|p| {
+                        consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(low, high)| (p, low, high))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match answer {
+                Ok(watermarks) => return watermarks,
+                Err(e) if e.rdkafka_error_code().is_some_and(leadership_moving) && Instant::now() < deadline => {
+                    eprintln!("watermarks of {topic}: {e}; asking again");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => panic!("watermarks of {topic}: {e}"),
+            }
+        }
+    }
+
+    fn leadership_moving(code: RDKafkaErrorCode) -> bool {
+        matches!(
+            code,
+            RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotCoordinator
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+        )
+    }
+
     /// Every record now on `topic` (all partitions), read without joining any group.
     pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
         let consumer = reader(brokers, "shop-test-reader");
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("topic metadata");
-        let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+        let watermarks = watermarks(&consumer, topic);
+        let partitions: Vec<i32> = watermarks.iter().map(|&(p, _, _)| p).collect();
         let mut assignment = TopicPartitionList::new();
         let mut ends = std::collections::HashMap::new();
         let mut next = std::collections::HashMap::new();
-        for &p in &partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        for &(p, low, high) in &watermarks {
             ends.insert(p, high);
             next.insert(p, low);
             assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
