@@ -129,7 +129,10 @@ impl Relay {
             }
             match self.publish_batch().await {
                 Ok(0) if stopping => break,
-                Ok(0) => {
+                // Fewer than a full batch: the table held no more when it was read. Rows
+                // committed since then in this process have left a wake-up behind (`notify_one`
+                // keeps it), so wait as after an empty read rather than read it again at once.
+                Ok(published) if published < BATCH as usize && !stopping => {
                     backoff = Duration::from_millis(50);
                     tokio::select! {
                         _ = self.wake.notified() => {}
