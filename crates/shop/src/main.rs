@@ -3,14 +3,20 @@
 
 mod bench;
 mod cli;
+mod cpus;
 mod serve;
 mod topics;
 mod up;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before any other thread exists, so that all of them inherit it.
+    cpus::pin_from_env();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     shop_platform::telemetry::init();
     let result = match cli::Cli::parse().command {
         cli::Command::Up(args) => up::run(args).await,

@@ -27,6 +27,8 @@ struct Plan {
     service: &'static str,
     port: u16,
     env: Vec<(&'static str, String)>,
+    /// The one CPU it runs on (see `cpus`), if pinned.
+    cpu: Option<usize>,
 }
 
 struct Running {
@@ -48,7 +50,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("Topics: the 11 topics are there ({} partitions each).", args.partitions);
 
     let mut running = Vec::new();
-    for plan in plans(&args, &brokers) {
+    let mut plans = plans(&args, &brokers);
+    let cpus = if args.no_cpu_pinning { Vec::new() } else { crate::cpus::allowed() };
+    let assigned = crate::cpus::assign(&cpus, plans.len());
+    for (plan, cpu) in plans.iter_mut().zip(assigned) {
+        plan.cpu = cpu;
+    }
+    if cpus.len() >= 2 {
+        println!("CPUs: each service process runs on one of CPUs {cpus:?}, round robin (--no-cpu-pinning: the kernel places them).");
+    }
+    for plan in plans {
         match spawn(plan) {
             Ok(child) => running.push(child),
             Err(error) => {
@@ -138,7 +149,7 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
             env.push(("DATABASE_URL", url));
         }
         env.extend(extra);
-        Plan { instance, service, port, env }
+        Plan { instance, service, port, env, cpu: None }
     };
     let payment_urls = args.payment_ports.iter().map(|p| url(*p)).collect::<Vec<_>>().join(",");
     let mut plans = vec![
@@ -181,7 +192,11 @@ fn service_database_url(base: Option<&str>, service: &str) -> Option<String> {
 
 fn spawn(plan: Plan) -> anyhow::Result<Running> {
     let exe = std::env::current_exe().context("cannot find the shop binary")?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(cpu) = plan.cpu {
+        crate::cpus::pin(&mut command, cpu);
+    }
+    let mut child = command
         .args(["serve", plan.service, "--instance-id", &plan.instance])
         .envs(plan.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(PARENT_WATCH_ENV, "1")
