@@ -122,10 +122,10 @@ pub struct UpArgs {
     pub email_port: u16,
     #[arg(long = "smtp-port", default_value_t = 2525)]
     pub smtp_port: u16,
-    /// Run each service process on one CPU, round robin, instead of letting the kernel place
-    /// them: about a third more throughput on two CPUs (see docs/performance.md).
-    #[arg(long = "cpu-pinning")]
-    pub cpu_pinning: bool,
+    /// Let the kernel place the service processes on CPUs, instead of running each on one
+    /// CPU, round robin (see docs/performance.md).
+    #[arg(long = "no-cpu-pinning")]
+    pub no_cpu_pinning: bool,
 }
 
 /// `shop bench`: starts the system (`shop up` on free ports, fresh data, embedded broker unless
@@ -174,8 +174,7 @@ pub struct BenchArgs {
     /// Partitions of each topic the `shop up` started here creates.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
-    /// Do not pass `--cpu-pinning` to the `shop up` started here: the kernel places its
-    /// service processes.
+    /// Passed to the `shop up` started here: the kernel places its service processes.
     #[arg(long = "no-cpu-pinning")]
     pub no_cpu_pinning: bool,
     /// `RUST_LOG` for the `shop up` started here (default: the services' own default, info).

@@ -1,11 +1,10 @@
-//! `shop up --cpu-pinning` (what `shop bench` starts) runs each service process on one CPU of
-//! those it may use, round robin. The
+//! `shop up` runs each service process on one CPU of those it may use, round robin. The
 //! services are small and many (nine processes, each with its runtime, its Kafka clients'
 //! threads and its SQLite thread), and most of their work is handing a message from one of
 //! their threads to another. Confined to one CPU, a process wakes its own threads without
 //! interrupting the other CPU; measured with `shop bench` on two CPUs, that is about a third
-//! more journeys per second for the same work (docs/performance.md). Not the default yet: the
-//! first CI run with it on for every `shop up` had one unexplained failure in the kill test.
+//! more journeys per second for the same work (docs/performance.md). `--no-cpu-pinning` leaves
+//! the placement to the kernel.
 
 use tokio::process::Command;
 

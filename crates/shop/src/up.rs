@@ -51,13 +51,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut running = Vec::new();
     let mut plans = plans(&args, &brokers);
-    let cpus = if args.cpu_pinning { crate::cpus::allowed() } else { Vec::new() };
+    let cpus = if args.no_cpu_pinning { Vec::new() } else { crate::cpus::allowed() };
     let assigned = crate::cpus::assign(&cpus, plans.len());
     for (plan, cpu) in plans.iter_mut().zip(assigned) {
         plan.cpu = cpu;
     }
     if cpus.len() >= 2 {
-        println!("CPUs: each service process runs on one of CPUs {cpus:?}, round robin (--cpu-pinning).");
+        println!("CPUs: each service process runs on one of CPUs {cpus:?}, round robin (--no-cpu-pinning: the kernel places them).");
     }
     for plan in plans {
         match spawn(plan) {

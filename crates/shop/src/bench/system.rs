@@ -122,8 +122,8 @@ async fn start(args: &BenchArgs) -> anyhow::Result<System> {
     if let Some(filter) = &args.rust_log {
         command.env("RUST_LOG", filter);
     }
-    if !args.no_cpu_pinning {
-        command.arg("--cpu-pinning");
+    if args.no_cpu_pinning {
+        command.arg("--no-cpu-pinning");
     }
     let port = |p: u16| p.to_string();
     command

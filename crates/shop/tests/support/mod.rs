@@ -34,6 +34,9 @@ pub struct System {
 }
 
 /// Free ports, all held at once while choosing so none is handed out twice.
+/// What `shop up` prints once every service answers.
+const UP_LINE: &str = "Shop is up.";
+
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
     std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
@@ -142,6 +145,21 @@ impl System {
                 assert!(Instant::now() < deadline, "the service on port {port} never became ready");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+        // `shop up` checks every service itself before it says it is up, and a service that
+        // exits before then (a test killing it) stops the whole system as a failed start. So
+        // wait for its word too (when its output goes to the log file; with TEST_LOG it goes to
+        // the terminal and cannot be watched).
+        let Some(log) = &self.log else { return };
+        loop {
+            if std::fs::read_to_string(log).is_ok_and(|text| text.contains(UP_LINE)) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("shop up exited while starting: {status}");
+            }
+            assert!(Instant::now() < deadline, "shop up never said {UP_LINE:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
