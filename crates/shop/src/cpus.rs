@@ -1,5 +1,5 @@
-//! `shop up` runs each service process on one CPU of those it may use, round robin. The
-//! services are small and many (nine processes, each with its runtime, its Kafka clients'
+//! `shop up` runs each service process on one CPU of those it may use, spreading the
+//! services' usual load evenly over them. The services are small and many (nine processes, each with its runtime, its Kafka clients'
 //! threads and its SQLite thread), and most of their work is handing a message from one of
 //! their threads to another. Confined to one CPU, a process wakes its own threads without
 //! interrupting the other CPU; measured with `shop bench` on two CPUs, that is about a third
@@ -60,10 +60,39 @@ pub fn pin_from_env() {
 #[cfg(not(target_os = "linux"))]
 pub fn pin_from_env() {}
 
-/// The CPU of each of `count` processes: round robin over `cpus`, none when there are fewer
-/// than two (one CPU is shared by everything anyway).
-pub fn assign(cpus: &[usize], count: usize) -> Vec<Option<usize>> {
-    (0..count).map(|i| (cpus.len() >= 2).then(|| cpus[i % cpus.len()])).collect()
+/// How much CPU a service takes at full load, relatively: its CPU seconds per 30 s window in
+/// `shop bench` (docs/performance.md), times ten. What the placement balances; the replicas of
+/// a service count once each.
+pub fn weight(service: &str) -> u32 {
+    match service {
+        "notification" => 80,
+        "order" => 63,
+        "delivery" => 47,
+        "email" => 46,
+        "mobile" => 39,
+        "logging" => 27,
+        "payment" => 20,
+        _ => 40,
+    }
+}
+
+/// The CPU of each process of the given `weights`: the heaviest first, each to the CPU with
+/// the least weight so far (the first such in `cpus`). None when there are fewer than two CPUs
+/// (one CPU is shared by everything anyway).
+pub fn assign(cpus: &[usize], weights: &[u32]) -> Vec<Option<usize>> {
+    if cpus.len() < 2 {
+        return vec![None; weights.len()];
+    }
+    let mut load = vec![0_u32; cpus.len()];
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(weights[i]));
+    let mut assigned = vec![None; weights.len()];
+    for i in order {
+        let least = (0..cpus.len()).min_by_key(|&c| load[c]).expect("two CPUs or more");
+        load[least] += weights[i];
+        assigned[i] = Some(cpus[least]);
+    }
+    assigned
 }
 
 #[cfg(test)]
@@ -71,14 +100,15 @@ mod tests {
     use super::assign;
 
     #[test]
-    fn processes_go_round_robin_over_the_cpus() {
-        assert_eq!(assign(&[0, 1], 5), [Some(0), Some(1), Some(0), Some(1), Some(0)]);
-        assert_eq!(assign(&[2, 5, 7], 4), [Some(2), Some(5), Some(7), Some(2)]);
+    fn the_heaviest_go_first_each_to_the_least_loaded_cpu() {
+        // 8 → 0; 6 → 1; 6 → 1 (6 < 8); 5 → 0 (8 < 12); 1 → 1 (12 < 13).
+        assert_eq!(assign(&[0, 1], &[5, 8, 6, 1, 6]), [Some(0), Some(0), Some(1), Some(1), Some(1)]);
+        assert_eq!(assign(&[2, 5, 7], &[1, 1, 1, 1]), [Some(2), Some(5), Some(7), Some(2)]);
     }
 
     #[test]
     fn one_cpu_or_none_pins_nothing() {
-        assert_eq!(assign(&[3], 3), [None, None, None]);
-        assert_eq!(assign(&[], 2), [None, None]);
+        assert_eq!(assign(&[3], &[1, 2, 3]), [None, None, None]);
+        assert_eq!(assign(&[], &[1, 2]), [None, None]);
     }
 }

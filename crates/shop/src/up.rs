@@ -52,12 +52,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut running = Vec::new();
     let mut plans = plans(&args, &brokers);
     let cpus = if args.no_cpu_pinning { Vec::new() } else { crate::cpus::allowed() };
-    let assigned = crate::cpus::assign(&cpus, plans.len());
+    let weights: Vec<u32> = plans.iter().map(|plan| crate::cpus::weight(plan.service)).collect();
+    let assigned = crate::cpus::assign(&cpus, &weights);
     for (plan, cpu) in plans.iter_mut().zip(assigned) {
         plan.cpu = cpu;
     }
     if cpus.len() >= 2 {
-        println!("CPUs: each service process runs on one of CPUs {cpus:?}, round robin (--no-cpu-pinning: the kernel places them).");
+        println!("CPUs: each service process runs on one of CPUs {cpus:?}, spread by load (--no-cpu-pinning: the kernel places them).");
     }
     for plan in plans {
         match spawn(plan) {
