@@ -123,7 +123,7 @@ pub struct UpArgs {
     #[arg(long = "smtp-port", default_value_t = 2525)]
     pub smtp_port: u16,
     /// Let the kernel place the service processes on CPUs, instead of running each on one
-    /// CPU, round robin (see docs/performance.md).
+    /// CPU, spread by the services' usual load (see docs/performance.md).
     #[arg(long = "no-cpu-pinning")]
     pub no_cpu_pinning: bool,
 }
