@@ -36,17 +36,12 @@ pub async fn first_delivery<'e>(
 }
 
 /// Has `consumer` applied `event_id` already? For effects outside the database (a push, a
-/// mail), which are recorded with `first_delivery` only after they happened.
+/// mail), which are recorded with `record_applied` only after they happened.
 pub async fn already_applied(pool: &Pool, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    let row = sqlx::query("SELECT 1 FROM processed_events WHERE consumer = $1 AND event_id = $2")
-        .bind(consumer)
-        .bind(event_id.to_string())
-        .fetch_optional(pool)
-        .await?;
-    Ok(row.is_some())
+    Ok(applied_among(pool, consumer, &[event_id]).await?.contains(&event_id))
 }
 
-/// Which of `event_ids` `consumer` has applied already: `already_applied` for many, in one query.
+/// Which of `event_ids` `consumer` has applied already, in one query.
 pub async fn applied_among(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
     let ids: Vec<String> = placeholders(2, event_ids.len()).collect();
     let select =

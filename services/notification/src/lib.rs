@@ -132,14 +132,9 @@ const SENDS_IN_FLIGHT: usize = 8;
 
 #[async_trait]
 impl Handler for NotifyHandler {
+    /// A record alone is a batch of one: the same query, send and record.
     async fn handle(&self, incoming: &Incoming) -> Result<(), HandleError> {
-        if inbox::already_applied(&self.pool, self.group, incoming.envelope.id).await? {
-            tracing::debug!("Already sent on this channel; skipping the redelivery");
-            return Ok(());
-        }
-        self.send(incoming).await?;
-        inbox::first_delivery(&self.pool, self.group, incoming.envelope.id).await?;
-        Ok(())
+        self.handle_batch(std::slice::from_ref(incoming)).await
     }
 
     /// Under load: one query for which were sent already, the others sent several at once
@@ -150,7 +145,11 @@ impl Handler for NotifyHandler {
         let ids: Vec<uuid::Uuid> = batch.iter().map(|incoming| incoming.envelope.id).collect();
         let done = inbox::applied_among(&self.pool, self.group, &ids).await?;
         let mut sends = Vec::with_capacity(batch.len());
-        for incoming in batch.iter().filter(|incoming| !done.contains(&incoming.envelope.id)) {
+        for incoming in batch {
+            if done.contains(&incoming.envelope.id) {
+                tracing::debug!(event_id = %incoming.envelope.id, "Already sent on this channel; skipping the redelivery");
+                continue;
+            }
             sends.push(async move { self.send(incoming).await.map(|()| incoming.envelope.id) });
         }
         let sends: Vec<_> = futures::stream::iter(sends).buffer_unordered(SENDS_IN_FLIGHT).collect().await;
