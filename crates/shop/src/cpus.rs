@@ -1,12 +1,10 @@
 //! `shop up` runs each service process on one CPU of those it may use, spreading the
-//! services' usual load evenly over them. The services are small and many (nine processes, each with its runtime, its Kafka clients'
-//! threads and its SQLite thread), and most of their work is handing a message from one of
-//! their threads to another. Confined to one CPU, a process wakes its own threads without
-//! interrupting the other CPU; measured with `shop bench` on two CPUs, that is about a third
-//! more journeys per second for the same work (docs/performance.md). `--no-cpu-pinning` leaves
-//! the placement to the kernel.
-
-use tokio::process::Command;
+//! services' usual load evenly over them. The services are small and many (nine processes,
+//! each with its runtime, its Kafka clients' threads and its SQLite thread), and most of their
+//! work is handing a message from one of their threads to another. Confined to one CPU, a
+//! process wakes its own threads without interrupting the other CPU; measured with `shop bench`
+//! on two CPUs, that is about half again as many journeys per second for the same work
+//! (docs/performance.md). `--no-cpu-pinning` leaves the placement to the kernel.
 
 /// The CPUs this process may run on, in order; empty where that cannot be known or set.
 #[cfg(target_os = "linux")]
@@ -27,13 +25,8 @@ pub fn allowed() -> Vec<usize> {
     Vec::new()
 }
 
-/// Set by `shop up` on a service process: the CPU it is to run on.
+/// Set by `shop up` on a service process: the CPU it is to run on (`pin_from_env`).
 pub const CPU_ENV: &str = "SHOP_CPU";
-
-/// Makes the process `command` starts run on `cpu` only: it pins itself (`pin_from_env`).
-pub fn pin(command: &mut Command, cpu: usize) {
-    command.env(CPU_ENV, cpu.to_string());
-}
 
 /// Called first in `main`, while the process has one thread: if `shop up` named a CPU, runs
 /// this thread there, and so every thread started after it.

@@ -27,8 +27,6 @@ struct Plan {
     service: &'static str,
     port: u16,
     env: Vec<(&'static str, String)>,
-    /// The one CPU it runs on (see `cpus`), if pinned.
-    cpu: Option<usize>,
 }
 
 struct Running {
@@ -55,7 +53,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let weights: Vec<u32> = plans.iter().map(|plan| crate::cpus::weight(plan.service)).collect();
     let assigned = crate::cpus::assign(&cpus, &weights);
     for (plan, cpu) in plans.iter_mut().zip(assigned) {
-        plan.cpu = cpu;
+        if let Some(cpu) = cpu {
+            // The process pins itself to it first thing (`cpus::pin_from_env`); a restart keeps it.
+            plan.env.push((crate::cpus::CPU_ENV, cpu.to_string()));
+        }
     }
     if cpus.len() >= 2 {
         println!("CPUs: each service process runs on one of CPUs {cpus:?}, spread by load (--no-cpu-pinning: the kernel places them).");
@@ -150,7 +151,7 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
             env.push(("DATABASE_URL", url));
         }
         env.extend(extra);
-        Plan { instance, service, port, env, cpu: None }
+        Plan { instance, service, port, env }
     };
     let payment_urls = args.payment_ports.iter().map(|p| url(*p)).collect::<Vec<_>>().join(",");
     let mut plans = vec![
@@ -193,11 +194,7 @@ fn service_database_url(base: Option<&str>, service: &str) -> Option<String> {
 
 fn spawn(plan: Plan) -> anyhow::Result<Running> {
     let exe = std::env::current_exe().context("cannot find the shop binary")?;
-    let mut command = Command::new(exe);
-    if let Some(cpu) = plan.cpu {
-        crate::cpus::pin(&mut command, cpu);
-    }
-    let mut child = command
+    let mut child = Command::new(exe)
         .args(["serve", plan.service, "--instance-id", &plan.instance])
         .envs(plan.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(PARENT_WATCH_ENV, "1")
