@@ -20,7 +20,6 @@ import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Predicate;
 import java.util.stream.Collectors;
 
 import org.apache.kafka.clients.admin.Admin;
@@ -63,12 +62,13 @@ public class ClusterProbe {
                 describe(admin);
             }
             if (insync && code == 0) {
-                long under = count(admin, p -> p.isr().size() < p.replicas().size());
-                long notPreferred = count(admin, ClusterProbe::notPreferred);
+                List<TopicPartitionInfo> partitions = partitions(admin);
+                long under = partitions.stream().filter(p -> p.isr().size() < p.replicas().size()).count();
+                long notPreferred = partitions.stream().filter(ClusterProbe::notPreferred).count();
                 if (under == 0 && notPreferred > 0) {
                     // Partitions that need no election answer with an error; they are counted below.
                     admin.electLeaders(ElectionType.PREFERRED, null).partitions().get(10, TimeUnit.SECONDS);
-                    notPreferred = count(admin, ClusterProbe::notPreferred);
+                    notPreferred = partitions(admin).stream().filter(ClusterProbe::notPreferred).count();
                 }
                 System.out.println("under-replicated=" + under + " not-preferred=" + notPreferred);
                 code = under == 0 && notPreferred == 0 ? 0 : 1;
@@ -88,14 +88,14 @@ public class ClusterProbe {
         return p.leader() == null || p.replicas().isEmpty() || p.leader().id() != p.replicas().get(0).id();
     }
 
-    /** How many partitions of all topics (internal ones too) match. */
-    private static long count(Admin admin, Predicate<TopicPartitionInfo> matches) throws Exception {
+    /** Every partition of every topic, internal ones too. */
+    private static List<TopicPartitionInfo> partitions(Admin admin) throws Exception {
         Set<String> names = admin.listTopics(new ListTopicsOptions().listInternal(true)).names().get(5, TimeUnit.SECONDS);
-        long n = 0;
+        List<TopicPartitionInfo> partitions = new ArrayList<>();
         for (TopicDescription topic : admin.describeTopics(names).allTopicNames().get(5, TimeUnit.SECONDS).values()) {
-            n += topic.partitions().stream().filter(matches).count();
+            partitions.addAll(topic.partitions());
         }
-        return n;
+        return partitions;
     }
 
     private static void describe(Admin admin) throws Exception {
