@@ -19,10 +19,12 @@ impl Latencies {
     }
 
     pub fn record_micros(&mut self, name: &str, micros: u64) {
-        let histogram = self
-            .by_name
-            .entry(name.to_owned())
-            .or_insert_with(|| Histogram::new(3).expect("3 significant figures is a valid precision"));
+        // Looked up by `&str` first: `entry` would allocate the name on every sample.
+        if !self.by_name.contains_key(name) {
+            let histogram = Histogram::new(3).expect("3 significant figures is a valid precision");
+            self.by_name.insert(name.to_owned(), histogram);
+        }
+        let histogram = self.by_name.get_mut(name).expect("inserted above");
         // Grows to fit; clamping (saturating_record) would not grow an auto-resizing histogram.
         if histogram.record(micros).is_err() {
             histogram.saturating_record(micros);
