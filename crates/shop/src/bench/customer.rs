@@ -133,7 +133,12 @@ impl Journey<'_> {
     }
 
     /// Sends a request, times it, and insists on the `expected` status.
-    async fn call(&mut self, metric: &'static str, request: reqwest::RequestBuilder, expected: u16) -> anyhow::Result<Value> {
+    async fn call(
+        &mut self,
+        metric: &'static str,
+        request: reqwest::RequestBuilder,
+        expected: u16,
+    ) -> anyhow::Result<Value> {
         let sent = Instant::now();
         let response = request.send().await.map_err(|e| anyhow::anyhow!("{metric}: {e}"))?;
         let status = response.status().as_u16();
