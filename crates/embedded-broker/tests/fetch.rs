@@ -1,7 +1,8 @@
 //! The embedded broker serves fetches and offsets as a Kafka broker would where tansu 0.6
 //! needed a patch (vendor/README.md): a group resuming at an offset inside a producer's batch
 //! gets the rest of that batch, and each later batch once; the high watermark is the offset
-//! after the last record.
+//! after the last record; a topic deleted and created again starts empty (the broker keeps
+//! each partition's watermark in memory, not in its store).
 
 use std::time::{Duration, Instant};
 
@@ -100,5 +101,31 @@ async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it() {
     let expected: Vec<(i64, String)> =
         (5..8).map(|i| (i, more[i as usize - 5].clone())).chain([(8, "end".into())]).collect();
     assert_eq!(later, expected);
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_topic_deleted_and_created_again_starts_empty() {
+    let broker = broker().await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    let old: Vec<String> = (0..3).map(|i| format!("old {i}")).collect();
+    send_one_batch(&brokers, &old).await;
+    let watcher = consumer(&brokers, "watcher");
+    assert_eq!(watcher.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap(), (0, 3));
+
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let deleted = admin.delete_topics(&[TOPIC], &AdminOptions::new()).await.unwrap();
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    let created = admin
+        .create_topics([&NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    assert_eq!(watcher.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap(), (0, 0));
+
+    send_one_batch(&brokers, &["new".to_owned()]).await;
+    let fresh = consumer(&brokers, "after-recreate");
+    assert_eq!(read(&fresh, 1).await, vec![(0, "new".to_owned())], "only the new record, at offset 0");
     broker.stop();
 }

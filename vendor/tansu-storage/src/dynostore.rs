@@ -375,8 +375,30 @@ impl DynoStore {
     pub fn exclusive(self) -> Self {
         Self {
             batch_index: Some(Arc::new(Mutex::new(BTreeMap::new()))),
+            meta: self.meta.clone().exclusive(),
             ..self
         }
+    }
+
+    /// shop patch: the watermark of `topition`: one copy per partition, shared by every
+    /// request, trusted without asking the store again when this process is its only writer.
+    fn watermark(&self, topition: &Topition) -> Result<OptiCon<Watermark>> {
+        self.watermarks
+            .lock()
+            .map(|mut locked| {
+                locked
+                    .entry(topition.to_owned())
+                    .or_insert_with(|| {
+                        let watermark = OptiCon::<Watermark>::new(self.cluster.as_str(), topition);
+                        if self.batch_index.is_some() {
+                            watermark.exclusive()
+                        } else {
+                            watermark
+                        }
+                    })
+                    .to_owned()
+            })
+            .map_err(Into::into)
     }
 
     /// shop patch: the base offsets of the stored batches of `topition` from the one holding
@@ -670,12 +692,7 @@ impl Storage for DynoStore {
                 for partition in 0..topic.num_partitions {
                     let topition = Topition::new(topic.name.as_str(), partition);
 
-                    let watermark = self.watermarks.lock().map(|mut locked| {
-                        locked
-                            .entry(topition.to_owned())
-                            .or_insert(OptiCon::<Watermark>::new(self.cluster.as_str(), &topition))
-                            .to_owned()
-                    })?;
+                    let watermark = self.watermark(&topition)?;
 
                     watermark
                         .with_mut(&self.object_store, |watermark| {
@@ -715,6 +732,12 @@ impl Storage for DynoStore {
                     .lock()
                     .map(|mut index| index.retain(|topition, _| topition.topic != metadata.topic.name))?;
             }
+
+            // shop patch: the partitions' watermarks go with the topic (a trusted copy would
+            // otherwise outlive the objects deleted below).
+            self.watermarks
+                .lock()
+                .map(|mut watermarks| watermarks.retain(|topition, _| topition.topic != metadata.topic.name))?;
 
             let prefix = Path::from(format!(
                 "clusters/{}/topics/{}/",
@@ -829,12 +852,7 @@ impl Storage for DynoStore {
                 .unwrap_or(false)
         {
             // Get watermark to calculate proper offset for lake sink
-            let watermark = self.watermarks.lock().map(|mut locked| {
-                locked
-                    .entry(topition.to_owned())
-                    .or_insert_with(|| OptiCon::<Watermark>::new(self.cluster.as_str(), topition))
-                    .to_owned()
-            })?;
+            let watermark = self.watermark(&topition)?;
 
             let offset = watermark
                 .with_mut(&self.object_store, |watermark| {
@@ -956,12 +974,7 @@ impl Storage for DynoStore {
                 }
             }
 
-            let watermark = self.watermarks.lock().map(|mut locked| {
-                locked
-                    .entry(topition.to_owned())
-                    .or_insert_with(|| OptiCon::<Watermark>::new(self.cluster.as_str(), topition))
-                    .to_owned()
-            })?;
+            let watermark = self.watermark(&topition)?;
 
             let offset = watermark
                 .with_mut(&self.object_store, |watermark| {
@@ -1198,12 +1211,7 @@ impl Storage for DynoStore {
 
         debug!(?stable);
 
-        let watermark = self.watermarks.lock().map(|mut locked| {
-            locked
-                .entry(topition.to_owned())
-                .or_insert(OptiCon::<Watermark>::new(self.cluster.as_str(), topition))
-                .to_owned()
-        })?;
+        let watermark = self.watermark(&topition)?;
 
         watermark
             .with(&self.object_store, |watermark| {

@@ -64,6 +64,12 @@ pub(super) struct OptiCon<D> {
     tags: TagSet,
     attributes: Attributes,
     data_version: Arc<Mutex<Option<DataVersion<D>>>>,
+
+    // shop patch: this process is the only writer of the object store (memory), and every
+    // write of this object goes through this copy (or a clone, sharing `data_version`), so
+    // the cached data is the object: `with` reads it without asking the store whether it
+    // changed, and `with_mut` changes it in place.
+    exclusive: bool,
 }
 
 impl<D> OptiCon<D> {
@@ -73,6 +79,15 @@ impl<D> OptiCon<D> {
             tags: Default::default(),
             attributes: Default::default(),
             data_version: Default::default(),
+            exclusive: false,
+        }
+    }
+
+    /// shop patch: see `exclusive`.
+    pub(super) fn exclusive(self) -> Self {
+        Self {
+            exclusive: true,
+            ..self
         }
     }
 }
@@ -137,6 +152,16 @@ where
     where
         F: Fn(&D) -> Result<E>,
     {
+        if self.exclusive {
+            let cached = self
+                .data_version
+                .lock()
+                .map(|guard| guard.as_ref().map(|dv| f(&dv.data)))?;
+            if let Some(outcome) = cached {
+                return outcome;
+            }
+        }
+
         const METHOD: &str = "with";
         REQUESTS.add(1, &[KeyValue::new("method", METHOD)]);
 
@@ -234,6 +259,17 @@ where
         E: Debug,
         F: Fn(&mut D) -> Result<E>,
     {
+        if self.exclusive {
+            // shop patch: the cached copy is the object. It is changed in place under the lock
+            // (a put of the whole object after each change, JSON and all, was the costliest
+            // part of a produce request) and not written out: nothing reads this object from
+            // the store but this copy, which asks the store only while it holds nothing.
+            return self.data_version.lock().map(|mut guard| {
+                let dv = guard.get_or_insert_with(DataVersion::default);
+                f(&mut dv.data)
+            })?;
+        }
+
         const METHOD: &str = "with_mut";
         REQUESTS.add(1, &[KeyValue::new("method", METHOD)]);
 
