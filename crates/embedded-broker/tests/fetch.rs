@@ -71,6 +71,22 @@ async fn read(consumer: &StreamConsumer, count: usize) -> Vec<(i64, String)> {
     read
 }
 
+/// The partition's low and high watermarks, asked again while the client's metadata does not
+/// know the partition yet (just after the topic was created again), until the deadline.
+async fn watermarks(consumer: &StreamConsumer) -> (i64, i64) {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        match consumer.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)) {
+            Ok(watermarks) => return watermarks,
+            Err(error) if Instant::now() < until => {
+                eprintln!("watermarks not known yet ({error}); asking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("no watermarks of {TOPIC}/0 within {DEADLINE:?}: {error}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it() {
     let broker = broker().await;
@@ -111,7 +127,7 @@ async fn a_topic_deleted_and_created_again_starts_empty() {
     let old: Vec<String> = (0..3).map(|i| format!("old {i}")).collect();
     send_one_batch(&brokers, &old).await;
     let watcher = consumer(&brokers, "watcher");
-    assert_eq!(watcher.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap(), (0, 3));
+    assert_eq!(watermarks(&watcher).await, (0, 3));
 
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
@@ -122,7 +138,7 @@ async fn a_topic_deleted_and_created_again_starts_empty() {
         .await
         .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
-    assert_eq!(watcher.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)).unwrap(), (0, 0));
+    assert_eq!(watermarks(&watcher).await, (0, 0));
 
     send_one_batch(&brokers, &["new".to_owned()]).await;
     let fresh = consumer(&brokers, "after-recreate");
