@@ -67,8 +67,8 @@ pub(super) struct OptiCon<D> {
 
     // shop patch: this process is the only writer of the object store (memory), and every
     // write of this object goes through this copy (or a clone, sharing `data_version`), so
-    // the cached data is the object: `with` reads it without asking the store whether it
-    // changed, and `with_mut` changes it in place.
+    // the cached data is the object: `with` reads it and `with_mut` changes it in place,
+    // neither asking the store (which never holds it).
     exclusive: bool,
 }
 
@@ -153,13 +153,11 @@ where
         F: Fn(&D) -> Result<E>,
     {
         if self.exclusive {
-            let cached = self
-                .data_version
-                .lock()
-                .map(|guard| guard.as_ref().map(|dv| f(&dv.data)))?;
-            if let Some(outcome) = cached {
-                return outcome;
-            }
+            // shop patch: the copy is the object; none yet means the object does not exist.
+            return self.data_version.lock().map(|guard| match guard.as_ref() {
+                Some(dv) => f(&dv.data),
+                None => f(&D::default()),
+            })?;
         }
 
         const METHOD: &str = "with";
@@ -262,8 +260,8 @@ where
         if self.exclusive {
             // shop patch: the cached copy is the object. It is changed in place under the lock
             // (a put of the whole object after each change, JSON and all, was the costliest
-            // part of a produce request) and not written out: nothing reads this object from
-            // the store but this copy, which asks the store only while it holds nothing.
+            // part of a produce request) and not written out: nothing reads this object but
+            // through this copy.
             return self.data_version.lock().map(|mut guard| {
                 let dv = guard.get_or_insert_with(DataVersion::default);
                 f(&mut dv.data)
