@@ -9,6 +9,7 @@ mod envelope;
 mod event;
 mod payloads;
 pub mod schema;
+pub mod service;
 mod stage;
 mod topic;
 mod values;

@@ -199,8 +199,20 @@ impl Customer {
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
             return Err(CustomerError::Name);
         }
+        let email = Self::parse_email(email)?;
+        let phone = phone.trim();
+        let digits = phone.chars().filter(char::is_ascii_digit).count();
+        let allowed = phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
+        if !allowed || !(5..=20).contains(&digits) {
+            return Err(CustomerError::Phone);
+        }
+        Ok(Customer { name: name.to_owned(), email, phone: phone.to_owned() })
+    }
+
+    /// An email address a customer can be reached at, trimmed.
+    pub fn parse_email(email: &str) -> Result<String, CustomerError> {
         let email = email.trim();
-        let valid_email = email.len() <= 254
+        let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
             && email.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
@@ -209,15 +221,10 @@ impl Customer {
                     && !domain.starts_with('.')
                     && !domain.ends_with('.')
             });
-        if !valid_email {
-            return Err(CustomerError::Email);
+        if valid {
+            Ok(email.to_owned())
+        } else {
+            Err(CustomerError::Email)
         }
-        let phone = phone.trim();
-        let digits = phone.chars().filter(char::is_ascii_digit).count();
-        let allowed = phone.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
-        if !allowed || !(5..=20).contains(&digits) {
-            return Err(CustomerError::Phone);
-        }
-        Ok(Customer { name: name.to_owned(), email: email.to_owned(), phone: phone.to_owned() })
     }
 }

@@ -20,9 +20,16 @@ pub struct StorageConfig {
     /// Folder of the embedded SQLite databases.
     #[arg(long = "data-dir", env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Folder of the keys and credentials (one file each); by default `secrets` in the data dir.
+    #[arg(long = "secrets-dir", env = "SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl StorageConfig {
+    pub fn secrets(&self) -> crate::secrets::Secrets {
+        crate::secrets::Secrets::new(self.secrets_dir.clone().unwrap_or_else(|| self.data_dir.join("secrets")))
+    }
+
     pub fn database_url(&self, service: &str) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
@@ -40,6 +47,13 @@ pub struct HttpConfig {
     /// The name of this replica in logs, audit records and Kafka client ids (e.g. `order-2`).
     #[arg(long = "instance-id", env = "INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// Origins of the system's own pages that browsers may call this service from
+    /// (`http://host:port`, comma-separated); none by default.
+    #[arg(long = "allowed-origins", env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Where the pages send people to sign in: the mobile service as the browser reaches it.
+    #[arg(long = "sign-in-url", env = "SIGN_IN_URL", default_value = "http://localhost:8080")]
+    pub sign_in_url: String,
 }
 
 impl HttpConfig {

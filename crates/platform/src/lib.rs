@@ -2,6 +2,7 @@
 //! configuration, telemetry, graceful shutdown, storage with a transactional outbox and an
 //! inbox of applied events, the Kafka producer relay and consumer loop, and HTTP helpers.
 
+pub mod auth;
 pub mod config;
 pub mod consumer;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod http;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

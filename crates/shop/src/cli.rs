@@ -25,6 +25,44 @@ pub enum Command {
     Topics(TopicsCommand),
     /// Measure whole journeys under load against the broker's own ceiling.
     Bench(BenchArgs),
+    /// Print a bearer token that the `shop up` using this data folder accepts.
+    Token(TokenArgs),
+    /// Manage the keys and credentials the services need.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TokenArgs {
+    /// Whose token: customer, courier or operator.
+    #[arg(long)]
+    pub role: shop_platform::auth::Role,
+    /// The customer's email (customers only).
+    #[arg(long)]
+    pub email: Option<String>,
+    /// The data folder of the `shop up` that is to accept it.
+    #[arg(long = "data-dir", env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// The secrets folder, if not `secrets` in the data folder.
+    #[arg(long = "secrets-dir", env = "SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// How long the token lasts (e.g. 15m, 1h).
+    #[arg(long, value_parser = crate::bench::duration::parse, default_value = "1h")]
+    pub ttl: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Create every key and credential that is missing in a folder, leaving the others as
+    /// they are (`shop up` does it in its data folder; for Kubernetes, make the Secret from it).
+    Generate(SecretsArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SecretsArgs {
+    /// The folder to write them to.
+    #[arg(long)]
+    pub dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -98,7 +136,8 @@ pub struct UpArgs {
     /// gets its own database `NAME_<service>`, created if missing.
     #[arg(long = "database-url", env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Folder of the services' SQLite databases.
+    /// Folder of the services' SQLite databases, and of their keys and credentials
+    /// (`secrets/`, generated on first start).
     #[arg(long = "data-dir", env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
     /// Address every service listens on.

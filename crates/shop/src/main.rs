@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod cpus;
+mod credentials;
 mod serve;
 mod topics;
 mod up;
@@ -24,6 +25,8 @@ async fn run() -> std::process::ExitCode {
         cli::Command::Topics(cli::TopicsCommand::Create(args)) => topics::create(args).await,
         cli::Command::Topics(cli::TopicsCommand::List(args)) => topics::list(args).await,
         cli::Command::Bench(args) => bench::run(args).await,
+        cli::Command::Token(args) => credentials::token(args),
+        cli::Command::Secrets(cli::SecretsCommand::Generate(args)) => credentials::generate(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -43,6 +43,8 @@ const MAX_QUICK_RESTARTS: u32 = 5;
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.order_ports.len() == 2, "--order-ports takes two ports, one per replica");
     anyhow::ensure!(args.payment_ports.len() == 2, "--payment-ports takes two ports, one per replica");
+    let secrets = crate::credentials::secrets_of(&args.data_dir, None);
+    crate::credentials::ensure(&secrets)?;
     let (brokers, broker) = start_broker(&args).await?;
     crate::topics::ensure(&brokers, args.partitions, args.replication_factor).await?;
     println!("Topics: the 11 topics are there ({} partitions each).", args.partitions);
@@ -139,6 +141,15 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
     let data_dir = args.data_dir.display().to_string();
     let url = |port: u16| format!("http://{host}:{port}");
     let public = |port: u16| format!("http://localhost:{port}");
+    // The pages that call other services from the browser: the app (order's API), and the
+    // staff's pages and the payment page (sign-in), as the browser names them.
+    let page_ports = [args.mobile_port, args.payment_ports[0], args.delivery_port, args.logging_port, args.email_port];
+    let origins: Vec<String> = page_ports
+        .iter()
+        .flat_map(|port| [format!("http://localhost:{port}"), format!("http://127.0.0.1:{port}")])
+        .collect();
+    let origins = origins.join(",");
+    let sign_in_url = public(args.mobile_port);
     let plan = |service: &'static str, replica: usize, port: u16, extra: Vec<(&'static str, String)>| {
         let instance = format!("{service}-{replica}");
         let mut env = vec![
@@ -146,6 +157,8 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
             ("HTTP_PORT", port.to_string()),
             ("KAFKA_BROKERS", brokers.to_owned()),
             ("DATA_DIR", data_dir.clone()),
+            ("ALLOWED_ORIGINS", origins.clone()),
+            ("SIGN_IN_URL", sign_in_url.clone()),
         ];
         if let Some(url) = service_database_url(args.database_url.as_deref(), service) {
             env.push(("DATABASE_URL", url));
@@ -308,6 +321,15 @@ fn print_urls(args: &UpArgs, brokers: &str, embedded: bool) {
     println!("  notification      http://{h}:{}/metrics", args.notification_port);
     println!("  operations        http://{h}:{}  (audit trail, consumer lag)", args.logging_port);
     println!("  mailbox           http://{h}:{}  (SMTP {h}:{})", args.email_port, args.smtp_port);
+    println!();
+    let secrets = args.data_dir.join("secrets");
+    println!("Sign in: customers register in the app. The courier page and the mailbox's all-mail view");
+    println!("and operations take the staff's usernames, courier and operator, with the passwords in");
+    println!("{0}/courier-password and {0}/operator-password.", secrets.display());
+    println!(
+        "Scripts: TOKEN=$(shop token --role customer --email you@example.com --data-dir {})",
+        args.data_dir.display()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
 }

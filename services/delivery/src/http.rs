@@ -1,5 +1,6 @@
-//! The courier API: read deliveries and mark them shipped, then delivered; and the
-//! courier's page (`/` and `/courier`) that does the same in a browser.
+//! The courier API, for the courier only: read deliveries and mark them shipped, then
+//! delivered; and the courier's page (`/` and `/courier`, a static shell anyone may load,
+//! whose data needs the courier's sign-in) that does the same in a browser.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,8 +9,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use shop_events::{Customer, DeliveryProgressed, Event, LineItem, OrderId};
+use shop_platform::auth::Courier;
 use shop_platform::db::{now_millis, rfc3339, Pool};
-use shop_platform::http::{ApiError, ApiPath};
+use shop_platform::http::{static_asset, ApiError, ApiPath};
 use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 
@@ -28,6 +30,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(courier_page))
         .route("/courier", get(courier_page))
+        .route(
+            "/assets/courier.js",
+            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("courier.js")) }),
+        )
+        .route(
+            "/assets/courier.css",
+            get(|| async { static_asset("text/css; charset=utf-8", include_str!("courier.css")) }),
+        )
         .route("/deliveries", get(list_deliveries))
         .route("/deliveries/{order_id}", get(get_delivery))
         .route("/deliveries/{order_id}/shipped", post(mark_shipped))
@@ -61,12 +71,13 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
-async fn list_deliveries(State(state): State<AppState>) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+async fn list_deliveries(State(state): State<AppState>, _: Courier) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     Ok(Json(store::recent(&state.pool, 200).await?.into_iter().map(DeliveryView::from).collect()))
 }
 
 async fn get_delivery(
     State(state): State<AppState>,
+    _: Courier,
     ApiPath(order_id): ApiPath<OrderId>,
 ) -> Result<Json<DeliveryView>, ApiError> {
     let delivery = store::find(&state.pool, order_id).await?.ok_or_else(|| not_found(order_id))?;
@@ -75,6 +86,7 @@ async fn get_delivery(
 
 async fn mark_shipped(
     state: State<AppState>,
+    _: Courier,
     order_id: ApiPath<OrderId>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     courier(state, order_id, CourierAction::MarkShipped).await
@@ -82,6 +94,7 @@ async fn mark_shipped(
 
 async fn mark_delivered(
     state: State<AppState>,
+    _: Courier,
     order_id: ApiPath<OrderId>,
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     courier(state, order_id, CourierAction::MarkDelivered).await

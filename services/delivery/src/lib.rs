@@ -19,7 +19,7 @@ use shop_platform::outbox::{Outbox, Relay};
 use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 
-pub const SERVICE: &str = "delivery";
+pub const SERVICE: &str = shop_events::service::DELIVERY;
 
 pub struct Service {
     host: ServiceHost,
@@ -28,11 +28,12 @@ pub struct Service {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let instance = config.http.instance(SERVICE);
+        let web = web::Web::new(&config.http, &config.storage.secrets(), SERVICE)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let outbox = Outbox::new(SERVICE);
         let state = http::AppState { pool: pool.clone(), outbox: outbox.clone(), instance: instance.clone() };
-        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
+        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let apply = handler::DeliveryHandler { outbox: outbox.clone(), instance: instance.clone() };
         let handler = InTransaction { pool: pool.clone(), apply };

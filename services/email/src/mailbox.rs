@@ -26,6 +26,7 @@ impl Mailbox {
             None => (None, None, String::new(), String::from_utf8_lossy(raw).into_owned()),
         };
         let message_id = message_id.unwrap_or_else(|| format!("{}@shop-mailbox", uuid::Uuid::now_v7()));
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO emails (message_id, order_id, sender, recipients, subject, body, received_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (message_id) DO NOTHING",
@@ -37,8 +38,18 @@ impl Mailbox {
         .bind(&subject)
         .bind(&body)
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        if inserted.rows_affected() == 1 {
+            for address in to {
+                sqlx::query("INSERT INTO mail_recipients (message_id, address) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(&message_id)
+                    .bind(address.trim().to_lowercase())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
         if inserted.rows_affected() == 1 {
             tracing::info!(order_id = order_id.as_deref().unwrap_or("-"), %subject, "Mail received");
         } else {

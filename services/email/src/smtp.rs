@@ -1,14 +1,24 @@
-//! A small SMTP server (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), enough to
-//! receive mail from any standard client such as lettre. No relay, no auth, no TLS: it is
-//! the customer's mailbox on a private network, not a mail exchanger.
+//! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
+//! enough to receive mail from any standard client such as lettre. Only the shop's sender may
+//! submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the configured password before
+//! any mail. No relay, no TLS: it is the customers' mailbox on the system's private network.
+//!
+//! Bounded so that nobody without the password can stop the mail: sessions that have not
+//! authenticated are few (in all and per peer) and must authenticate within seconds; an idle
+//! session ends after a minute, and NOOP does not count as activity.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
 use futures::StreamExt;
+use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
 
 use crate::mailbox::Mailbox;
@@ -16,25 +26,102 @@ use shop_platform::Shutdown;
 
 /// The largest message accepted.
 pub const MAX_MESSAGE: usize = 1024 * 1024;
-const MAX_CONNECTIONS: usize = 64;
+/// The user the shop's sender authenticates as.
+pub const SENDER: &str = shop_events::service::NOTIFICATION;
+/// Sessions open at once.
+const MAX_CONNECTIONS: usize = 256;
+/// Sessions not yet authenticated, in all and from one peer address.
+const MAX_UNAUTHENTICATED: usize = 16;
+const MAX_UNAUTHENTICATED_PER_PEER: usize = 4;
+/// A session must authenticate within this long of connecting.
+const AUTHENTICATE_WITHIN: Duration = Duration::from_secs(10);
+/// A session that does nothing for this long (NOOP is nothing) is closed.
 const IDLE: Duration = Duration::from_secs(60);
+/// Failed AUTH attempts before the session is closed.
+const MAX_AUTH_FAILURES: u32 = 3;
 
-pub async fn serve(listener: TcpListener, mailbox: Mailbox, shutdown: Shutdown) -> anyhow::Result<()> {
+/// The credential the mailbox accepts.
+#[derive(Clone)]
+pub struct Sender {
+    pub user: String,
+    pub password: String,
+}
+
+impl Sender {
+    fn accepts(&self, user: &str, password: &str) -> bool {
+        let user_ok = user.as_bytes().ct_eq(self.user.as_bytes());
+        let password_ok = password.as_bytes().ct_eq(self.password.as_bytes());
+        bool::from(user_ok & password_ok)
+    }
+}
+
+/// Admission of sessions that have not authenticated yet.
+#[derive(Clone)]
+struct Doorway {
+    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    all: Arc<Semaphore>,
+}
+
+/// A place at the doorway, given back when the session authenticates or ends.
+struct Waiting {
+    peer: IpAddr,
+    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Doorway {
+    fn new() -> Self {
+        Self { per_peer: Arc::default(), all: Arc::new(Semaphore::new(MAX_UNAUTHENTICATED)) }
+    }
+
+    fn enter(&self, peer: IpAddr) -> Option<Waiting> {
+        let permit = self.all.clone().try_acquire_owned().ok()?;
+        let mut counts = self.per_peer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = counts.entry(peer).or_default();
+        if *count >= MAX_UNAUTHENTICATED_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(Waiting { peer, per_peer: self.per_peer.clone(), _permit: permit })
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut counts = self.per_peer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = counts.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, mailbox: Mailbox, sender: Sender, shutdown: Shutdown) -> anyhow::Result<()> {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let doorway = Doorway::new();
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => accepted?,
+        let (mut stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot accept an SMTP connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
             _ = shutdown.wait() => return Ok(()),
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "Too many SMTP connections; refusing one");
-            let mut stream = stream;
-            let _ = stream.write_all(b"421 too busy, try again later\r\n").await;
+        let admitted = permits.clone().try_acquire_owned().ok().zip(doorway.enter(peer.ip()));
+        let Some((permit, waiting)) = admitted else {
+            tracing::warn!(%peer, "Too many SMTP connections from there or in all; refusing one");
+            let _ = stream.write_all(b"421 4.7.0 too many connections, try again later\r\n").await;
             continue;
         };
-        let mailbox = mailbox.clone();
+        let (mailbox, sender) = (mailbox.clone(), sender.clone());
         tokio::spawn(async move {
-            if let Err(error) = session(stream, mailbox).await {
+            if let Err(error) = session(stream, mailbox, &sender, waiting).await {
                 tracing::debug!(%peer, %error, "SMTP session ended with an error");
             }
             drop(permit);
@@ -48,24 +135,51 @@ struct Envelope {
     to: Vec<String>,
 }
 
-async fn session(stream: TcpStream, mailbox: Mailbox) -> anyhow::Result<()> {
+type Lines = FramedRead<tokio::net::tcp::OwnedReadHalf, LinesCodec>;
+type Writer = tokio::net::tcp::OwnedWriteHalf;
+
+async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: Waiting) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(4096));
     send(&mut write, "220 shop-mailbox ESMTP ready").await?;
+    let mut waiting = Some(waiting);
+    let authenticate_by = Instant::now() + AUTHENTICATE_WITHIN;
+    let mut idle_until = Instant::now() + IDLE;
+    let mut failures = 0;
     let mut envelope = Envelope::default();
     loop {
-        let line = match tokio::time::timeout(IDLE, lines.next()).await {
-            Err(_) => {
-                send(&mut write, "421 idle for too long").await?;
-                return Ok(());
-            }
-            Ok(None) => return Ok(()),
-            Ok(Some(line)) => line?,
+        let deadline = if waiting.is_some() { authenticate_by.min(idle_until) } else { idle_until };
+        let Some(line) = next_line(&mut lines, deadline).await? else {
+            let reason = if waiting.is_some() { "authenticate first" } else { "idle for too long" };
+            send(&mut write, format!("421 4.4.2 {reason}, closing")).await?;
+            return Ok(());
         };
         let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
-        let answer = match verb.to_ascii_uppercase().as_str() {
-            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250 SIZE 1048576".to_owned(),
+        let verb = verb.to_ascii_uppercase();
+        if !matches!(verb.as_str(), "NOOP") {
+            idle_until = Instant::now() + IDLE;
+        }
+        let authenticated = waiting.is_none();
+        let answer = match verb.as_str() {
+            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1048576".to_owned(),
             "HELO" => "250 shop-mailbox".to_owned(),
+            "AUTH" if authenticated => "503 5.5.1 already authenticated".to_owned(),
+            "AUTH" => match authenticate(rest, &mut lines, &mut write, deadline).await? {
+                Some((user, password)) if sender.accepts(&user, &password) => {
+                    waiting = None;
+                    "235 2.7.0 authentication succeeded".to_owned()
+                }
+                Some(_) => {
+                    failures += 1;
+                    if failures >= MAX_AUTH_FAILURES {
+                        send(&mut write, "421 4.7.0 too many failed attempts, closing").await?;
+                        return Ok(());
+                    }
+                    "535 5.7.8 authentication credentials invalid".to_owned()
+                }
+                None => "501 5.5.2 expected AUTH PLAIN or AUTH LOGIN with base64 credentials".to_owned(),
+            },
+            "MAIL" | "RCPT" | "DATA" if !authenticated => "530 5.7.0 authentication required".to_owned(),
             "MAIL" => match address(rest, "FROM:") {
                 Some(from) => {
                     envelope = Envelope { from: Some(from), to: Vec::new() };
@@ -84,36 +198,18 @@ async fn session(stream: TcpStream, mailbox: Mailbox) -> anyhow::Result<()> {
             "DATA" if envelope.to.is_empty() => "503 RCPT first".to_owned(),
             "DATA" => {
                 send(&mut write, "354 end data with <CR><LF>.<CR><LF>").await?;
-                let mut data = String::new();
-                let mut too_big = false;
-                loop {
-                    let line = match tokio::time::timeout(IDLE, lines.next()).await {
-                        Ok(Some(line)) => line?,
-                        _ => return Ok(()),
-                    };
-                    if line == "." {
-                        break;
-                    }
-                    let line = line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line);
-                    if data.len() + line.len() + 2 > MAX_MESSAGE {
-                        too_big = true;
-                    } else {
-                        data.push_str(line);
-                        data.push_str("\r\n");
-                    }
-                }
+                let Some(data) = read_data(&mut lines).await? else { return Ok(()) };
                 let from = envelope.from.take().unwrap_or_default();
                 let to = std::mem::take(&mut envelope.to);
-                if too_big {
-                    "552 message too large".to_owned()
-                } else {
-                    match mailbox.deliver(&from, &to, data.as_bytes()).await {
+                match data {
+                    Err(()) => "552 message too large".to_owned(),
+                    Ok(data) => match mailbox.deliver(&from, &to, data.as_bytes()).await {
                         Ok(id) => format!("250 OK queued as {id}"),
                         Err(error) => {
                             tracing::warn!(%error, "Cannot store a mail; the sender will retry");
                             "451 cannot store the message now, try again".to_owned()
                         }
-                    }
+                    },
                 }
             }
             "RSET" => {
@@ -131,7 +227,72 @@ async fn session(stream: TcpStream, mailbox: Mailbox) -> anyhow::Result<()> {
     }
 }
 
-async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, text: impl AsRef<str>) -> std::io::Result<()> {
+/// The next line before `deadline`; None when the deadline passed or the peer went away.
+async fn next_line(lines: &mut Lines, deadline: Instant) -> anyhow::Result<Option<String>> {
+    match tokio::time::timeout_at(deadline, lines.next()).await {
+        Err(_) | Ok(None) => Ok(None),
+        Ok(Some(line)) => Ok(Some(line?)),
+    }
+}
+
+/// The message after DATA, up to the lone "."; Err(()) when it is too large; None when the
+/// peer went away or stalled.
+async fn read_data(lines: &mut Lines) -> anyhow::Result<Option<Result<String, ()>>> {
+    let mut data = String::new();
+    let mut too_big = false;
+    loop {
+        let Some(line) = next_line(lines, Instant::now() + IDLE).await? else { return Ok(None) };
+        if line == "." {
+            return Ok(Some(if too_big { Err(()) } else { Ok(data) }));
+        }
+        let line = line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line);
+        if data.len() + line.len() + 2 > MAX_MESSAGE {
+            too_big = true;
+        } else {
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+    }
+}
+
+/// The (user, password) of an AUTH command (`rest` is what follows AUTH), asking for what
+/// the command did not carry; None when the mechanism or the encoding is not understood.
+async fn authenticate(
+    rest: &str,
+    lines: &mut Lines,
+    write: &mut Writer,
+    deadline: Instant,
+) -> anyhow::Result<Option<(String, String)>> {
+    let (mechanism, initial) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+    let mut ask = async |prompt: &str| -> anyhow::Result<Option<String>> {
+        send(write, format!("334 {prompt}")).await?;
+        next_line(lines, deadline).await
+    };
+    match mechanism.to_ascii_uppercase().as_str() {
+        "PLAIN" => {
+            let response = if initial.is_empty() { ask("").await? } else { Some(initial.to_owned()) };
+            Ok(response.and_then(|r| decode(&r)).and_then(|plain| {
+                let mut parts = plain.split('\0');
+                let (_authorization, user, password) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((user.to_owned(), password.to_owned()))
+            }))
+        }
+        "LOGIN" => {
+            let user = if initial.is_empty() { ask("VXNlcm5hbWU6").await? } else { Some(initial.to_owned()) };
+            let Some(user) = user.and_then(|u| decode(&u)) else { return Ok(None) };
+            let password = ask("UGFzc3dvcmQ6").await?.and_then(|p| decode(&p));
+            Ok(password.map(|password| (user, password)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+async fn send(write: &mut Writer, text: impl AsRef<str>) -> std::io::Result<()> {
     write.write_all(format!("{}\r\n", text.as_ref()).as_bytes()).await
 }
 
@@ -149,7 +310,7 @@ fn address(rest: &str, prefix: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::address;
+    use super::*;
 
     #[test]
     fn addresses_are_read_from_their_angle_brackets() {
@@ -157,5 +318,24 @@ mod tests {
         assert_eq!(address("to: <x@y.z>", "TO:"), Some("x@y.z".into()));
         assert_eq!(address("FROM:<>", "FROM:"), Some(String::new()));
         assert_eq!(address("FROM a@b.c", "FROM:"), None);
+    }
+
+    #[test]
+    fn only_the_configured_sender_is_accepted() {
+        let sender = Sender { user: "notification".into(), password: "s3cret".into() };
+        assert!(sender.accepts("notification", "s3cret"));
+        assert!(!sender.accepts("notification", "s3cre"));
+        assert!(!sender.accepts("mobile", "s3cret"));
+    }
+
+    #[test]
+    fn the_doorway_admits_a_few_per_peer_and_frees_a_place_when_left() {
+        let doorway = Doorway::new();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let held: Vec<_> = (0..MAX_UNAUTHENTICATED_PER_PEER).map(|_| doorway.enter(peer).unwrap()).collect();
+        assert!(doorway.enter(peer).is_none());
+        assert!(doorway.enter("10.0.0.2".parse().unwrap()).is_some(), "another peer still gets in");
+        drop(held);
+        assert!(doorway.enter(peer).is_some());
     }
 }

@@ -11,6 +11,7 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use shop_events::{Event, OrderId};
+use shop_platform::auth::Operator;
 use shop_platform::consumer::{HandleError, Incoming};
 use shop_platform::db::{now_millis, rfc3339, Pool, Transaction};
 use shop_platform::http::{ApiError, ApiQuery};
@@ -97,6 +98,7 @@ pub struct LogRecord {
 /// (newest first).
 pub async fn list(
     State(state): State<AppState>,
+    _: Operator,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<Vec<LogRecord>>, ApiError> {
     if !(1..=1000).contains(&query.limit) {
@@ -154,6 +156,7 @@ const BACKLOG: i64 = 200;
 /// sent. A stream that falls too far behind ends; the browser reconnects and starts over.
 pub async fn stream(
     State(state): State<AppState>,
+    _: Operator,
     ApiQuery(query): ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let arrivals = state.arrivals.subscribe();

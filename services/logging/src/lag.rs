@@ -15,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use shop_events::{group, Topic};
+use shop_platform::auth::Operator;
 use shop_platform::db::{now_millis, rfc3339};
 use shop_platform::http::ApiError;
 
@@ -161,13 +162,13 @@ fn group_lag(
 }
 
 /// `GET /api/lag`: every group's lag now; 503 when Kafka does not answer.
-pub async fn report(State(state): State<AppState>) -> Result<Json<LagReport>, ApiError> {
+pub async fn report(State(state): State<AppState>, _: Operator) -> Result<Json<LagReport>, ApiError> {
     let probe = Arc::clone(&state.lag);
     tokio::task::spawn_blocking(move || probe.measure())
         .await
         .map_err(|error| ApiError::internal(format!("the lag measurement failed: {error}")))?
         .map(Json)
-        .map_err(|error| ApiError::unavailable(format!("Kafka does not answer: {error}")))
+        .map_err(|error| ApiError::unavailable("Kafka does not answer").with_detail(error.to_string()))
 }
 
 #[cfg(test)]

@@ -19,11 +19,12 @@ use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::Subscription;
 use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
+use shop_platform::http::static_asset;
 use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 use tokio::sync::broadcast;
 
-pub const SERVICE: &str = "logging";
+pub const SERVICE: &str = shop_events::service::LOGGING;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -64,12 +65,13 @@ pub struct Service {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let instance = config.http.instance(SERVICE);
+        let web = web::Web::new(&config.http, &config.storage.secrets(), SERVICE)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let state = AppState::new(pool.clone(), &config.kafka.brokers);
         let handler = InTransaction { pool: pool.clone(), apply: AuditHandler { arrivals: state.arrivals.clone() } };
         let streams = state.streams.clone();
-        let router = web::finish(router(state), web::standard_checks(pool, producer.clone()));
+        let router = web::finish(router(state), web::standard_checks(pool, producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
@@ -98,6 +100,11 @@ impl Service {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Html(include_str!("ops.html")) }))
+        .route(
+            "/assets/ops.js",
+            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("ops.js")) }),
+        )
+        .route("/assets/ops.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("ops.css")) }))
         .route("/logs", get(audit::list))
         .route("/logs/stream", get(audit::stream))
         .route("/api/lag", get(lag::report))

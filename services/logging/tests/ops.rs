@@ -1,4 +1,5 @@
-//! The operations routes, through the router with `oneshot` and a fresh SQLite file per test.
+//! The operations routes, through the finished router with `oneshot`, a fresh SQLite file and
+//! fresh keys per test: for the operator only.
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use futures::StreamExt;
 use shop_logging::{router, AppState, LogRecord};
+use shop_platform::auth::{Role, TestKeys};
 use tower::ServiceExt;
 
 async fn state(brokers: &str) -> AppState {
@@ -46,8 +48,20 @@ async fn store(state: &AppState, record: &LogRecord) {
     .unwrap();
 }
 
-async fn get(app: &Router, uri: &str) -> axum::response::Response {
-    app.clone().oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap()
+/// The service's router as it serves, with the keys its callers' tokens are signed with.
+fn app(state: AppState) -> (Router, TestKeys) {
+    let keys = TestKeys::new();
+    let web = keys.web(shop_logging::SERVICE, &[]);
+    (shop_platform::http::finish(router(state), Vec::new(), &web), keys)
+}
+
+/// A GET as `authorization` (None: anonymous).
+async fn get_as(app: &Router, uri: &str, authorization: Option<&str>) -> axum::response::Response {
+    let mut request = Request::get(uri);
+    if let Some(authorization) = authorization {
+        request = request.header("authorization", authorization);
+    }
+    app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
 }
 
 /// Reads the event stream into `received` until it contains `needle`.
@@ -68,23 +82,41 @@ async fn read_until(
 
 #[tokio::test]
 async fn the_operations_page_is_served_from_the_binary() {
-    let app = router(state("127.0.0.1:1").await);
-    let response = get(&app, "/").await;
+    let (app, _keys) = app(state("127.0.0.1:1").await);
+    let response = get_as(&app, "/", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    let page = String::from_utf8(page.to_vec()).unwrap();
-    assert!(page.contains("/logs/stream") && page.contains("/api/lag"));
+    assert!(String::from_utf8(page.to_vec()).unwrap().contains("/assets/ops.js"));
+    let script =
+        axum::body::to_bytes(get_as(&app, "/assets/ops.js", None).await.into_body(), usize::MAX).await.unwrap();
+    let script = String::from_utf8(script.to_vec()).unwrap();
+    assert!(script.contains("/logs/stream") && script.contains("/api/lag"));
+}
+
+#[tokio::test]
+async fn the_audit_trail_and_the_lag_are_for_the_operator_only() {
+    let (app, keys) = app(state("127.0.0.1:1").await);
+    for uri in ["/logs", "/logs/stream", "/api/lag"] {
+        assert_eq!(get_as(&app, uri, None).await.status(), StatusCode::UNAUTHORIZED, "{uri} anonymous");
+        let courier = keys.staff(Role::Courier);
+        assert_eq!(get_as(&app, uri, Some(&courier)).await.status(), StatusCode::FORBIDDEN, "{uri} as the courier");
+        let customer = keys.customer("ada@example.com");
+        assert_eq!(get_as(&app, uri, Some(&customer)).await.status(), StatusCode::FORBIDDEN, "{uri} as a customer");
+    }
+    let operator = keys.staff(Role::Operator);
+    assert_eq!(get_as(&app, "/logs", Some(&operator)).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
     let state = state("127.0.0.1:1").await;
-    let app = router(state.clone());
+    let (app, keys) = app(state.clone());
+    let operator = keys.staff(Role::Operator);
     let (order, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let created = record(order, "order.created");
     store(&state, &created).await;
 
-    let response = get(&app, &format!("/logs/stream?orderId={order}")).await;
+    let response = get_as(&app, &format!("/logs/stream?orderId={order}"), Some(&operator)).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body().into_data_stream();
@@ -103,17 +135,17 @@ async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
 
 #[tokio::test]
 async fn a_stream_of_a_malformed_order_id_is_a_json_400() {
-    let app = router(state("127.0.0.1:1").await);
-    let response = get(&app, "/logs/stream?orderId=not-an-id").await;
+    let (app, keys) = app(state("127.0.0.1:1").await);
+    let response = get_as(&app, "/logs/stream?orderId=not-an-id", Some(&keys.staff(Role::Operator))).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["content-type"], "application/json");
 }
 
 #[tokio::test]
 async fn lag_is_a_503_naming_kafka_when_no_broker_answers() {
-    let app = router(state("127.0.0.1:1").await);
+    let (app, keys) = app(state("127.0.0.1:1").await);
     let started = Instant::now();
-    let response = get(&app, "/api/lag").await;
+    let response = get_as(&app, "/api/lag", Some(&keys.staff(Role::Operator))).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();

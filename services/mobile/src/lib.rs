@@ -1,27 +1,31 @@
-//! The mobile service: the customer's app. It serves the app's web front end (catalogue,
-//! cart, checkout, the order's live timeline), receives push notifications from the
-//! notification service (`POST /api/push`), keeps them once each, lists them
-//! (`GET /api/notifications?orderId=`) and streams them live to the app.
+//! The mobile service: the customer's app, and the system's sign-in. It serves the app's web
+//! front end (catalogue, cart, checkout, the order's live timeline), signs people in
+//! (`/auth/...`, the tokens every service verifies), receives push notifications from the
+//! notification service (`POST /api/push`), keeps them once each, and lists them to their
+//! customer (`GET /api/notifications?orderId=`) and streams them live to the app.
 
-mod catalogue;
+mod accounts;
 mod pushes;
 
-pub use catalogue::{Product, CATALOGUE};
+pub use accounts::Identity;
 pub use pushes::{Push, Received};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::response::{Html, IntoResponse};
+use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use shop_platform::config::{HttpConfig, StorageConfig};
 use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
+use shop_platform::http::{limits, static_asset};
 use shop_platform::{db, http as web, Shutdown};
 use tokio::sync::broadcast;
 
-pub const SERVICE: &str = "mobile";
+pub const SERVICE: &str = shop_events::service::MOBILE;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -47,12 +51,20 @@ pub struct AppState {
     pub order_url: String,
     /// Triggered on shutdown so open streams end and the server can stop.
     pub streams: Shutdown,
+    /// Signs people in.
+    pub identity: Arc<Identity>,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, order_url: &str) -> Self {
+    pub fn new(pool: Pool, order_url: &str, identity: Identity) -> Self {
         let (arrivals, _) = broadcast::channel(256);
-        Self { pool, arrivals, order_url: order_url.trim_end_matches('/').to_owned(), streams: Shutdown::new() }
+        Self {
+            pool,
+            arrivals,
+            order_url: order_url.trim_end_matches('/').to_owned(),
+            streams: Shutdown::new(),
+            identity: Arc::new(identity),
+        }
     }
 }
 
@@ -63,10 +75,13 @@ pub struct Service {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
+        let secrets = config.storage.secrets();
+        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        let identity = Identity::load(&secrets)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let state = AppState::new(pool.clone(), &config.order_url);
+        let state = AppState::new(pool.clone(), &config.order_url, identity);
         let streams = state.streams.clone();
-        let router = web::finish(router(state), vec![web::storage_check(pool)]);
+        let router = web::finish(router(state), vec![web::storage_check(pool)], &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         Ok(Service { host: ServiceHost::new(listener, router), streams })
     }
@@ -85,22 +100,27 @@ impl Service {
     }
 }
 
+/// Sign-ins one address may try at once, and how soon it may try one more.
+const SIGN_IN_BURST: u32 = 10;
+const SIGN_IN_EVERY: Duration = Duration::from_secs(3);
+
 pub fn router(state: AppState) -> Router {
+    let limited = |route: axum::routing::MethodRouter<AppState>| {
+        route.layer(limits::per_client("sign-ins", SIGN_IN_EVERY, SIGN_IN_BURST))
+    };
     Router::new()
         .route("/", get(|| async { Html(include_str!("web/index.html")) }))
-        .route("/app.css", get(|| async { asset("text/css; charset=utf-8", include_str!("web/app.css")) }))
-        .route("/app.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
+        .route("/app.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("web/app.css")) }))
+        .route("/app.js", get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
         .route("/api/config", get(app_config))
-        .route("/api/products", get(|| async { Json(CATALOGUE) }))
+        .route("/.well-known/jwks.json", get(accounts::key_set))
+        .route("/auth/customers", limited(post(accounts::register)))
+        .route("/auth/sign-in", limited(post(accounts::sign_in)))
+        .route("/auth/staff/sign-in", limited(post(accounts::staff_sign_in)))
         .route("/api/push", post(pushes::receive))
         .route("/api/notifications", get(pushes::list))
         .route("/api/notifications/stream", get(pushes::stream))
         .with_state(state)
-}
-
-/// A file of the front end, embedded in the binary.
-fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
-    ([(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")], body)
 }
 
 #[derive(Serialize)]

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
 use shop_events::{Customer, OrderId};
+use shop_platform::auth::ServiceCredential;
 use shop_platform::consumer::HandleError;
 
 use crate::messages::Notice;
@@ -27,15 +29,22 @@ pub trait Channel: Send + Sync + 'static {
     async fn send(&self, delivery: &Delivery<'_>) -> Result<(), HandleError>;
 }
 
+/// Pushes to the phone: `POST /api/push` on mobile, with notification's service credential.
 pub struct Push {
     http: reqwest::Client,
     url: String,
+    credential: ServiceCredential,
 }
 
 impl Push {
-    pub fn new(mobile_url: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client builds");
-        Self { http, url: format!("{}/api/push", mobile_url.trim_end_matches('/')) }
+    pub fn new(mobile_url: &str, credential: ServiceCredential) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            // Shorter than mobile's wait for the next request on a kept connection.
+            .pool_idle_timeout(Duration::from_secs(5))
+            .build()
+            .expect("an HTTP client builds");
+        Self { http, url: format!("{}/api/push", mobile_url.trim_end_matches('/')), credential }
     }
 }
 
@@ -46,9 +55,12 @@ impl Channel for Push {
     }
 
     async fn send(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+        let authorization =
+            self.credential.authorization().map_err(|e| HandleError::Transient(format!("cannot sign a token: {e}")))?;
         let body = serde_json::json!({
             "id": delivery.id,
             "orderId": delivery.order_id,
+            "to": delivery.customer.email,
             "stage": delivery.notice.stage,
             "title": delivery.notice.title,
             "body": delivery.notice.body,
@@ -57,6 +69,7 @@ impl Channel for Push {
         let response = self
             .http
             .post(&self.url)
+            .header(reqwest::header::AUTHORIZATION, authorization)
             .json(&body)
             .send()
             .await
@@ -80,16 +93,19 @@ impl Channel for Push {
 pub struct Mail {
     address: String,
     from: lettre::message::Mailbox,
+    credentials: Credentials,
     idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
 }
 
 impl Mail {
-    pub fn new(host: &str, port: u16, from: &str) -> anyhow::Result<Self> {
+    /// Mail to the mailbox at `host:port`, sent as `from`, authenticating as `user` with `password`.
+    pub fn new(host: &str, port: u16, from: &str, user: &str, password: String) -> anyhow::Result<Self> {
         let from = from.parse().map_err(|e| anyhow::anyhow!("MAIL_FROM {from:?} is not an address: {e}"))?;
-        Ok(Self { address: format!("{host}:{port}"), from, idle: std::sync::Mutex::new(Vec::new()) })
+        let credentials = Credentials::new(user.to_owned(), password);
+        Ok(Self { address: format!("{host}:{port}"), from, credentials, idle: std::sync::Mutex::new(Vec::new()) })
     }
 
-    /// A mailbox on the private network: plain SMTP, no TLS, no auth.
+    /// A mailbox on the private network: plain SMTP (no TLS), authenticated with AUTH PLAIN.
     async fn connect(&self) -> Result<AsyncSmtpConnection, HandleError> {
         let unreachable =
             |e: &dyn std::fmt::Display| HandleError::Transient(format!("mailbox {} unreachable: {e}", self.address));
@@ -98,7 +114,11 @@ impl Mail {
             .map_err(|e| unreachable(&e))?
             .map_err(|e| unreachable(&e))?;
         stream.set_nodelay(true).map_err(|e| unreachable(&e))?;
-        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default()).await.map_err(classify)
+        let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default())
+            .await
+            .map_err(classify)?;
+        connection.auth(&[Mechanism::Plain], &self.credentials).await.map_err(classify)?;
+        Ok(connection)
     }
 
     fn kept(&self) -> std::sync::MutexGuard<'_, Vec<AsyncSmtpConnection>> {

@@ -18,6 +18,7 @@ use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
 use shop_events::group;
+use shop_platform::auth::{Operator, ServiceCredential, SigningKey};
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::{HandleError, Handler, Incoming, Subscription};
 use shop_platform::db::Pool;
@@ -26,7 +27,7 @@ use shop_platform::{db, http as web, inbox, kafka, Shutdown};
 
 use crate::channels::{Channel, Delivery};
 
-pub const SERVICE: &str = "notification";
+pub const SERVICE: &str = shop_events::service::NOTIFICATION;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -66,17 +67,28 @@ struct Counters {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let instance = config.http.instance(SERVICE);
+        let secrets = config.storage.secrets();
+        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        let push_credential =
+            ServiceCredential::new(SigningKey::load(&secrets, SERVICE)?, shop_events::service::MOBILE);
+        let smtp_password = secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate::Migrator::DEFAULT).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let counters = Arc::new(Counters::default());
         let router = Router::new().route("/metrics", get(metrics)).with_state(counters.clone());
-        let router = web::finish(router, web::standard_checks(pool.clone(), producer.clone()));
+        let router = web::finish(router, web::standard_checks(pool.clone(), producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let channels: [(&'static str, Arc<dyn Channel>); 2] = [
-            (group::NOTIFICATION_MOBILE, Arc::new(channels::Push::new(&config.mobile_url))),
+            (group::NOTIFICATION_MOBILE, Arc::new(channels::Push::new(&config.mobile_url, push_credential))),
             (
                 group::NOTIFICATION_EMAIL,
-                Arc::new(channels::Mail::new(&config.smtp_host, config.smtp_port, &config.mail_from)?),
+                Arc::new(channels::Mail::new(
+                    &config.smtp_host,
+                    config.smtp_port,
+                    &config.mail_from,
+                    SERVICE,
+                    smtp_password,
+                )?),
             ),
         ];
         let mut host = ServiceHost::new(listener, router).with_inbox_pruning(pool.clone());
@@ -159,8 +171,8 @@ impl Handler for NotifyHandler {
     }
 }
 
-/// Prometheus text: notifications sent per channel since start.
-async fn metrics(State(counters): State<Arc<Counters>>) -> String {
+/// Prometheus text, for the operator: notifications sent per channel since start.
+async fn metrics(State(counters): State<Arc<Counters>>, _: Operator) -> String {
     format!(
         "# TYPE shop_notifications_sent_total counter\n\
          shop_notifications_sent_total{{channel=\"push\"}} {}\n\

@@ -1,5 +1,6 @@
-//! The order API: create an order (with `Idempotency-Key`), read it, list a customer's
-//! orders, and follow its stages live as Server-Sent Events.
+//! The order API: the catalogue (anyone), and for the signed-in customer: create an order
+//! (with `Idempotency-Key`, the customer's own), read it, list their orders, and follow its
+//! stages live as Server-Sent Events. Another customer's order is a 404, as an unknown one.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,19 +15,26 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shop_events::{Customer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
+use shop_events::{Customer as Buyer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
+use shop_platform::auth::Customer;
 use shop_platform::db::{now_millis, rfc3339, Pool};
+use shop_platform::http::limits;
 use shop_platform::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 use tokio::sync::watch;
 
+use crate::catalogue;
 use crate::new_order::{CreateOrderRequest, NewOrder};
 use crate::payment_client::PaymentClient;
 use crate::status::OrderStatus;
 use crate::store::{self, Order};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// Orders one customer may place at once, and how soon they may place one more.
+const ORDER_BURST: u32 = 20;
+const ORDER_EVERY: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -39,8 +47,10 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    let create = post(create_order).layer(limits::per_client("orders", ORDER_EVERY, ORDER_BURST));
     Router::new()
-        .route("/orders", post(create_order).get(list_orders))
+        .route("/products", get(|| async { Json(catalogue::views()) }))
+        .route("/orders", create.get(list_orders))
         .route("/orders/{order_id}", get(get_order))
         .route("/orders/{order_id}/events", get(order_events))
         .with_state(state)
@@ -51,7 +61,7 @@ pub fn router(state: AppState) -> Router {
 pub struct OrderView {
     order_id: OrderId,
     status: OrderStatus,
-    customer: Customer,
+    customer: Buyer,
     items: Vec<LineItem>,
     total: Money,
     payment_id: PaymentId,
@@ -97,31 +107,38 @@ async fn read_view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
     Ok(view(order, history))
 }
 
-/// Creates an order. With an `Idempotency-Key`, the order id derives from the key, so a
-/// retry (even a concurrent one) finds the same order and the same payment.
+/// Creates an order for the signed-in customer. With an `Idempotency-Key`, the key is first
+/// reserved for a fresh order id, so a retry (even a concurrent one) finds the same order and
+/// the same payment; the same key with another body is a 422.
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn create_order(
     State(state): State<AppState>,
+    customer: Customer,
     headers: HeaderMap,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let new_order = NewOrder::parse(&request).map_err(ApiError::unprocessable)?;
-    let hash = request_hash(&request);
+    let new_order = NewOrder::parse(&request, &customer.email).map_err(ApiError::unprocessable)?;
+    let now = now_millis();
     let order_id = match &key {
-        Some(key) => OrderId(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("shop-order:{key}").as_bytes())),
+        Some(key) => {
+            let hash = request_hash(&request);
+            let (id, first) = store::reserve_key(&state.pool, &customer.email, key, OrderId::new(), &hash, now).await?;
+            if first != hash {
+                return Err(ApiError::unprocessable("this Idempotency-Key was used with a different request body"));
+            }
+            if let Some(existing) = store::find(&state.pool, id).await? {
+                return replay(&state, existing).await;
+            }
+            id
+        }
         None => OrderId::new(),
     };
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    if let Some(key) = &key {
-        if let Some(existing) = store::find_by_key(&state.pool, key).await? {
-            return replay(&state, existing, &hash).await;
-        }
-    }
     let payment = state.payments.open_payment(order_id, new_order.total, &new_order.customer).await?;
-    let now = now_millis();
     let order = Order {
         id: order_id,
+        owner: customer.email.clone(),
         status: OrderStatus::Created,
         customer: new_order.customer,
         items: new_order.items,
@@ -129,8 +146,6 @@ async fn create_order(
         payment_id: payment.payment_id,
         payment_url: payment.payment_url,
         delivery_id: None,
-        idempotency_key: key,
-        request_hash: hash.clone(),
         created_at: now,
         updated_at: now,
     };
@@ -142,7 +157,7 @@ async fn create_order(
         let existing = store::find(&state.pool, order_id)
             .await?
             .ok_or_else(|| ApiError::unavailable("order vanished, try again"))?;
-        return replay(&state, existing, &hash).await;
+        return replay(&state, existing).await;
     }
     store::add_history(&mut tx, order.id, OrderStatus::Created.stages_on_entry(), now).await?;
     let event = Event::OrderCreated(OrderCreated {
@@ -164,11 +179,8 @@ async fn create_order(
     Ok((StatusCode::CREATED, Json(view(order, history))).into_response())
 }
 
-/// The answer to a retried create: the same order, unless the body differs.
-async fn replay(state: &AppState, existing: Order, hash: &str) -> Result<Response, ApiError> {
-    if existing.request_hash != hash {
-        return Err(ApiError::unprocessable("this Idempotency-Key was used with a different request body"));
-    }
+/// The answer to a retried create: the order the key made.
+async fn replay(state: &AppState, existing: Order) -> Result<Response, ApiError> {
     let mut response = (StatusCode::CREATED, Json(read_view(&state.pool, existing).await?)).into_response();
     response.headers_mut().insert("idempotent-replayed", "true".parse().expect("valid header"));
     Ok(response)
@@ -190,23 +202,34 @@ fn request_hash(request: &CreateOrderRequest) -> String {
     Sha256::digest(canonical).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn get_order(State(state): State<AppState>, ApiPath(id): ApiPath<OrderId>) -> Result<Json<OrderView>, ApiError> {
-    let (order, history) = store::find_with_history(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+/// The order if `customer` placed it; a 404 if not, as for an order that does not exist.
+fn owned(order: Option<Order>, customer: &Customer, id: OrderId) -> Result<Order, ApiError> {
+    order.filter(|order| customer.owns(&order.owner)).ok_or_else(|| not_found(id))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    customer: Customer,
+    ApiPath(id): ApiPath<OrderId>,
+) -> Result<Json<OrderView>, ApiError> {
+    let found = store::find_with_history(&state.pool, id).await?;
+    let (order, history) = found.filter(|(order, _)| customer.owns(&order.owner)).ok_or_else(|| not_found(id))?;
     Ok(Json(view(order, history)))
 }
 
+/// `GET /orders` takes no parameters: it lists the caller's own orders.
 #[derive(Deserialize)]
-struct ListQuery {
-    email: String,
-}
+#[serde(deny_unknown_fields)]
+struct ListQuery {}
 
-/// A customer's orders, newest first.
+/// The signed-in customer's orders, newest first.
 async fn list_orders(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<ListQuery>,
+    customer: Customer,
+    ApiQuery(ListQuery {}): ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<OrderView>>, ApiError> {
     let mut views = Vec::new();
-    for order in store::list_by_email(&state.pool, query.email.trim(), 50).await? {
+    for order in store::list_by_owner(&state.pool, &customer.email, 50).await? {
         views.push(read_view(&state.pool, order).await?);
     }
     Ok(Json(views))
@@ -220,9 +243,10 @@ fn not_found(id: OrderId) -> ApiError {
 /// by this replica is seen at once; one made by the other replica within the poll period.
 async fn order_events(
     State(state): State<AppState>,
+    customer: Customer,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
-    store::find(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    owned(store::find(&state.pool, id).await?, &customer, id)?;
     struct Cursor {
         pool: Pool,
         id: OrderId,

@@ -2,6 +2,7 @@
 //! synchronously for the payment link), follows payment and delivery events to move each
 //! order through its stages, and publishes every change through the outbox.
 
+mod catalogue;
 mod config;
 mod handler;
 mod http;
@@ -10,20 +11,22 @@ mod payment_client;
 mod status;
 mod store;
 
+pub use catalogue::{Product, CATALOGUE};
 pub use config::Config;
 pub use new_order::{CreateOrderRequest, NewOrder};
 pub use status::{IllegalTransition, OrderStatus, OrderTrigger};
 
 use std::sync::Arc;
 
-use shop_events::group;
+use shop_events::{group, service};
+use shop_platform::auth::{ServiceCredential, SigningKey};
 use shop_platform::consumer::Subscription;
 use shop_platform::host::ServiceHost;
 use shop_platform::outbox::{Outbox, Relay};
 use shop_platform::transactional::InTransaction;
 use shop_platform::{db, http as web, kafka, Shutdown};
 
-pub const SERVICE: &str = "order";
+pub const SERVICE: &str = shop_events::service::ORDER;
 
 pub struct Service {
     host: ServiceHost,
@@ -32,6 +35,9 @@ pub struct Service {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let instance = config.http.instance(SERVICE);
+        let secrets = config.storage.secrets();
+        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        let credential = ServiceCredential::new(SigningKey::load(&secrets, SERVICE)?, service::PAYMENT);
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let outbox = Outbox::new(SERVICE);
@@ -40,10 +46,10 @@ impl Service {
             pool: pool.clone(),
             outbox: outbox.clone(),
             instance: instance.clone(),
-            payments: payment_client::PaymentClient::new(config.payment_urls.clone()),
+            payments: payment_client::PaymentClient::new(config.payment_urls.clone(), credential),
             changes: changes.clone(),
         };
-        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
+        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let apply = handler::OrderHandler { outbox: outbox.clone(), instance: instance.clone(), changes };
         let handler = InTransaction { pool: pool.clone(), apply };

@@ -1,7 +1,11 @@
-//! Parsing a `POST /orders` body into a `NewOrder` whose every field is known good.
+//! Parsing a `POST /orders` body into a `NewOrder` whose every field is known good. The
+//! customer is the signed-in one; each item's price comes from the catalogue (a price the
+//! client sends must be that price, so a client showing a stale price learns of it).
 
 use serde::Deserialize;
 use shop_events::{Customer, LineItem, Money};
+
+use crate::catalogue;
 
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 1000;
@@ -17,7 +21,9 @@ pub struct CreateOrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
     pub name: String,
-    pub email: String,
+    /// The signed-in customer's email is the order's; if given, it must be that one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     pub phone: String,
 }
 
@@ -26,7 +32,9 @@ pub struct CustomerInput {
 pub struct ItemInput {
     pub sku: String,
     pub quantity: i64,
-    pub unit_price: f64,
+    /// Ignored unless given; then it must be the catalogue's price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,9 +45,13 @@ pub struct NewOrder {
 }
 
 impl NewOrder {
-    pub fn parse(request: &CreateOrderRequest) -> Result<NewOrder, String> {
+    /// The order `request` describes, placed by the customer signed in as `email`.
+    pub fn parse(request: &CreateOrderRequest, email: &str) -> Result<NewOrder, String> {
         let c = &request.customer;
-        let customer = Customer::parse(&c.name, &c.email, &c.phone).map_err(|e| e.to_string())?;
+        if c.email.as_deref().is_some_and(|given| !given.trim().eq_ignore_ascii_case(email)) {
+            return Err("customer.email must be the signed-in customer's email (or be left out)".into());
+        }
+        let customer = Customer::parse(&c.name, email, &c.phone).map_err(|e| e.to_string())?;
         if request.items.is_empty() {
             return Err("items must list at least one item".into());
         }
@@ -50,16 +62,18 @@ impl NewOrder {
         let mut total = Money::default();
         for (i, item) in request.items.iter().enumerate() {
             let sku = item.sku.trim();
-            if sku.is_empty() || sku.len() > 64 || !sku.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(format!("items[{i}].sku must be 1 to 64 letters, digits, '-', '_' or '.'"));
-            }
+            let product = catalogue::find(sku).ok_or_else(|| {
+                let shown: String = sku.chars().take(64).collect();
+                format!("items[{i}].sku {shown:?} is not in the catalogue (GET /products)")
+            })?;
             if !(1..=MAX_QUANTITY).contains(&item.quantity) {
                 return Err(format!("items[{i}].quantity must be between 1 and {MAX_QUANTITY}"));
             }
-            let unit_price = Money::from_decimal(item.unit_price).map_err(|e| format!("items[{i}].unitPrice: {e}"))?;
-            if unit_price.cents() == 0 {
-                return Err(format!("items[{i}].unitPrice must be more than 0"));
+            let unit_price = product.price();
+            if let Some(sent) = item.unit_price {
+                if Money::from_decimal(sent).ok() != Some(unit_price) {
+                    return Err(format!("items[{i}].unitPrice {sent} is not the price of {sku}, {unit_price}"));
+                }
             }
             let quantity = item.quantity as u32;
             let line = unit_price.checked_mul(quantity).map_err(|e| format!("items[{i}]: {e}"))?;
@@ -74,28 +88,38 @@ impl NewOrder {
 mod tests {
     use super::*;
 
-    fn request(quantity: i64, price: f64) -> CreateOrderRequest {
+    fn request(sku: &str, quantity: i64, price: Option<f64>) -> CreateOrderRequest {
         CreateOrderRequest {
-            customer: CustomerInput {
-                name: "Ada".into(),
-                email: "ada@example.com".into(),
-                phone: "+44 1234 5678".into(),
-            },
-            items: vec![ItemInput { sku: "TEA-01".into(), quantity, unit_price: price }],
+            customer: CustomerInput { name: "Ada".into(), email: None, phone: "+44 1234 5678".into() },
+            items: vec![ItemInput { sku: sku.into(), quantity, unit_price: price }],
         }
     }
 
     #[test]
-    fn a_good_order_has_its_total_in_exact_cents() {
-        let order = NewOrder::parse(&request(3, 0.1)).unwrap();
-        assert_eq!(order.total.cents(), 30);
+    fn prices_and_the_total_come_from_the_catalogue() {
+        let order = NewOrder::parse(&request("TEA-01", 3, None), "ada@example.com").unwrap();
+        assert_eq!(order.total.cents(), 3750);
+        assert_eq!(order.customer.email, "ada@example.com");
+        let order = NewOrder::parse(&request("TEA-01", 2, Some(12.5)), "ada@example.com").unwrap();
+        assert_eq!(order.total.cents(), 2500);
     }
 
     #[test]
-    fn bad_quantities_and_prices_are_named() {
-        assert!(NewOrder::parse(&request(0, 1.0)).unwrap_err().contains("items[0].quantity"));
-        assert!(NewOrder::parse(&request(-2, 1.0)).unwrap_err().contains("items[0].quantity"));
-        assert!(NewOrder::parse(&request(1, -1.0)).unwrap_err().contains("items[0].unitPrice"));
-        assert!(NewOrder::parse(&request(1, 1.001)).unwrap_err().contains("items[0].unitPrice"));
+    fn a_price_set_by_the_client_or_an_unknown_sku_is_refused() {
+        let cheap = NewOrder::parse(&request("TEA-01", 1000, Some(0.01)), "a@b.co").unwrap_err();
+        assert!(cheap.contains("items[0].unitPrice"), "{cheap}");
+        let unknown = NewOrder::parse(&request("BOOK-7", 1, None), "a@b.co").unwrap_err();
+        assert!(unknown.contains("not in the catalogue"), "{unknown}");
+    }
+
+    #[test]
+    fn bad_quantities_and_someone_elses_email_are_named() {
+        assert!(NewOrder::parse(&request("TEA-01", 0, None), "a@b.co").unwrap_err().contains("items[0].quantity"));
+        assert!(NewOrder::parse(&request("TEA-01", -2, None), "a@b.co").unwrap_err().contains("items[0].quantity"));
+        let mut other = request("TEA-01", 1, None);
+        other.customer.email = Some("victim@example.com".into());
+        assert!(NewOrder::parse(&other, "a@b.co").unwrap_err().contains("customer.email"));
+        other.customer.email = Some("A@B.co".into());
+        assert!(NewOrder::parse(&other, "a@b.co").is_ok(), "emails compare case-insensitively");
     }
 }

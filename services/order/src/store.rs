@@ -1,5 +1,6 @@
-//! Orders and their history in storage. Write transactions start with their write so that
-//! SQLite takes the write lock up front (two replicas share the file).
+//! Orders, their history and their customers' idempotency keys in storage. Write
+//! transactions start with their write so that SQLite takes the write lock up front (two
+//! replicas share the file).
 
 use shop_events::{Customer, LineItem, Money, OrderId, PaymentId, Stage};
 use shop_platform::db::{placeholders, Pool, Transaction};
@@ -10,6 +11,8 @@ use crate::status::OrderStatus;
 #[derive(Clone, Debug)]
 pub struct Order {
     pub id: OrderId,
+    /// The customer who placed it: their email, lower case.
+    pub owner: String,
     pub status: OrderStatus,
     pub customer: Customer,
     pub items: Vec<LineItem>,
@@ -17,40 +20,43 @@ pub struct Order {
     pub payment_id: PaymentId,
     pub payment_url: String,
     pub delivery_id: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub request_hash: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, status, customer_name, customer_email, customer_phone, items, total_cents, payment_id, \
-                       payment_url, delivery_id, idempotency_key, request_hash, created_at, updated_at";
+const COLUMNS: &str = "id, owner, status, customer_name, customer_email, customer_phone, items, total_cents, \
+                       payment_id, payment_url, delivery_id, created_at, updated_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("stored order has a bad {what}").into());
+    let text = |column: &str| row.try_get::<String, _>(column);
     Ok(Order {
-        id: OrderId::parse(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad("id"))?,
-        status: OrderStatus::parse(row.try_get::<String, _>(1)?.as_str()).ok_or_else(|| bad("status"))?,
-        customer: Customer { name: row.try_get(2)?, email: row.try_get(3)?, phone: row.try_get(4)? },
-        items: serde_json::from_str(row.try_get::<String, _>(5)?.as_str()).map_err(|_| bad("items"))?,
-        total: Money::from_cents(row.try_get(6)?).map_err(|_| bad("total"))?,
-        payment_id: PaymentId::parse(row.try_get::<String, _>(7)?.as_str()).map_err(|_| bad("payment id"))?,
-        payment_url: row.try_get(8)?,
-        delivery_id: row.try_get(9)?,
-        idempotency_key: row.try_get(10)?,
-        request_hash: row.try_get(11)?,
-        created_at: row.try_get(12)?,
-        updated_at: row.try_get(13)?,
+        id: OrderId::parse(&text("id")?).map_err(|_| bad("id"))?,
+        owner: text("owner")?,
+        status: OrderStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
+        customer: Customer {
+            name: text("customer_name")?,
+            email: text("customer_email")?,
+            phone: text("customer_phone")?,
+        },
+        items: serde_json::from_str(&text("items")?).map_err(|_| bad("items"))?,
+        total: Money::from_cents(row.try_get("total_cents")?).map_err(|_| bad("total"))?,
+        payment_id: PaymentId::parse(&text("payment_id")?).map_err(|_| bad("payment id"))?,
+        payment_url: text("payment_url")?,
+        delivery_id: row.try_get("delivery_id")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
 /// Inserts the order unless one with its id exists. Returns whether it was inserted.
 pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT DO NOTHING"
     ))
     .bind(order.id.to_string())
+    .bind(&order.owner)
     .bind(order.status.as_str())
     .bind(&order.customer.name)
     .bind(&order.customer.email)
@@ -60,13 +66,42 @@ pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sql
     .bind(order.payment_id.to_string())
     .bind(&order.payment_url)
     .bind(order.delivery_id.clone())
-    .bind(order.idempotency_key.clone())
-    .bind(&order.request_hash)
     .bind(order.created_at)
     .bind(order.updated_at)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The order a customer's Idempotency-Key stands for and the request it was first used with:
+/// `candidate` if the key is new (it is reserved for it now), the first one's otherwise.
+pub async fn reserve_key(
+    pool: &Pool,
+    owner: &str,
+    key: &str,
+    candidate: OrderId,
+    request_hash: &str,
+    at: i64,
+) -> Result<(OrderId, String), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_keys (owner, idempotency_key, order_id, request_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(owner)
+    .bind(key)
+    .bind(candidate.to_string())
+    .bind(request_hash)
+    .bind(at)
+    .execute(pool)
+    .await?;
+    let row = sqlx::query("SELECT order_id, request_hash FROM order_keys WHERE owner = $1 AND idempotency_key = $2")
+        .bind(owner)
+        .bind(key)
+        .fetch_one(pool)
+        .await?;
+    let id = OrderId::parse(&row.try_get::<String, _>("order_id")?)
+        .map_err(|_| sqlx::Error::Decode("stored order key has a bad order id".into()))?;
+    Ok((id, row.try_get("request_hash")?))
 }
 
 /// Moves the order from `from` to `to` if it is still at `from`; returns it as it is then.
@@ -118,23 +153,15 @@ pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         .transpose()
 }
 
-pub async fn find_by_key(pool: &Pool, key: &str) -> Result<Option<Order>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE idempotency_key = $1"))
-        .bind(key)
-        .fetch_optional(pool)
-        .await?
-        .map(|row| from_row(&row))
-        .transpose()
-}
-
-pub async fn list_by_email(pool: &Pool, email: &str, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
-    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE customer_email = $1 ORDER BY created_at DESC LIMIT $2"))
-        .bind(email)
+/// A customer's orders, newest first.
+pub async fn list_by_owner(pool: &Pool, owner: &str, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
+    sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE owner = $1 ORDER BY created_at DESC LIMIT $2"))
+        .bind(owner)
         .bind(limit)
         .fetch_all(pool)
         .await?
-        .into_iter()
-        .map(|row| from_row(&row))
+        .iter()
+        .map(from_row)
         .collect()
 }
 
@@ -149,7 +176,7 @@ pub async fn find_with_history(pool: &Pool, id: OrderId) -> Result<Option<(Order
     .fetch_all(pool)
     .await?;
     let Some(first) = rows.first() else { return Ok(None) };
-    Ok(Some((from_row(first)?, stages(&rows, columns.len()))))
+    Ok(Some((from_row(first)?, stages(&rows))))
 }
 
 /// The stages reached, in journey order, with when.
@@ -158,17 +185,17 @@ pub async fn history(pool: &Pool, id: OrderId) -> Result<Vec<(Stage, i64)>, sqlx
         .bind(id.to_string())
         .fetch_all(pool)
         .await?;
-    Ok(stages(&rows, 0))
+    Ok(stages(&rows))
 }
 
-/// Reads (stage, at) from columns `column` and `column + 1`, sorted in journey order; rows
-/// without a stage (an order with no history yet, in a join) are left out.
-fn stages(rows: &[sqlx::any::AnyRow], column: usize) -> Vec<(Stage, i64)> {
+/// Reads (stage, at) from columns `stage` and `at`, sorted in journey order; rows without a
+/// stage (an order with no history yet, in a join) are left out.
+fn stages(rows: &[sqlx::any::AnyRow]) -> Vec<(Stage, i64)> {
     let mut stages: Vec<(Stage, i64)> = rows
         .iter()
         .filter_map(|row| {
-            let stage = row.try_get::<Option<String>, _>(column).ok()??;
-            Some((Stage::parse(&stage)?, row.try_get(column + 1).ok()?))
+            let stage = row.try_get::<Option<String>, _>("stage").ok()??;
+            Some((Stage::parse(&stage)?, row.try_get("at").ok()?))
         })
         .collect();
     stages.sort_by_key(|(stage, _)| *stage);

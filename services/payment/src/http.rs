@@ -1,4 +1,6 @@
-//! The payment API and the hosted payment page.
+//! The payment API and the hosted payment page. Only the order service opens payments; a
+//! payment is seen and paid by its customer (their token) or by whoever holds its link (the
+//! secret the link carries). Anyone else gets a 404, as for a payment that does not exist.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,12 +8,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use shop_events::{Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
+use shop_events::{service, Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
+use shop_platform::auth::{AuthError, Caller, Role, ServiceCaller};
 use shop_platform::db::{now_millis, rfc3339, Pool};
-use shop_platform::http::{ApiError, ApiJson, ApiPath};
+use shop_platform::http::{static_asset, ApiError, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
 
+use crate::link::LinkKey;
 use crate::store::{self, Payment};
 use crate::PaymentStatus;
 
@@ -23,6 +27,7 @@ pub struct AppState {
     pub public_url: String,
     /// The customer's app, where the payment page returns after paying.
     pub mobile_url: String,
+    pub links: LinkKey,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,6 +36,11 @@ pub fn router(state: AppState) -> Router {
         .route("/payments/{payment_id}", get(get_payment))
         .route("/payments/{payment_id}/pay", post(pay))
         .route("/pay/{payment_id}", get(payment_page))
+        .route(
+            "/assets/pay.js",
+            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("pay.js")) }),
+        )
+        .route("/assets/pay.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("pay.css")) }))
         .with_state(state)
 }
 
@@ -64,8 +74,9 @@ struct PaymentView {
 }
 
 impl AppState {
+    /// The payment's link: the page, with the secret that opens it.
     fn payment_url(&self, id: PaymentId) -> String {
-        format!("{}/pay/{id}", self.public_url)
+        format!("{}/pay/{id}?secret={}", self.public_url, self.links.secret(id))
     }
 
     fn view(&self, payment: Payment) -> PaymentView {
@@ -82,12 +93,15 @@ impl AppState {
     }
 }
 
-/// Opens the payment of an order. Idempotent per order: asking again returns the same one.
+/// Opens the payment of an order, for the order service only. Idempotent per order: asking
+/// again returns the same one.
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn create_payment(
     State(state): State<AppState>,
+    caller: ServiceCaller,
     ApiJson(request): ApiJson<CreatePayment>,
 ) -> Result<Response, ApiError> {
+    caller.require(service::ORDER).map_err(ApiError::from)?;
     tracing::Span::current().record("order_id", tracing::field::display(request.order_id));
     let customer = Customer::parse(&request.customer.name, &request.customer.email, &request.customer.phone)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
@@ -133,18 +147,55 @@ async fn create_payment(
     Ok((StatusCode::CREATED, Json(state.view(payment))).into_response())
 }
 
+/// May `caller` see and pay `payment`? Its customer may, and the order service may see it;
+/// another customer gets a 404 (nothing confirms the payment exists), staff a 403.
+fn allowed(caller: &Caller, payment: Option<Payment>, id: PaymentId) -> Result<Payment, ApiError> {
+    match caller.role() {
+        Role::Customer => {
+            let customer = caller.customer().map_err(ApiError::from)?;
+            payment.filter(|p| customer.owns(&p.customer.email)).ok_or_else(|| not_found(id))
+        }
+        Role::Service if caller.subject() == service::ORDER => payment.ok_or_else(|| not_found(id)),
+        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "only the payment's customer or its link may see it")),
+    }
+}
+
 async fn get_payment(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<PaymentId>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
+    let payment = allowed(&caller, store::get(&state.pool, id).await?, id)?;
     Ok(Json(state.view(payment)))
 }
 
+/// What a payment link's holder sends to pay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PayRequest {
+    secret: String,
+}
+
 /// Pays once: the first call wins (200), every later or concurrent one gets a 409 and
-/// publishes nothing.
+/// publishes nothing. The customer's token or the link's secret (`{"secret": ...}`) is needed.
 #[tracing::instrument(skip_all, fields(payment_id = %id))]
-async fn pay(State(state): State<AppState>, ApiPath(id): ApiPath<PaymentId>) -> Result<Json<PaymentView>, ApiError> {
+async fn pay(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    ApiPath(id): ApiPath<PaymentId>,
+    OptionalJson(body): OptionalJson<PayRequest>,
+) -> Result<Json<PaymentView>, ApiError> {
+    match (&caller, &body) {
+        (Some(caller), _) => {
+            if caller.role() != Role::Customer {
+                return Err(ApiError::new(StatusCode::FORBIDDEN, "only the payment's customer or its link may pay"));
+            }
+            allowed(caller, store::get(&state.pool, id).await?, id)?;
+        }
+        (None, Some(PayRequest { secret })) if state.links.opens(id, secret) => {}
+        (None, Some(_)) => return Err(not_found(id)),
+        (None, None) => return Err(AuthError::Missing.into()),
+    }
     let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
     let Some(payment) = store::mark_made(&mut tx, id).await? else {
@@ -173,12 +224,23 @@ fn not_found(id: PaymentId) -> ApiError {
     ApiError::not_found(format!("no payment {id}"))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkQuery {
+    #[serde(default)]
+    secret: String,
+}
+
 /// The gateway's hosted page behind every payment link: amount, order, a Pay button, and
 /// the way back to the order in the customer's app.
 async fn payment_page(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<PaymentId>,
+    ApiQuery(link): ApiQuery<LinkQuery>,
 ) -> Result<Html<String>, ApiError> {
+    if !state.links.opens(id, &link.secret) {
+        return Err(not_found(id));
+    }
     let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
     Ok(Html(page(&payment, &state.mobile_url)))
 }
@@ -237,7 +299,8 @@ mod tests {
         let html = page(&payment, "http://localhost:8080/");
         assert!(html.contains("Pay €25.50"));
         assert!(html.contains(&format!("href=\"http://localhost:8080/#/orders/{}\"", payment.order_id)));
-        assert!(html.contains(&format!("/payments/{}/pay", payment.id)));
+        assert!(html.contains(&format!(r#"data-payment="{}""#, payment.id)));
+        assert!(html.contains("/assets/pay.js") && !html.contains("<script>"), "no inline script");
         assert!(html.contains(r#"data-state="open""#));
         assert!(!html.contains("{{"), "every placeholder is filled");
     }

@@ -4,6 +4,7 @@
 
 mod config;
 mod http;
+mod link;
 mod status;
 mod store;
 
@@ -14,7 +15,7 @@ use shop_platform::host::ServiceHost;
 use shop_platform::outbox::{Outbox, Relay};
 use shop_platform::{db, http as web, kafka, Shutdown};
 
-pub const SERVICE: &str = "payment";
+pub const SERVICE: &str = shop_events::service::PAYMENT;
 
 pub struct Service {
     host: ServiceHost,
@@ -23,6 +24,9 @@ pub struct Service {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let instance = config.http.instance(SERVICE);
+        let secrets = config.storage.secrets();
+        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        let links = link::LinkKey::new(&secrets.read(shop_platform::secrets::PAYMENT_LINK_KEY)?);
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let outbox = Outbox::new(SERVICE);
@@ -33,8 +37,9 @@ impl Service {
             instance: instance.clone(),
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             mobile_url: config.mobile_url.clone(),
+            links,
         };
-        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()));
+        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
         let host = ServiceHost::new(listener, router).with_relay(Relay::new(pool, producer, &outbox, &instance));
         Ok(Service { host })
     }

@@ -1,15 +1,20 @@
-//! HTTP plumbing: the one JSON error shape (`{"error": "..."}`) with the right status, JSON
-//! and path extractors that answer bad input in that shape, health routes, and a server
-//! with a body limit, a request timeout and graceful shutdown.
+//! HTTP plumbing: the one JSON error shape (`{"error": "..."}`) with the right status, JSON,
+//! path and query extractors that answer bad input in that shape, health routes, what every
+//! router gets (`web`: callers, browser hardening, limits) and the server (`server`).
+
+pub mod limits;
+mod server;
+mod web;
+
+pub use server::serve;
+pub use web::{finish, static_asset, Web, REQUEST_ID, SITE_PATH, UI_SCRIPT_PATH};
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
@@ -19,9 +24,6 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tower_http::timeout::TimeoutLayer;
-
-use crate::Shutdown;
 
 /// Liveness: the process answers.
 pub const LIVENESS_PATH: &str = "/healthz";
@@ -31,16 +33,21 @@ pub const READINESS_PATH: &str = "/readyz";
 /// The largest request body any endpoint takes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// An error answered to an HTTP client: a status and a message saying what was wrong.
+/// An error answered to an HTTP client: a status and a message saying what was wrong. A
+/// server-side failure also carries its detail, which goes to the log only: the client gets
+/// a generic message and the request id to quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    detail: Option<String>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<String>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), detail: None, challenge: None }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -60,8 +67,36 @@ impl ApiError {
     pub fn bad_gateway(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_GATEWAY, message)
     }
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    pub fn too_many_requests(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+    }
+    /// A failure of this service: the client reads "internal error"; `detail` is logged.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").with_detail(detail)
+    }
+    /// What the log gets besides the message (never the client).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        use crate::auth::{AuthError, BEARER_CHALLENGE};
+        let (status, challenge) = match &error {
+            AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, None),
+            AuthError::Missing => (StatusCode::UNAUTHORIZED, Some(BEARER_CHALLENGE.to_owned())),
+            AuthError::Invalid(_) => {
+                (StatusCode::UNAUTHORIZED, Some(format!("{BEARER_CHALLENGE}, error=\"invalid_token\"")))
+            }
+        };
+        let mut api = ApiError::new(status, error.to_string());
+        api.challenge = challenge;
+        api
     }
 }
 
@@ -76,7 +111,7 @@ impl std::error::Error for ApiError {}
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_transient(&error) {
-            ApiError::unavailable(format!("storage is busy, try again: {error}"))
+            ApiError::unavailable("storage is busy, try again").with_detail(error.to_string())
         } else {
             ApiError::internal(format!("storage error: {error}"))
         }
@@ -86,30 +121,43 @@ impl From<sqlx::Error> for ApiError {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    #[serde(rename = "requestId", skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(ErrorBody { error: &self.message })).into_response();
+        let body = ErrorBody { error: &self.message, request_id: None };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(challenge) = self.challenge.as_deref().and_then(|c| axum::http::HeaderValue::from_str(c).ok()) {
+            response.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, challenge);
+        }
         // The logging middleware reads it back; the response itself stays free of side effects.
         response.extensions_mut().insert(Arc::new(self));
         response
     }
 }
 
-/// Logs server-side failures once, from the error the handler returned.
+/// Logs refused and failed requests once, from the error the handler returned, with the
+/// request id; a server-side failure's answer carries that id so its log line can be found.
 async fn log_errors(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let request_id =
+        request.headers().get(web::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let response = next.run(request).await;
-    if let Some(error) = response.extensions().get::<Arc<ApiError>>() {
-        if error.status.is_server_error() {
-            tracing::warn!(%method, %path, status = error.status.as_u16(), error = %error.message, "Request failed");
-        } else {
-            tracing::debug!(%method, %path, status = error.status.as_u16(), error = %error.message, "Request refused");
-        }
+    let Some(error) = response.extensions().get::<Arc<ApiError>>().cloned() else { return response };
+    let (status, detail) = (error.status.as_u16(), error.detail().unwrap_or_default());
+    if !error.status.is_server_error() {
+        tracing::debug!(%method, %path, %request_id, status, error = %error.message, %detail, "Request refused");
+        return response;
     }
-    response
+    tracing::warn!(%method, %path, %request_id, status, error = %error.message, %detail, "Request failed");
+    let body = ErrorBody { error: &error.message, request_id: Some(&request_id) };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let json = serde_json::to_vec(&body).expect("an error body serializes");
+    Response::from_parts(parts, axum::body::Body::from(json))
 }
 
 /// `Json<T>` whose rejections are `ApiError`s naming the problem.
@@ -212,7 +260,12 @@ pub fn standard_checks(pool: crate::db::Pool, producer: crate::kafka::Producer) 
 pub fn storage_check(pool: crate::db::Pool) -> ReadinessCheck {
     Arc::new(move || {
         let pool = pool.clone();
-        Box::pin(async move { crate::db::ping(&pool).await.map_err(|e| format!("storage: {e}")) })
+        Box::pin(async move {
+            crate::db::ping(&pool).await.map_err(|error| {
+                tracing::warn!(%error, "Storage does not answer");
+                "storage does not answer".to_owned()
+            })
+        })
     })
 }
 
@@ -230,47 +283,26 @@ pub fn kafka_check(producer: crate::kafka::Producer) -> ReadinessCheck {
     })
 }
 
-/// Adds what every service's router has: health routes, JSON 404/405, the body limit, the
-/// request timeout, error logging and CORS.
-pub fn finish(router: Router, checks: Vec<ReadinessCheck>) -> Router {
-    router
-        .merge(health_routes(checks))
-        .route(UI_SCRIPT_PATH, get(ui_script))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
-        })
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(log_errors))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(15)))
-        // The browser pages of one service call the APIs of others (the app calls order from
-        // another port), so any origin may GET and POST JSON with an Idempotency-Key.
-        .layer(
-            tower_http::cors::CorsLayer::new()
-                .allow_origin(tower_http::cors::Any)
-                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-                .allow_headers([
-                    axum::http::header::CONTENT_TYPE,
-                    axum::http::HeaderName::from_static("idempotency-key"),
-                ]),
-        )
-}
-
-/// The small script every page of the services shares.
-pub const UI_SCRIPT_PATH: &str = "/assets/ui.js";
-
-async fn ui_script() -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("ui.js"))
-}
-
 /// Binds `host:port` (port 0 picks a free one).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind((host, port)).await
 }
 
-/// Serves until `shutdown`, then lets in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+/// An optional JSON body: `None` when the request has no body, otherwise as `ApiJson`.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body too large (limit {BODY_LIMIT} bytes)"))
+        })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(None));
+        }
+        let request = Request::from_parts(parts, axum::body::Body::from(bytes));
+        ApiJson::<T>::from_request(request, state).await.map(|ApiJson(value)| OptionalJson(Some(value)))
+    }
 }

@@ -1,0 +1,199 @@
+//! Signing people in: the mobile service is the system's identity provider (it needs no
+//! eighth service). Customers register and sign in with their email and a password (Argon2id
+//! hashes, never the password, are stored); the courier and the operator sign in with the
+//! passwords of the secrets folder. Each gets a short-lived signed token every service
+//! verifies; the public keys are at `/.well-known/jwks.json`.
+
+use std::sync::Arc;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use shop_platform::auth::{customer_subject, Role, SigningKey, PERSON_TOKEN_TTL};
+use shop_platform::db::{now_millis, Pool};
+use shop_platform::http::{ApiError, ApiJson};
+use shop_platform::secrets::{self, Secrets};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 128;
+
+/// What signing in needs: the key people's tokens are signed with, the staff's passwords,
+/// the published key set, and a hash to check unknown emails against (so that a wrong email
+/// takes as long as a wrong password and tells nothing).
+pub struct Identity {
+    key: SigningKey,
+    courier_password: String,
+    operator_password: String,
+    key_set: serde_json::Value,
+    decoy: String,
+}
+
+impl Identity {
+    pub fn load(secrets: &Secrets) -> anyhow::Result<Self> {
+        let key_set = serde_json::from_slice(&secrets.read(secrets::JWKS)?)?;
+        let decoy = hash(&secrets::random_text(16)?)?;
+        Ok(Self {
+            key: SigningKey::load(secrets, shop_platform::auth::PEOPLE_ISSUER)?,
+            courier_password: secrets.read_text(secrets::COURIER_PASSWORD)?,
+            operator_password: secrets.read_text(secrets::OPERATOR_PASSWORD)?,
+            key_set,
+            decoy,
+        })
+    }
+
+    fn token(&self, subject: &str, role: Role) -> Result<SignedIn, ApiError> {
+        let token = self
+            .key
+            .mint_person(subject, role, PERSON_TOKEN_TTL)
+            .map_err(|e| ApiError::internal(format!("cannot sign a token: {e}")))?;
+        Ok(SignedIn {
+            token,
+            token_type: "Bearer",
+            expires_in: PERSON_TOKEN_TTL.as_secs(),
+            role,
+            subject: subject.to_owned(),
+        })
+    }
+}
+
+fn hash(password: &str) -> anyhow::Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| anyhow::anyhow!("cannot hash a password: {e}"))
+}
+
+fn verifies(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+/// A token, as the client gets it (OAuth 2.0 names in camelCase).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignedIn {
+    token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    role: Role,
+    subject: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerCredentials {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffCredentials {
+    username: String,
+    password: String,
+}
+
+fn refused() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "wrong email or password")
+}
+
+/// `POST /auth/customers`: opens an account and signs it in (201); 409 if the email has one.
+pub async fn register(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<CustomerCredentials>,
+) -> Result<Response, ApiError> {
+    let email = shop_events::Customer::parse_email(&credentials.email)
+        .map(|email| customer_subject(&email))
+        .map_err(|_| ApiError::unprocessable("email must be an address like name@example.com"))?;
+    let length = credentials.password.chars().count();
+    if !(MIN_PASSWORD..=MAX_PASSWORD).contains(&length) {
+        return Err(ApiError::unprocessable(format!("password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters")));
+    }
+    let password = credentials.password;
+    let hashed = tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let inserted = sqlx::query(
+        "INSERT INTO accounts (email, password_hash, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(&email)
+    .bind(hashed)
+    .bind(now_millis())
+    .execute(&state.pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::conflict("this email has an account already: sign in"));
+    }
+    tracing::info!("Customer account opened");
+    Ok((StatusCode::CREATED, Json(state.identity.token(&email, Role::Customer)?)).into_response())
+}
+
+/// `POST /auth/sign-in`: a customer's token for their email and password.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<CustomerCredentials>,
+) -> Result<Json<SignedIn>, ApiError> {
+    let email = customer_subject(&credentials.email);
+    let stored = stored_hash(&state.pool, &email).await?;
+    let identity = Arc::clone(&state.identity);
+    let known = stored.is_some();
+    let against = stored.unwrap_or_else(|| identity.decoy.clone());
+    let password = credentials.password;
+    let matches = tokio::task::spawn_blocking(move || verifies(&password, &against))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    if !(known && matches) {
+        return Err(refused());
+    }
+    Ok(Json(state.identity.token(&email, Role::Customer)?))
+}
+
+async fn stored_hash(pool: &Pool, email: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT password_hash FROM accounts WHERE email = $1").bind(email).fetch_optional(pool).await
+}
+
+/// `POST /auth/staff/sign-in`: the courier's or the operator's token.
+pub async fn staff_sign_in(
+    State(state): State<AppState>,
+    ApiJson(credentials): ApiJson<StaffCredentials>,
+) -> Result<Json<SignedIn>, ApiError> {
+    let identity = &state.identity;
+    let (role, expected) = match credentials.username.trim() {
+        "courier" => (Role::Courier, &identity.courier_password),
+        "operator" => (Role::Operator, &identity.operator_password),
+        _ => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong username or password")),
+    };
+    if !bool::from(credentials.password.as_bytes().ct_eq(expected.as_bytes())) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "wrong username or password"));
+    }
+    tracing::info!(role = role.as_str(), "Staff signed in");
+    Ok(Json(identity.token(role.as_str(), role)?))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys tokens are verified with.
+pub async fn key_set(State(state): State<AppState>) -> Response {
+    ([(axum::http::header::CACHE_CONTROL, "max-age=300")], Json(state.identity.key_set.clone())).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_hash_only() {
+        let stored = hash("correct horse").unwrap();
+        assert!(stored.starts_with("$argon2id$"));
+        assert!(verifies("correct horse", &stored));
+        assert!(!verifies("correct horsf", &stored));
+        assert!(!verifies("correct horse", "not a hash"));
+    }
+}
