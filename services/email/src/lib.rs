@@ -26,6 +26,13 @@ use crate::mailbox::Mailbox;
 
 pub const SERVICE: &str = shop_events::service::EMAIL;
 
+/// The files of the secrets folder this service reads, and no others (each deployment mounts
+/// exactly these).
+pub fn secret_files() -> Vec<String> {
+    use shop_platform::secrets;
+    vec![secrets::JWKS.to_owned(), secrets::SMTP_PASSWORD.to_owned()]
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
     /// HTTP port of the mailbox.

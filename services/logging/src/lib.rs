@@ -26,6 +26,13 @@ use tokio::sync::broadcast;
 
 pub const SERVICE: &str = shop_events::service::LOGGING;
 
+/// The files of the secrets folder this service reads, and no others (each deployment mounts
+/// exactly these).
+pub fn secret_files() -> Vec<String> {
+    use shop_platform::secrets;
+    vec![secrets::JWKS.to_owned()]
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
     /// HTTP port of the audit trail API and the operations page.

@@ -27,6 +27,18 @@ use tokio::sync::broadcast;
 
 pub const SERVICE: &str = shop_events::service::MOBILE;
 
+/// The files of the secrets folder this service reads, and no others (each deployment mounts
+/// exactly these).
+pub fn secret_files() -> Vec<String> {
+    use shop_platform::secrets;
+    vec![
+        secrets::JWKS.to_owned(),
+        secrets::signing_key(SERVICE),
+        secrets::COURIER_PASSWORD.to_owned(),
+        secrets::OPERATOR_PASSWORD.to_owned(),
+    ]
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
     /// HTTP port of the app and its push inbox.

@@ -29,6 +29,13 @@ use crate::channels::{Channel, Delivery};
 
 pub const SERVICE: &str = shop_events::service::NOTIFICATION;
 
+/// The files of the secrets folder this service reads, and no others (each deployment mounts
+/// exactly these).
+pub fn secret_files() -> Vec<String> {
+    use shop_platform::secrets;
+    vec![secrets::JWKS.to_owned(), secrets::signing_key(SERVICE), secrets::SMTP_PASSWORD.to_owned()]
+}
+
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
     /// HTTP port of health and metrics.

@@ -17,6 +17,13 @@ use shop_platform::{db, http as web, kafka, Shutdown};
 
 pub const SERVICE: &str = shop_events::service::PAYMENT;
 
+/// The files of the secrets folder this service reads, and no others (each deployment mounts
+/// exactly these).
+pub fn secret_files() -> Vec<String> {
+    use shop_platform::secrets;
+    vec![secrets::JWKS.to_owned(), secrets::PAYMENT_LINK_KEY.to_owned()]
+}
+
 pub struct Service {
     host: ServiceHost,
 }
