@@ -27,7 +27,7 @@ async fn every_order_completes_once_while_a_broker_is_killed_and_restarted() {
         if i == 4 {
             cluster(&["kill-broker", "2"]);
         }
-        let (code, answer) = system.post(system.payment[i % 2], &format!("/payments/{payment_id}/pay"), None).await;
+        let (code, answer) = system.pay(system.payment[i % 2], payment_id).await;
         assert_eq!(code, 200, "{answer}");
     }
     for (order_id, _) in &orders {

@@ -77,7 +77,7 @@ async fn only_one_of_many_concurrent_pays_succeeds() {
     let (order_id, payment_id) = system.create_order(system.order[0], "pay@example.com", None).await;
     let pays = (0..20).map(|i| {
         let (system, payment_id) = (&system, &payment_id);
-        async move { system.post(system.payment[i % 2], &format!("/payments/{payment_id}/pay"), None).await.0 }
+        async move { system.pay(system.payment[i % 2], payment_id).await.0 }
     });
     let mut codes = futures::future::join_all(pays).await;
     codes.sort();
@@ -92,12 +92,14 @@ async fn only_one_of_many_concurrent_pays_succeeds() {
 async fn concurrent_creates_with_one_idempotency_key_make_one_order() {
     let system = System::start().await;
     let key = "checkout-7f3a";
+    let customer = system.customer("same@example.com");
     let creates = (0..10).map(|i| {
-        let system = &system;
+        let (system, customer) = (&system, &customer);
         async move {
             let response = system
                 .http
                 .post(support::url(system.order[i % 2], "/orders"))
+                .header("authorization", customer)
                 .header("Idempotency-Key", key)
                 .json(&order_for("same@example.com"))
                 .send()
@@ -117,8 +119,12 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_order() {
         .collect();
     assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
     let order_id = ids.into_iter().next().unwrap();
-    let (_, orders) = system.get(system.order[1], "/orders?email=same@example.com").await;
+    system.remember(&order_id, "same@example.com");
+    let (_, orders) = system.get_as(system.order[1], "/orders", &customer).await;
     assert_eq!(orders.as_array().unwrap().len(), 1);
+    // The key is the customer's own: another customer using it gets an order of their own.
+    let other = system.create_order(system.order[0], "other@example.com", Some(key)).await;
+    assert_ne!(other.0, order_id);
 
     let (status, refused) = {
         let mut other = order_for("same@example.com");
@@ -126,6 +132,7 @@ async fn concurrent_creates_with_one_idempotency_key_make_one_order() {
         let response = system
             .http
             .post(support::url(system.order[0], "/orders"))
+            .header("authorization", &customer)
             .header("Idempotency-Key", key)
             .json(&other)
             .send()
@@ -151,11 +158,9 @@ async fn orders_complete_exactly_once_while_services_are_killed_and_restarted() 
     // Pay everything, killing services while payments-made and the stage events are in flight.
     for (i, (_, payment_id)) in orders.iter().enumerate() {
         // Like a load balancer: a replica that is down is skipped.
-        let path = format!("/payments/{payment_id}/pay");
-        let first = system.http.post(support::url(system.payment[i % 2], &path)).send().await;
-        let code = match first {
-            Ok(response) => response.status().as_u16(),
-            Err(_) => system.post(system.payment[(i + 1) % 2], &path, None).await.0,
+        let code = match system.try_pay(system.payment[i % 2], payment_id).await {
+            Some(code) => code,
+            None => system.pay(system.payment[(i + 1) % 2], payment_id).await.0,
         };
         assert_eq!(code, 200);
         match i {

@@ -3,6 +3,10 @@
 //! Service logs are shown live when `TEST_LOG` is set; otherwise they go to a file in the data
 //! folder, whose last lines are printed when the test fails.
 //!
+//! Callers authenticate as users do: tokens are minted with the key `shop up` generated in
+//! the data folder (what `shop token` does), one per customer, plus the courier's and the
+//! operator's.
+//!
 //! With `SHOP_TEST_KAFKA_BROKERS` set, the system runs on that Kafka cluster instead (the
 //! topics must exist; run such tests one at a time, as they share topics and groups); with
 //! `SHOP_TEST_DATABASE_URL` (`postgres://user:password@host:port`), on PostgreSQL, with fresh
@@ -16,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use shop_platform::auth::{Role, SigningKey};
 
 pub struct System {
     child: Child,
@@ -31,6 +36,8 @@ pub struct System {
     pub mobile: u16,
     pub email: u16,
     pub smtp: u16,
+    /// The customer (email) of every order and payment created through `create_order`.
+    owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Free ports, all held at once while choosing so none is handed out twice.
@@ -112,6 +119,7 @@ impl System {
             mobile,
             email,
             smtp,
+            owners: Default::default(),
         };
         system.wait_until_ready().await;
         system
@@ -163,22 +171,98 @@ impl System {
         }
     }
 
+    /// The secrets folder `shop up` generated in the data folder.
+    pub fn secrets(&self) -> shop_platform::secrets::Secrets {
+        shop_platform::secrets::Secrets::new(self.data.path().join("secrets"))
+    }
+
+    /// `Bearer <token>` for a person: a customer by email, or the courier or the operator.
+    pub fn bearer(&self, role: Role, email: Option<&str>) -> String {
+        let key = SigningKey::load(&self.secrets(), shop_platform::auth::PEOPLE_ISSUER).expect("the people key");
+        let subject = email.map_or_else(|| role.as_str().to_owned(), shop_platform::auth::customer_subject);
+        format!("Bearer {}", key.mint_person(&subject, role, Duration::from_secs(3600)).expect("a token"))
+    }
+
+    /// `Bearer <token>` of `service` calling `audience`, signed with the service's own key.
+    pub fn service_token(&self, service: &str, audience: &str) -> String {
+        let key = SigningKey::load(&self.secrets(), service).expect("the service's key");
+        format!("Bearer {}", key.mint(service, Role::Service, audience, Duration::from_secs(600)).expect("a token"))
+    }
+
+    pub fn customer(&self, email: &str) -> String {
+        self.bearer(Role::Customer, Some(email))
+    }
+
+    pub fn courier_token(&self) -> String {
+        self.bearer(Role::Courier, None)
+    }
+
+    pub fn operator(&self) -> String {
+        self.bearer(Role::Operator, None)
+    }
+
+    /// Notes that `id` (an order or a payment) is the customer `email`'s.
+    pub fn remember(&self, id: &str, email: &str) {
+        self.owners.lock().unwrap().insert(id.to_owned(), email.to_owned());
+    }
+
+    /// The customer who created `id` (an order or a payment) through `create_order`.
+    pub fn owner(&self, id: &str) -> String {
+        let owners = self.owners.lock().unwrap();
+        owners.get(id).cloned().unwrap_or_else(|| panic!("{id} was not created through create_order"))
+    }
+
+    /// The token of the customer who created `id`.
+    pub fn owner_token(&self, id: &str) -> String {
+        self.customer(&self.owner(id))
+    }
+
+    /// An anonymous GET.
     pub async fn get(&self, port: u16, path: &str) -> (u16, Value) {
         let response = self.http.get(url(port, path)).send().await.expect("GET answered");
         read(response).await
     }
 
-    /// A GET that may find the service down (being restarted): None then.
-    pub async fn try_get(&self, port: u16, path: &str) -> Option<(u16, Value)> {
-        Some(read(self.http.get(url(port, path)).send().await.ok()?).await)
+    /// A GET with `authorization` (a `Bearer …` value).
+    pub async fn get_as(&self, port: u16, path: &str, authorization: &str) -> (u16, Value) {
+        let response =
+            self.http.get(url(port, path)).header("authorization", authorization).send().await.expect("GET answered");
+        read(response).await
     }
 
+    /// A GET that may find the service down (being restarted): None then.
+    pub async fn try_get_as(&self, port: u16, path: &str, authorization: &str) -> Option<(u16, Value)> {
+        Some(read(self.http.get(url(port, path)).header("authorization", authorization).send().await.ok()?).await)
+    }
+
+    /// An anonymous POST.
     pub async fn post(&self, port: u16, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.http.post(url(port, path));
         if let Some(body) = body {
             request = request.json(&body);
         }
         read(request.send().await.expect("POST answered")).await
+    }
+
+    /// A POST with `authorization` (a `Bearer …` value).
+    pub async fn post_as(&self, port: u16, path: &str, body: Option<Value>, authorization: &str) -> (u16, Value) {
+        let mut request = self.http.post(url(port, path)).header("authorization", authorization);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("POST answered")).await
+    }
+
+    /// Pays `payment_id` as its customer, on the payment replica at `port`.
+    pub async fn pay(&self, port: u16, payment_id: &str) -> (u16, Value) {
+        self.post_as(port, &format!("/payments/{payment_id}/pay"), None, &self.owner_token(payment_id)).await
+    }
+
+    /// `pay`, or None when the replica is down (being restarted).
+    pub async fn try_pay(&self, port: u16, payment_id: &str) -> Option<u16> {
+        let path = format!("/payments/{payment_id}/pay");
+        let request = self.http.post(url(port, &path)).header("authorization", self.owner_token(payment_id));
+        Some(request.send().await.ok()?.status().as_u16())
     }
 
     pub fn data(&self) -> std::sync::Arc<tempfile::TempDir> {
@@ -209,26 +293,32 @@ impl System {
         panic!("no running {instance} under shop up");
     }
 
-    /// Creates an order for `email` and returns (orderId, paymentId).
+    /// Creates an order as the customer `email` and returns (orderId, paymentId).
     pub async fn create_order(&self, port: u16, email: &str, key: Option<&str>) -> (String, String) {
-        let mut request = self.http.post(url(port, "/orders")).json(&order_for(email));
+        let mut request =
+            self.http.post(url(port, "/orders")).header("authorization", self.customer(email)).json(&order_for(email));
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }
         let (code, created) = read(request.send().await.unwrap()).await;
         assert_eq!(code, 201, "{created}");
-        (created["orderId"].as_str().unwrap().to_owned(), created["paymentId"].as_str().unwrap().to_owned())
+        let ids = (created["orderId"].as_str().unwrap().to_owned(), created["paymentId"].as_str().unwrap().to_owned());
+        let mut owners = self.owners.lock().unwrap();
+        owners.insert(ids.0.clone(), email.to_owned());
+        owners.insert(ids.1.clone(), email.to_owned());
+        ids
     }
 
     pub async fn wait_for_status(&self, order_id: &str, status: &str) {
         let path = format!("/orders/{order_id}");
+        let token = self.owner_token(order_id);
         let mut attempt = 0;
         eventually(&format!("order {order_id} to be {status}"), PATIENCE, || {
             // Ask either replica, as a client behind a load balancer would.
             attempt += 1;
-            let (port, path) = (self.order[attempt % 2], path.clone());
+            let (port, path, token) = (self.order[attempt % 2], path.clone(), token.clone());
             async move {
-                let (code, order) = self.try_get(port, &path).await?;
+                let (code, order) = self.try_get_as(port, &path, &token).await?;
                 (code == 200 && order["status"] == status).then_some(())
             }
         })
@@ -237,8 +327,8 @@ impl System {
 
     /// Takes an order from payment to delivered through the public APIs.
     pub async fn complete(&self, order_id: &str, payment_id: &str) {
-        let (code, _) = self.post(self.payment[0], &format!("/payments/{payment_id}/pay"), None).await;
-        assert_eq!(code, 200);
+        let (code, answer) = self.pay(self.payment[0], payment_id).await;
+        assert_eq!(code, 200, "{answer}");
         self.wait_for_status(order_id, "shipping").await;
         self.courier(order_id, "shipped").await;
         self.wait_for_status(order_id, "shipped").await;
@@ -249,8 +339,10 @@ impl System {
     /// A courier action, retried while the system is catching up (e.g. after a restart).
     pub async fn courier(&self, order_id: &str, action: &str) {
         let path = format!("/deliveries/{order_id}/{action}");
+        let token = self.courier_token();
         eventually(&format!("courier {action} of {order_id}"), PATIENCE, || async {
-            self.http.post(url(self.delivery, &path)).send().await.ok().filter(|r| r.status() == 202).map(|_| ())
+            let request = self.http.post(url(self.delivery, &path)).header("authorization", &token);
+            request.send().await.ok().filter(|r| r.status() == 202).map(|_| ())
         })
         .await
     }
@@ -275,9 +367,13 @@ impl System {
 
     /// Waits for `count` pushes and emails for the order and returns what arrived.
     pub async fn notifications(&self, order_id: &str, count: usize) -> (Vec<Value>, Vec<Value>) {
-        let list = |port: u16, path: String| async move {
-            let (_, items) = self.try_get(port, &path).await.unwrap_or_default();
-            items.as_array().cloned().unwrap_or_default()
+        let token = self.owner_token(order_id);
+        let list = |port: u16, path: String| {
+            let token = token.clone();
+            async move {
+                let (_, items) = self.try_get_as(port, &path, &token).await.unwrap_or_default();
+                items.as_array().cloned().unwrap_or_default()
+            }
         };
         let pushes = eventually(&format!("{count} pushes for {order_id}"), PATIENCE, || async {
             let items = list(self.mobile, format!("/api/notifications?orderId={order_id}")).await;
@@ -357,10 +453,11 @@ use std::collections::BTreeSet;
 
 /// What the customer and the operator can see of one order.
 pub async fn observed(system: &System, order_id: &str) -> (Value, usize, usize, Vec<String>) {
-    let (_, order) = system.get(system.order[0], &format!("/orders/{order_id}")).await;
-    let (_, pushes) = system.get(system.mobile, &format!("/api/notifications?orderId={order_id}")).await;
-    let (_, emails) = system.get(system.email, &format!("/api/emails?orderId={order_id}")).await;
-    let (_, logs) = system.get(system.logging, &format!("/logs?orderId={order_id}")).await;
+    let customer = system.owner_token(order_id);
+    let (_, order) = system.get_as(system.order[0], &format!("/orders/{order_id}"), &customer).await;
+    let (_, pushes) = system.get_as(system.mobile, &format!("/api/notifications?orderId={order_id}"), &customer).await;
+    let (_, emails) = system.get_as(system.email, &format!("/api/emails?orderId={order_id}"), &customer).await;
+    let (_, logs) = system.get_as(system.logging, &format!("/logs?orderId={order_id}"), &system.operator()).await;
     let actions = logs.as_array().unwrap().iter().map(|l| l["action"].as_str().unwrap().to_owned()).collect();
     (order, pushes.as_array().unwrap().len(), emails.as_array().unwrap().len(), actions)
 }
@@ -379,10 +476,11 @@ pub fn assert_once_each(order: &Value, pushes: usize, emails: usize, actions: &[
 
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
+/// An order body as the app sends it for the customer `email`: one tea, at the catalogue's price.
 pub fn order_for(email: &str) -> Value {
     serde_json::json!({
         "customer": {"name": "Grace Hopper", "email": email, "phone": "+1 555 0100"},
-        "items": [{"sku": "BOOK-7", "quantity": 1, "unitPrice": 20}]
+        "items": [{"sku": "TEA-01", "quantity": 1}]
     })
 }
 
