@@ -243,6 +243,10 @@ pub struct BenchArgs {
     /// The running system's mailbox (mail times).
     #[arg(long = "email-url")]
     pub email_url: Option<String>,
+    /// The running system's secrets folder (`secrets` in its data folder): the bench signs its
+    /// callers' tokens with its key for people.
+    #[arg(long = "secrets-dir")]
+    pub secrets_dir: Option<PathBuf>,
     /// The pid of the running system's `shop up`, to read its processes' CPU and memory.
     #[arg(long = "up-pid")]
     pub up_pid: Option<u32>,

@@ -1,4 +1,5 @@
-//! One customer, over and over: create an order, pay, wait until it ships (polling
+//! One customer slot, over and over, each journey a new customer with a token of their own:
+//! create an order, pay, wait until it ships (polling
 //! `GET /orders/{id}` every `--poll-interval`, spreading calls over the replicas as a load
 //! balancer would), act as the courier (shipped, then delivered), wait for each stage.
 //! Every call is timed on the client; the journey's orders are kept for the hop harvest.
@@ -30,6 +31,8 @@ const STATUSES: [&str; 5] = ["created", "readyToShip", "shipping", "shipped", "d
 pub struct Delivered {
     pub order_id: String,
     pub payment_id: String,
+    /// The customer's `Authorization` value, to read what they were sent.
+    pub customer: String,
 }
 
 /// What one customer did.
@@ -103,33 +106,32 @@ impl Journey<'_> {
         let started = Instant::now();
         let endpoints = &self.customer.endpoints;
         let order_url = pick(&endpoints.order, self.turn);
+        let email = format!("customer-{}-{}@bench.example.com", self.customer.number, self.turn);
+        let token = endpoints.tokens.customer(&email)?;
         let body = json!({
-            "customer": {
-                "name": "Grace Hopper",
-                "email": format!("customer-{}@bench.example.com", self.customer.number),
-                "phone": "+1 555 0100"
-            },
-            "items": [{"sku": "BOOK-7", "quantity": 1, "unitPrice": 20}]
+            "customer": {"name": "Grace Hopper", "phone": "+1 555 0100"},
+            "items": [{"sku": "TEA-01", "quantity": 1}]
         });
-        let created =
-            self.call(CREATE, self.customer.http.post(format!("{order_url}/orders")).json(&body), 201).await?;
+        let http = &self.customer.http;
+        let create = http.post(format!("{order_url}/orders")).header("authorization", &token).json(&body);
+        let created = self.call(CREATE, create, 201).await?;
         let order_id = text(&created, "orderId")?;
         let payment_id = text(&created, "paymentId")?;
 
         let pay_url = format!("{}/payments/{payment_id}/pay", pick(&endpoints.payment, self.turn));
         let pay_sent = Instant::now();
-        self.call(PAY, self.customer.http.post(pay_url), 200).await?;
-        self.wait_for(&order_id, "readyToShip").await?;
+        self.call(PAY, http.post(pay_url).header("authorization", &token), 200).await?;
+        self.wait_for(&order_id, "readyToShip", &token).await?;
         self.timings.push((PAY_TO_READY, pay_sent.elapsed()));
-        self.wait_for(&order_id, "shipping").await?;
+        self.wait_for(&order_id, "shipping", &token).await?;
 
         for (action, metric, status) in [("shipped", SHIPPED, "shipped"), ("delivered", DELIVERED, "delivered")] {
             let url = format!("{}/deliveries/{order_id}/{action}", endpoints.delivery);
-            self.call(metric, self.customer.http.post(url), 202).await?;
-            self.wait_for(&order_id, status).await?;
+            self.call(metric, http.post(url).header("authorization", endpoints.tokens.courier()), 202).await?;
+            self.wait_for(&order_id, status, &token).await?;
         }
         self.timings.push((JOURNEY, started.elapsed()));
-        Ok(Delivered { order_id, payment_id })
+        Ok(Delivered { order_id, payment_id, customer: token })
     }
 
     /// Sends a request, times it, and insists on the `expected` status.
@@ -148,15 +150,15 @@ impl Journey<'_> {
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
-    /// Polls the order until it is at `status` or beyond.
-    async fn wait_for(&mut self, order_id: &str, status: &str) -> anyhow::Result<()> {
+    /// Polls the order, as its customer (`token`), until it is at `status` or beyond.
+    async fn wait_for(&mut self, order_id: &str, status: &str, token: &str) -> anyhow::Result<()> {
         let wanted = rank(status).ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?;
         loop {
             tokio::time::sleep(self.customer.poll_interval).await;
             self.turn += 1;
             let url = format!("{}/orders/{order_id}", pick(&self.customer.endpoints.order, self.turn));
             self.polls += 1;
-            let order = self.call(POLL, self.customer.http.get(url), 200).await?;
+            let order = self.call(POLL, self.customer.http.get(url).header("authorization", token), 200).await?;
             let now = order["status"].as_str().and_then(rank);
             if now.is_some_and(|now| now >= wanted) {
                 return Ok(());

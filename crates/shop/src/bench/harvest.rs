@@ -60,34 +60,39 @@ async fn gather(
     order: &Delivered,
     deadline: Instant,
 ) -> (Evidence, bool) {
-    let get = |url: String| async move {
-        match http.get(&url).send().await {
-            Ok(response) if response.status().is_success() => response.json::<Value>().await.unwrap_or(Value::Null),
-            _ => Value::Null,
+    let operator = endpoints.tokens.operator();
+    let get = |url: String, token: &str| {
+        let request = http.get(url).header("authorization", token);
+        async move {
+            match request.send().await {
+                Ok(response) if response.status().is_success() => response.json::<Value>().await.unwrap_or(Value::Null),
+                _ => Value::Null,
+            }
         }
     };
     let id = &order.order_id;
-    let order_view = get(format!("{}/orders/{id}", endpoints.order[0])).await;
-    let payment = get(format!("{}/payments/{}", endpoints.payment[0], order.payment_id)).await;
+    let customer = order.customer.as_str();
+    let order_view = get(format!("{}/orders/{id}", endpoints.order[0]), customer).await;
+    let payment = get(format!("{}/payments/{}", endpoints.payment[0], order.payment_id), customer).await;
     let wanted = |endpoint: &Option<String>, n: usize| if endpoint.is_some() { n } else { 0 };
     let wanted = (
         wanted(&endpoints.logging, AUDIT_RECORDS),
         wanted(&endpoints.mobile, NOTIFICATIONS),
         wanted(&endpoints.email, NOTIFICATIONS),
     );
-    let list = |endpoint: &Option<String>, path: String| {
-        let url = endpoint.as_ref().map(|base| format!("{base}{path}"));
+    let list = |endpoint: &Option<String>, path: String, token: &str| {
+        let request = endpoint.as_ref().map(|base| get(format!("{base}{path}"), token));
         async move {
-            match url {
-                Some(url) => get(url).await,
+            match request {
+                Some(request) => request.await,
                 None => Value::Null,
             }
         }
     };
     loop {
-        let audit = list(&endpoints.logging, format!("/logs?orderId={id}")).await;
-        let pushes = list(&endpoints.mobile, format!("/api/notifications?orderId={id}")).await;
-        let emails = list(&endpoints.email, format!("/api/emails?orderId={id}")).await;
+        let audit = list(&endpoints.logging, format!("/logs?orderId={id}"), operator).await;
+        let pushes = list(&endpoints.mobile, format!("/api/notifications?orderId={id}"), customer).await;
+        let emails = list(&endpoints.email, format!("/api/emails?orderId={id}"), customer).await;
         let evidence = Evidence::from_json(&order_view, &payment, &audit, &pushes, &emails);
         let (a, p, e) = evidence.counts();
         let complete = a >= wanted.0 && p >= wanted.1 && e >= wanted.2;

@@ -17,6 +17,7 @@ mod processes;
 mod report;
 mod schedule;
 mod system;
+mod tokens;
 mod watermarks;
 
 use std::collections::BTreeMap;
@@ -209,7 +210,8 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
 /// from Kafka: a group that cannot keep up shows a backlog that grows with the window.
 async fn consumer_lag(http: &reqwest::Client, endpoints: &system::Endpoints) -> BTreeMap<String, Option<i64>> {
     let Some(logging) = &endpoints.logging else { return BTreeMap::new() };
-    let report: serde_json::Value = match http.get(format!("{logging}/api/lag")).send().await {
+    let request = http.get(format!("{logging}/api/lag")).header("authorization", endpoints.tokens.operator());
+    let report: serde_json::Value = match request.send().await {
         Ok(response) => response.json().await.unwrap_or_default(),
         Err(_) => return BTreeMap::new(),
     };

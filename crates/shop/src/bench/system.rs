@@ -26,6 +26,8 @@ pub struct Endpoints {
     pub mobile: Option<String>,
     pub email: Option<String>,
     pub brokers: Option<String>,
+    /// Signs the callers' tokens.
+    pub tokens: std::sync::Arc<super::tokens::Tokens>,
 }
 
 pub struct System {
@@ -53,6 +55,12 @@ impl System {
             !args.payment_urls.is_empty() && args.delivery_url.is_some(),
             "--order-url needs --payment-url and --delivery-url too"
         );
+        let Some(secrets) = &args.secrets_dir else {
+            anyhow::bail!(
+                "--order-url needs --secrets-dir too: the running system's secrets, to sign its callers' tokens"
+            )
+        };
+        let tokens = super::tokens::Tokens::load(&shop_platform::secrets::Secrets::new(secrets))?;
         let trim = |url: &String| url.trim_end_matches('/').to_owned();
         Ok(System {
             endpoints: Endpoints {
@@ -63,6 +71,7 @@ impl System {
                 mobile: args.mobile_url.as_ref().map(trim),
                 email: args.email_url.as_ref().map(trim),
                 brokers: args.kafka_brokers.clone(),
+                tokens: std::sync::Arc::new(tokens),
             },
             up_pid: args.up_pid,
             up_label: "shop up".to_owned(),
@@ -97,6 +106,10 @@ async fn start(args: &BenchArgs) -> anyhow::Result<System> {
     let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>()?;
     let data_dir = std::env::temp_dir().join(format!("shop-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+    // The secrets the system will use, made here first so the bench can sign its callers' tokens.
+    let secrets = crate::credentials::secrets_of(&data_dir, None);
+    crate::credentials::ensure(&secrets)?;
+    let tokens = super::tokens::Tokens::load(&secrets)?;
     let log_path = data_dir.join("shop-up.log");
     let (stdout, stderr) = if args.show_logs {
         (Stdio::inherit(), Stdio::inherit())
@@ -149,6 +162,7 @@ async fn start(args: &BenchArgs) -> anyhow::Result<System> {
             mobile: Some(url(mobile)),
             email: Some(url(email)),
             brokers: Some(brokers.clone()),
+            tokens: std::sync::Arc::new(tokens),
         },
         up_pid: child.id(),
         up_label: if embedded { "shop up (embedded broker)" } else { "shop up (supervisor)" }.to_owned(),
