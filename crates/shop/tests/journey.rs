@@ -187,7 +187,9 @@ async fn bad_requests_get_a_json_error_and_change_nothing() {
     let (customer, courier, operator) = (system.customer("a@b.co"), system.courier_token(), system.operator());
     let order_service = system.service_token("order", "payment");
     let customer_body = |items: Value| json!({"customer": {"name": "A", "phone": "12345"}, "items": items});
-    let cases: Vec<(u16, &str, String, Option<Value>, &str, u16)> = vec![
+    // (port, method, path, body, as whom, expected status)
+    type Case<'a> = (u16, &'a str, String, Option<Value>, &'a str, u16);
+    let cases: Vec<Case> = vec![
         (order, "POST", "/orders".to_owned(), Some(json!({"customer": {"name": "A"}, "items": []})), &customer, 422),
         (order, "POST", "/orders".to_owned(), Some(customer_body(json!([]))), &customer, 422),
         (
