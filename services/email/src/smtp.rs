@@ -7,7 +7,7 @@
 //! authenticated are few (in all and per peer) and must authenticate within seconds; an idle
 //! session ends after a minute, and NOOP does not count as activity.
 
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,9 +17,10 @@ use futures::StreamExt;
 use subtle::ConstantTimeEq;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
 
 use crate::mailbox::Mailbox;
 use shop_platform::Shutdown;
@@ -55,46 +56,61 @@ impl Sender {
     }
 }
 
-/// Admission of sessions that have not authenticated yet.
+/// Admission of sessions that have not authenticated yet: a few per peer and a few in all.
+/// When a new one would pass the limit, the oldest waiting one (from that peer, or of all) is
+/// closed instead of refusing the new one: the shop's sender authenticates within a round trip
+/// of connecting, so sessions that only wait are the ones that go, even when the sender and
+/// the flood share an address (one machine, loopback).
 #[derive(Clone)]
 struct Doorway {
-    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    all: Arc<Semaphore>,
+    waiting: Arc<Mutex<WaitingRoom>>,
+}
+
+#[derive(Default)]
+struct WaitingRoom {
+    next: u64,
+    /// Oldest first: (ticket, peer, how to close it).
+    sessions: VecDeque<(u64, IpAddr, CancellationToken)>,
 }
 
 /// A place at the doorway, given back when the session authenticates or ends.
 struct Waiting {
-    peer: IpAddr,
-    per_peer: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    _permit: OwnedSemaphorePermit,
+    ticket: u64,
+    room: Arc<Mutex<WaitingRoom>>,
+    /// Cancelled when a newer session needs the place.
+    evicted: CancellationToken,
 }
 
 impl Doorway {
     fn new() -> Self {
-        Self { per_peer: Arc::default(), all: Arc::new(Semaphore::new(MAX_UNAUTHENTICATED)) }
+        Self { waiting: Arc::default() }
     }
 
-    fn enter(&self, peer: IpAddr) -> Option<Waiting> {
-        let permit = self.all.clone().try_acquire_owned().ok()?;
-        let mut counts = self.per_peer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = counts.entry(peer).or_default();
-        if *count >= MAX_UNAUTHENTICATED_PER_PEER {
-            return None;
+    fn enter(&self, peer: IpAddr) -> Waiting {
+        let mut room = self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let from_peer = room.sessions.iter().filter(|(_, p, _)| *p == peer).count();
+        let evict = if from_peer >= MAX_UNAUTHENTICATED_PER_PEER {
+            room.sessions.iter().position(|(_, p, _)| *p == peer)
+        } else if room.sessions.len() >= MAX_UNAUTHENTICATED {
+            Some(0)
+        } else {
+            None
+        };
+        if let Some((_, evicted_peer, token)) = evict.and_then(|i| room.sessions.remove(i)) {
+            tracing::debug!(peer = %evicted_peer, "An unauthenticated SMTP session gives way to a newer one");
+            token.cancel();
         }
-        *count += 1;
-        Some(Waiting { peer, per_peer: self.per_peer.clone(), _permit: permit })
+        room.next += 1;
+        let (ticket, evicted) = (room.next, CancellationToken::new());
+        room.sessions.push_back((ticket, peer, evicted.clone()));
+        Waiting { ticket, room: self.waiting.clone(), evicted }
     }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let mut counts = self.per_peer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = counts.get_mut(&self.peer) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.peer);
-            }
-        }
+        let mut room = self.room.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        room.sessions.retain(|(ticket, _, _)| *ticket != self.ticket);
     }
 }
 
@@ -113,12 +129,12 @@ pub async fn serve(listener: TcpListener, mailbox: Mailbox, sender: Sender, shut
             },
             _ = shutdown.wait() => return Ok(()),
         };
-        let admitted = permits.clone().try_acquire_owned().ok().zip(doorway.enter(peer.ip()));
-        let Some((permit, waiting)) = admitted else {
-            tracing::warn!(%peer, "Too many SMTP connections from there or in all; refusing one");
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "Too many SMTP connections; refusing one");
             let _ = stream.write_all(b"421 4.7.0 too many connections, try again later\r\n").await;
             continue;
         };
+        let waiting = doorway.enter(peer.ip());
         let (mailbox, sender) = (mailbox.clone(), sender.clone());
         tokio::spawn(async move {
             if let Err(error) = session(stream, mailbox, &sender, waiting).await {
@@ -149,7 +165,15 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
     let mut envelope = Envelope::default();
     loop {
         let deadline = if waiting.is_some() { authenticate_by.min(idle_until) } else { idle_until };
-        let Some(line) = next_line(&mut lines, deadline).await? else {
+        let evicted = waiting.as_ref().map(|w| w.evicted.clone()).unwrap_or_default();
+        let line = tokio::select! {
+            line = next_line(&mut lines, deadline) => line?,
+            _ = evicted.cancelled(), if waiting.is_some() => {
+                send(&mut write, "421 4.7.0 too many connections waiting to authenticate, closing").await?;
+                return Ok(());
+            }
+        };
+        let Some(line) = line else {
             let reason = if waiting.is_some() { "authenticate first" } else { "idle for too long" };
             send(&mut write, format!("421 4.4.2 {reason}, closing")).await?;
             return Ok(());
@@ -329,13 +353,19 @@ mod tests {
     }
 
     #[test]
-    fn the_doorway_admits_a_few_per_peer_and_frees_a_place_when_left() {
+    fn a_new_session_over_the_limit_closes_the_oldest_waiting_one_of_its_peer() {
         let doorway = Doorway::new();
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        let held: Vec<_> = (0..MAX_UNAUTHENTICATED_PER_PEER).map(|_| doorway.enter(peer).unwrap()).collect();
-        assert!(doorway.enter(peer).is_none());
-        assert!(doorway.enter("10.0.0.2".parse().unwrap()).is_some(), "another peer still gets in");
+        let held: Vec<_> = (0..MAX_UNAUTHENTICATED_PER_PEER).map(|_| doorway.enter(peer)).collect();
+        let other = doorway.enter("10.0.0.2".parse().unwrap());
+        let newest = doorway.enter(peer);
+        assert!(held[0].evicted.is_cancelled(), "the oldest of that peer gives way");
+        assert!(held[1..].iter().all(|w| !w.evicted.is_cancelled()) && !other.evicted.is_cancelled());
         drop(held);
-        assert!(doorway.enter(peer).is_some());
+        assert!(!newest.evicted.is_cancelled());
+        let crowd: Vec<_> =
+            (0..MAX_UNAUTHENTICATED).map(|i| doorway.enter(IpAddr::from([10, 1, 0, i as u8]))).collect();
+        assert!(other.evicted.is_cancelled() && newest.evicted.is_cancelled(), "the oldest of all give way to a crowd");
+        assert!(crowd.iter().all(|w| !w.evicted.is_cancelled()));
     }
 }

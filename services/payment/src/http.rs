@@ -173,7 +173,8 @@ async fn get_payment(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PayRequest {
-    secret: String,
+    #[serde(default)]
+    secret: Option<String>,
 }
 
 /// Pays once: the first call wins (200), every later or concurrent one gets a 409 and
@@ -192,9 +193,9 @@ async fn pay(
             }
             allowed(caller, store::get(&state.pool, id).await?, id)?;
         }
-        (None, Some(PayRequest { secret })) if state.links.opens(id, secret) => {}
-        (None, Some(_)) => return Err(not_found(id)),
-        (None, None) => return Err(AuthError::Missing.into()),
+        (None, Some(PayRequest { secret: Some(secret) })) if state.links.opens(id, secret) => {}
+        (None, Some(PayRequest { secret: Some(_) })) => return Err(not_found(id)),
+        (None, _) => return Err(AuthError::Missing.into()),
     }
     let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
