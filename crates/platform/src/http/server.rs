@@ -24,14 +24,23 @@ use crate::Shutdown;
 /// A request's headers must arrive within this long, and so must the next request's on a
 /// kept-alive connection.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections open at once; more are closed as soon as they are accepted.
+/// Connections open at once, at most; more are closed as soon as they are accepted. Fewer
+/// when the process may open fewer files: half its limit, the rest for storage and Kafka.
 pub const MAX_CONNECTIONS: usize = 2048;
+
+fn connection_limit() -> usize {
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) => MAX_CONNECTIONS.min(usize::try_from(soft / 2).unwrap_or(MAX_CONNECTIONS)).max(16),
+        Err(_) => MAX_CONNECTIONS,
+    }
+}
 /// How long requests in flight get to finish once the service stops.
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `router` on `listener` until `shutdown`.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = connection_limit();
+    let permits = Arc::new(Semaphore::new(limit));
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
     let (stopping, stop) = watch::channel(false);
     let open = tokio_util::task::TaskTracker::new();
@@ -52,7 +61,7 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) ->
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             refused += 1;
             if refused.is_power_of_two() {
-                tracing::warn!(%peer, refused, limit = MAX_CONNECTIONS, "Too many open connections; closing new ones");
+                tracing::warn!(%peer, refused, limit, "Too many open connections; closing new ones");
             }
             continue;
         };
