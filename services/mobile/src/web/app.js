@@ -1,6 +1,7 @@
 // The customer's app: catalogue, cart and checkout; the order page, whose timeline and push
-// notifications advance live over Server-Sent Events; the customer's orders. Plain browser
-// JavaScript, no build step: the mobile service embeds and serves this file as it is.
+// notifications advance live over Server-Sent Events; the customer's orders; signing in and
+// creating an account. Plain browser JavaScript, no build step: the mobile service embeds and
+// serves this file as it is. It uses /assets/ui.js (h, ui): the token, ui.api, ui.stream.
 'use strict';
 
 const STAGES = [
@@ -18,12 +19,15 @@ const app = {
   config: null,
   products: [],
   cart: readStored('shop.cart', {}),
-  customer: readStored('shop.customer', { name: '', email: '', phone: '' }),
+  // The name and phone last ordered with, per account.
+  details: readStored('shop.details', {}),
   // The Idempotency-Key of the order being placed: a retry of the same order reuses it.
   attempt: null,
   // Every route change bumps it, so answers for a page already left are dropped.
   visit: 0,
   streams: [],
+  // Where to go once signed in.
+  next: '#/',
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -67,26 +71,18 @@ class Problem extends Error {
   }
 }
 
-/** fetch, answering JSON or throwing a Problem naming what went wrong. */
+/** ui.api (the token, JSON), throwing a Problem naming what went wrong. A 401 has already
+ * dropped the token and shown the sign-in (ui.onSignedOut, below): its Problem says so. */
 async function request(url, options, who) {
-  let response;
   try {
-    response = await fetch(url, options);
-  } catch {
-    throw new Problem(`${who} cannot be reached. Check your connection and try again.`, 0);
+    return await ui.api(url, options);
+  } catch (problem) {
+    if (!(problem instanceof ui.ApiError)) throw problem;
+    if (problem.unreachable) throw new Problem(`${who} cannot be reached. Check your connection and try again.`, 0);
+    if (problem.status === 401) throw new Problem('Please sign in again: your session has ended.', 401);
+    const busy = problem.status >= 500 ? ' The shop is having trouble; try again in a moment.' : '';
+    throw new Problem(`${who}: ${problem.reason}.${busy}`, problem.status);
   }
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    // Not JSON: the status says enough.
-  }
-  if (!response.ok) {
-    const reason = body && body.error ? body.error : `it answered ${response.status} ${response.statusText}`;
-    const busy = response.status >= 500 ? ' The shop is having trouble; try again in a moment.' : '';
-    throw new Problem(`${who}: ${reason}.${busy}`, response.status);
-  }
-  return body;
 }
 
 function showBanner(text) {
@@ -96,21 +92,36 @@ function showBanner(text) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Routing: #/ (shop), #/cart, #/orders, #/orders/{id}
+// Routing: #/ (shop), #/cart, #/orders, #/orders/{id} (signed in), #/sign-in
 
 function route() {
   app.visit += 1;
   closeStreams();
+  renderAccount();
   const hash = location.hash || '#/';
   const order = hash.match(/^#\/orders\/([0-9a-fA-F-]{36})$/);
+  if (hash === '#/sign-in') {
+    if (ui.session.get()) location.replace('#/');
+    else showSignIn(app.next);
+    return;
+  }
   const name = order ? 'order' : hash === '#/orders' ? 'orders' : 'shop';
+  // A customer's orders are theirs only: sign in first, then come back here.
+  if (name !== 'shop' && !ui.session.get()) {
+    showSignIn(hash);
+    return;
+  }
+  showView(name);
+  if (order) showOrder(order[1].toLowerCase());
+  else if (name === 'orders') showOrders();
+  else showShop(hash === '#/cart');
+}
+
+function showView(name) {
   for (const view of document.querySelectorAll('.view')) view.hidden = view.id !== `view-${name}`;
   for (const link of document.querySelectorAll('[data-nav]')) {
     link.classList.toggle('active', link.dataset.nav === name || (name === 'order' && link.dataset.nav === 'orders'));
   }
-  if (order) showOrder(order[1].toLowerCase());
-  else if (name === 'orders') showOrders();
-  else showShop(hash === '#/cart');
 }
 
 function closeStreams() {
@@ -125,20 +136,23 @@ function showShop(toCart) {
   document.title = 'Shop';
   renderProducts();
   renderCart();
+  const signedIn = ui.session.get();
   const form = $('#checkout');
-  for (const field of ['name', 'email', 'phone']) {
-    if (!form.elements[field].value) form.elements[field].value = app.customer[field] || '';
+  const details = (signedIn && app.details[signedIn.subject]) || {};
+  for (const field of ['name', 'phone']) {
+    if (!form.elements[field].value) form.elements[field].value = details[field] || '';
   }
-  if (toCart) $('#cart').scrollIntoView({ behavior: 'smooth' });
+  $('#checkout-account').textContent = signedIn
+    ? `Ordering as ${signedIn.subject}.`
+    : 'You sign in or create an account when you place the order.';
+  if (toCart) $('#checkout').scrollIntoView({ behavior: 'smooth' });
   else window.scrollTo(0, 0);
 }
 
-const TILE_COLOURS = ['#0f766e', '#92400e', '#4f46e5', '#b45309', '#7c2d12', '#334155', '#be185d', '#15803d'];
-
-/** The product's picture: its initials on a colour of its own. */
+/** The product's picture: its initials on a colour of its own (.tile-0 … .tile-7 in app.css). */
 function tile(product, index) {
   const initials = product.name.split(/\s+/).map((word) => word[0]).join('').slice(0, 2).toUpperCase();
-  return h('div', { class: 'tile', style: `background:${TILE_COLOURS[index % TILE_COLOURS.length]}`, 'aria-hidden': 'true' }, initials);
+  return h('div', { class: `tile tile-${index % 8}`, 'aria-hidden': 'true' }, initials);
 }
 
 function renderProducts() {
@@ -195,7 +209,7 @@ function renderCart() {
   const button = $('#place-order');
   if (!button.dataset.busy) {
     button.disabled = lines.length === 0;
-    button.textContent = lines.length ? `Place order · ${total}` : 'Place order';
+    button.textContent = !lines.length ? 'Place order' : ui.session.get() ? `Place order · ${total}` : `Sign in to order · ${total}`;
   }
 }
 
@@ -210,13 +224,19 @@ async function placeOrder(event) {
   const form = event.currentTarget;
   const error = $('#checkout-error');
   error.hidden = true;
+  const signedIn = ui.session.get();
+  if (!signedIn) {
+    // Checkout needs an account; what was typed stays in the form for the way back.
+    showSignIn('#/cart', 'Sign in or create an account to place your order.');
+    return;
+  }
+  // The email is the account's: order takes it from the token.
   const customer = {
     name: form.elements.name.value.trim(),
-    email: form.elements.email.value.trim(),
     phone: form.elements.phone.value.trim(),
   };
   const missing = Object.entries(customer).filter(([field]) => !form.elements[field].checkValidity() || !customer[field]);
-  for (const field of ['name', 'email', 'phone']) {
+  for (const field of ['name', 'phone']) {
     form.elements[field].setAttribute('aria-invalid', String(missing.some(([f]) => f === field)));
   }
   if (missing.length) {
@@ -226,11 +246,14 @@ async function placeOrder(event) {
   }
   const lines = cartLines();
   if (!lines.length) return;
+  // No unitPrice: order prices the items from its catalogue.
   const body = JSON.stringify({
     customer,
-    items: lines.map((line) => ({ sku: line.sku, quantity: line.quantity, unitPrice: line.price })),
+    items: lines.map((line) => ({ sku: line.sku, quantity: line.quantity })),
   });
-  if (!app.attempt || app.attempt.body !== body) app.attempt = { body, key: newKey() };
+  if (!app.attempt || app.attempt.body !== body || app.attempt.subject !== signedIn.subject) {
+    app.attempt = { body, subject: signedIn.subject, key: newKey() };
+  }
   const button = $('#place-order');
   button.dataset.busy = 'true';
   button.disabled = true;
@@ -238,16 +261,17 @@ async function placeOrder(event) {
   try {
     const order = await request(`${app.config.orderUrl}/orders`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'idempotency-key': app.attempt.key },
+      headers: { 'idempotency-key': app.attempt.key },
       body,
     }, 'The order service');
-    app.customer = customer;
-    store('shop.customer', customer);
+    app.details[signedIn.subject] = customer;
+    store('shop.details', app.details);
     app.cart = {};
     store('shop.cart', app.cart);
     app.attempt = null;
     location.hash = `#/orders/${order.orderId}`;
   } catch (problem) {
+    if (problem.status === 401) return; // the sign-in is showing; the cart and form are kept
     error.textContent = `Your order was not placed. ${problem.message}`;
     error.hidden = false;
   } finally {
@@ -269,8 +293,11 @@ async function showOrder(id) {
   try {
     order = await request(`${app.config.orderUrl}/orders/${id}`, {}, 'The order service');
   } catch (problem) {
-    if (visit !== app.visit) return;
-    $('#order-error-text').textContent = problem.status === 404 ? `There is no order ${shortId(id)}.` : problem.message;
+    if (visit !== app.visit || problem.status === 401) return;
+    // Another customer's order is a 404 too: it is not in this account.
+    $('#order-error-text').textContent = problem.status === 404
+      ? `There is no order ${shortId(id)} in your account.`
+      : problem.message;
     $('#order-error').hidden = false;
     return;
   }
@@ -338,45 +365,53 @@ function setLive(selector, state, text) {
   pill.textContent = text;
 }
 
-/** The order's stages from order's live stream; it ends once the order is delivered. */
+/** The order's stages from order's live stream (ui.stream: Server-Sent Events read with
+ * fetch, so that the token goes with them); closed once the order is delivered. Stages come
+ * from the first on every connection; those already shown change nothing. */
 function followStages(order) {
   if (app.order.reached.has('delivered')) {
     setLive('#stage-live', 'done', 'Complete');
     return;
   }
-  const source = new EventSource(`${app.config.orderUrl}/orders/${order.orderId}/events`);
-  app.streams.push(source);
-  source.onopen = () => setLive('#stage-live', 'live', 'Live');
-  source.addEventListener('stage', (event) => {
-    const data = JSON.parse(event.data);
-    reach(data.stage, data.at);
-    if (data.done) {
-      source.close();
-      setLive('#stage-live', 'done', 'Complete');
-    }
+  const stream = ui.stream(`${app.config.orderUrl}/orders/${order.orderId}/events`, {
+    onOpen: () => setLive('#stage-live', 'live', 'Live'),
+    on: {
+      stage: (data) => {
+        const stage = JSON.parse(data);
+        reach(stage.stage, stage.at);
+        if (stage.done) {
+          stream.close();
+          setLive('#stage-live', 'done', 'Complete');
+        }
+      },
+    },
+    onError: (problem, retrying) => {
+      if (retrying) {
+        setLive('#stage-live', 'reconnecting', 'Reconnecting…');
+      } else if (problem.status !== 401) {
+        setLive('#stage-live', 'reconnecting', 'Offline');
+        showBanner(`Live updates stopped: the order service answered: ${problem.reason}. Reload the page to try again.`);
+      }
+    },
   });
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) {
-      setLive('#stage-live', 'reconnecting', 'Offline');
-      showBanner('Live updates stopped: the order service cannot be reached. Reload the page to try again.');
-    } else {
-      setLive('#stage-live', 'reconnecting', 'Reconnecting…');
-    }
-  };
+  app.streams.push(stream);
 }
 
 /** The phone's pushes for the order, from the mobile service's live stream. */
 function followPushes(orderId) {
-  const source = new EventSource(`/api/notifications/stream?orderId=${orderId}`);
-  app.streams.push(source);
   // Pushes already stored come at once after connecting; only later ones are animated.
   let openedAt = Infinity;
-  source.onopen = () => {
-    openedAt = Date.now();
-    setLive('#push-live', 'live', 'Live');
-  };
-  source.addEventListener('push', (event) => addPush(JSON.parse(event.data), Date.now() - openedAt > 500));
-  source.onerror = () => setLive('#push-live', 'reconnecting', 'Reconnecting…');
+  const stream = ui.stream(`/api/notifications/stream?orderId=${orderId}`, {
+    onOpen: () => {
+      openedAt = Date.now();
+      setLive('#push-live', 'live', 'Live');
+    },
+    on: { push: (data) => addPush(JSON.parse(data), Date.now() - openedAt > 500) },
+    onError: (problem, retrying) => {
+      if (problem.status !== 401) setLive('#push-live', 'reconnecting', retrying ? 'Reconnecting…' : 'Offline');
+    },
+  });
+  app.streams.push(stream);
 }
 
 function addPush(push, live) {
@@ -402,20 +437,15 @@ function renderPushCount() {
 async function showOrders() {
   const visit = app.visit;
   document.title = 'My orders · Shop';
-  const form = $('#orders-form');
-  if (!form.elements.email.value) form.elements.email.value = app.customer.email || '';
-  const email = form.elements.email.value.trim();
+  $('#orders-who').textContent = `The orders of ${ui.session.get().subject}, newest first.`;
   $('#orders-error').hidden = true;
   $('#orders-empty').hidden = true;
-  if (!email) {
-    $('#orders').replaceChildren();
-    return;
-  }
   let orders;
   try {
-    orders = await request(`${app.config.orderUrl}/orders?email=${encodeURIComponent(email)}`, {}, 'The order service');
+    // The signed-in customer's own orders: the token says whose.
+    orders = await request(`${app.config.orderUrl}/orders`, {}, 'The order service');
   } catch (problem) {
-    if (visit !== app.visit) return;
+    if (visit !== app.visit || problem.status === 401) return;
     $('#orders-error').textContent = problem.message;
     $('#orders-error').hidden = false;
     return;
@@ -434,25 +464,73 @@ async function showOrders() {
           h('span', { class: 'stage', 'data-stage': last ? last.stage : '' }, last ? STAGE_LABEL[last.stage] : 'Unknown'),
           h('span', { class: 'when' }, `${when(order.createdAt)} · ${count} item${count === 1 ? '' : 's'}`),
           h('span', { class: 'progress', role: 'img', 'aria-label': `step ${step} of ${STAGES.length}` },
-            h('span', { style: `width:${(step / STAGES.length) * 100}%` }))));
+            h('span', { style: { width: `${(step / STAGES.length) * 100}%` } }))));
     }),
   );
 }
 
 // ---------------------------------------------------------------------------------------
+// The account: sign in or create one (ui.signInForm, on mobile's /auth/…), sign out
+
+/** The sign-in view, in place of the page asked for; once signed in, `next` is shown. */
+function showSignIn(next, note) {
+  app.visit += 1;
+  closeStreams();
+  app.next = next && next !== '#/sign-in' ? next : '#/';
+  document.title = 'Sign in · Shop';
+  showView('sign-in');
+  $('#sign-in-note').textContent = note
+    || (app.next === '#/' ? 'Sign in, or create an account with your email: your orders, their mails and notifications are kept with it.'
+      : 'Sign in to see your orders, or create an account with your email.');
+  const form = ui.signInForm({
+    as: 'customer',
+    register: true,
+    title: 'Sign in or create an account',
+    onSignedIn: () => {
+      const target = app.next;
+      app.next = '#/';
+      renderAccount();
+      if (location.hash === target || (!location.hash && target === '#/')) route();
+      else location.hash = target;
+    },
+  });
+  $('#sign-in').replaceChildren(form);
+  window.scrollTo(0, 0);
+  form.elements.email.focus();
+}
+
+/** The header: "Signed in as … · Sign out", or a link to sign in. */
+function renderAccount() {
+  const signedIn = ui.session.get();
+  $('#account').replaceChildren(signedIn
+    ? ui.signedInAs(signedIn)
+    : h('a', { href: '#/sign-in', 'data-nav': 'sign-in' }, 'Sign in'));
+  renderCart();
+}
+
+// The token was refused (expired, or the keys changed), or the customer signed out.
+ui.onSignedOut(({ reason }) => {
+  app.attempt = null;
+  closeStreams();
+  renderAccount();
+  if (reason === 'signed-out') {
+    // The next person on this phone starts with an empty checkout.
+    $('#checkout').reset();
+    if (!location.hash || location.hash === '#/') route();
+    else location.hash = '#/';
+    return;
+  }
+  showSignIn(location.hash || '#/', 'Please sign in again: your session has ended.');
+});
+
+// ---------------------------------------------------------------------------------------
 
 async function boot() {
   $('#checkout').addEventListener('submit', placeOrder);
-  $('#orders-form').addEventListener('submit', (event) => {
-    event.preventDefault();
-    if (location.hash === '#/orders') showOrders();
-    else location.hash = '#/orders';
-  });
   try {
-    [app.config, app.products] = await Promise.all([
-      request('/api/config', {}, 'The app'),
-      request('/api/products', {}, 'The catalogue'),
-    ]);
+    app.config = await request('/api/config', { auth: false }, 'The app');
+    // The catalogue is order's, and public.
+    app.products = await request(`${app.config.orderUrl}/products`, { auth: false }, 'The catalogue');
   } catch (problem) {
     showBanner(`The app cannot start. ${problem.message}`);
     return;
