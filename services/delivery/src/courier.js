@@ -2,6 +2,8 @@
 // The courier's deliveries (GET /deliveries, refreshed every two seconds) and the two
 // courier actions. A button is enabled only where the transition is legal: "shipped" from
 // shipping, "delivered" from shipped; the service refuses anything else with a 409.
+// Only the courier may: the page signs in as the courier first (ui.signInForm, /assets/ui.js)
+// and calls with that token; a 401 (an expired token) brings the sign-in back.
 const ACTIONS = [
   { action: 'shipped', label: 'Mark shipped', from: 'shipping', why: 'Only a delivery being prepared (shipping) can be marked shipped.' },
   { action: 'delivered', label: 'Mark delivered', from: 'shipped', why: 'Only a shipped delivery can be marked delivered.' },
@@ -27,17 +29,21 @@ function banner(text) {
   element.hidden = !text;
 }
 
+const signedIn = () => {
+  const session = ui.session.get();
+  return session && session.role === 'courier' ? session : null;
+};
+
 async function load() {
+  if (!signedIn()) return;
   try {
-    const response = await fetch('/deliveries');
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || `the delivery service answered ${response.status}`);
-    deliveries = body;
+    deliveries = await ui.api('/deliveries');
     banner('');
   } catch (error) {
-    banner(error instanceof TypeError
+    if (error.status === 401) return; // the sign-in is showing
+    banner(error.unreachable
       ? 'The delivery service cannot be reached. Retrying…'
-      : `Cannot list deliveries: ${error.message}`);
+      : `Cannot list deliveries: ${error.message}.`);
     return;
   }
   render();
@@ -84,15 +90,14 @@ async function act(orderId, action) {
   errors.delete(orderId);
   render();
   try {
-    const response = await fetch(`/deliveries/${orderId}/${action}`, { method: 'POST' });
-    const body = await response.json().catch(() => ({}));
-    if (response.ok) {
-      deliveries = deliveries.map((d) => (d.orderId === orderId ? body : d));
-    } else {
-      errors.set(orderId, `Not marked ${action}: ${body.error || `the service answered ${response.status}`}`);
+    const body = await ui.api(`/deliveries/${orderId}/${action}`, { method: 'POST' });
+    deliveries = deliveries.map((d) => (d.orderId === orderId ? body : d));
+  } catch (error) {
+    if (error.status !== 401) {
+      errors.set(orderId, error.unreachable
+        ? `Not marked ${action}: the delivery service cannot be reached. Try again.`
+        : `Not marked ${action}: ${error.message}`);
     }
-  } catch {
-    errors.set(orderId, `Not marked ${action}: the delivery service cannot be reached. Try again.`);
   } finally {
     busy.delete(orderId);
     render();
@@ -107,5 +112,41 @@ for (const button of document.querySelectorAll('[data-filter]')) {
     render(true);
   });
 }
-load();
+
+// --- signing in ----------------------------------------------------------------------
+
+function showSignIn(note) {
+  deliveries = [];
+  shown = '';
+  errors.clear();
+  document.getElementById('work').hidden = true;
+  document.getElementById('counts').textContent = '';
+  document.getElementById('account').replaceChildren();
+  const form = ui.signInForm({
+    as: 'courier',
+    title: 'Sign in as the courier',
+    intro: note || 'The deliveries and their actions are the courier’s only.',
+    onSignedIn: start,
+  });
+  const panel = document.getElementById('sign-in');
+  panel.replaceChildren(form);
+  panel.hidden = false;
+  form.elements.password.focus();
+}
+
+function start() {
+  document.getElementById('sign-in').hidden = true;
+  document.getElementById('work').hidden = false;
+  document.getElementById('account').replaceChildren(ui.signedInAs());
+  banner('');
+  load();
+}
+
+ui.onSignedOut(({ reason }) => {
+  banner('');
+  showSignIn(reason === 'refused' ? 'Your session has ended: please sign in again.' : null);
+});
+
+if (signedIn()) start();
+else showSignIn();
 setInterval(load, 2000);
