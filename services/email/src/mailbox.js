@@ -1,11 +1,23 @@
 'use strict';
 // The mails the SMTP server received (GET /api/emails, newest first), checked every two
 // seconds and redrawn only when something changed. Mails not opened yet are bold.
+// Whoever reads signs in first (ui.signInForm, /assets/ui.js): a customer with their email
+// and password gets the mail sent to them; the operator gets all mail. A 401 (an expired
+// token) brings the sign-in back.
 let mails = [];
 let selected = null;
 let shown = '';
-const opened = new Set(JSON.parse(sessionStorage.getItem('opened') || '[]'));
+let opened = new Set();
 const $ = (id) => document.getElementById(id);
+
+/** Who reads: a customer or the operator (a token for another role reads nothing here). */
+function reader() {
+  const session = ui.session.get();
+  return session && (session.role === 'customer' || session.role === 'operator') ? session : null;
+}
+
+/** Which mails this reader opened, kept per reader for this tab. */
+const openedKey = () => `opened:${reader() ? reader().subject : ''}`;
 
 
 function when(at, long) {
@@ -22,14 +34,13 @@ function banner(text) {
 }
 
 async function load() {
+  if (!reader()) return;
   try {
-    const response = await fetch('/api/emails');
-    const body = await response.json();
-    if (!response.ok) throw new Error(body.error || `the mailbox answered ${response.status}`);
-    mails = body;
+    mails = await ui.api('/api/emails');
     banner('');
   } catch (error) {
-    banner(error instanceof TypeError ? 'The mailbox cannot be reached. Retrying…' : `Cannot read mail: ${error.message}`);
+    if (error.status === 401) return; // the sign-in is showing
+    banner(error.unreachable ? 'The mailbox cannot be reached. Retrying…' : `Cannot read mail: ${error.message}.`);
     return;
   }
   render();
@@ -78,7 +89,7 @@ function render(force = false) {
 function select(messageId, byHand) {
   selected = messageId;
   opened.add(messageId);
-  sessionStorage.setItem('opened', JSON.stringify([...opened]));
+  sessionStorage.setItem(openedKey(), JSON.stringify([...opened]));
   $('main').dataset.reading = String(byHand);
   if (byHand) render(true);
 }
@@ -89,5 +100,57 @@ $('back').addEventListener('click', () => {
   render(true);
 });
 $('search').addEventListener('input', () => render(true));
-load();
+
+// --- signing in ----------------------------------------------------------------------
+
+function showSignIn(note) {
+  mails = [];
+  selected = null;
+  shown = '';
+  $('main').hidden = true;
+  $('search').hidden = true;
+  $('count').textContent = '';
+  $('title').textContent = 'Mailbox';
+  $('account').replaceChildren();
+  const customer = ui.signInForm({
+    as: 'customer',
+    title: 'Your mail',
+    intro: note || 'Sign in with the email and password of your Shop account.',
+    onSignedIn: start,
+  });
+  const operator = ui.signInForm({
+    as: 'operator',
+    title: 'All mail',
+    intro: 'The operator reads every mail the shop sent (the latest 200).',
+    onSignedIn: start,
+  });
+  $('sign-in-forms').replaceChildren(customer, operator);
+  $('sign-in').hidden = false;
+  customer.elements.email.focus();
+}
+
+function start() {
+  const session = reader();
+  try {
+    opened = new Set(JSON.parse(sessionStorage.getItem(openedKey()) || '[]'));
+  } catch {
+    opened = new Set();
+  }
+  $('sign-in').hidden = true;
+  $('main').hidden = false;
+  $('search').hidden = false;
+  $('title').textContent = session.role === 'operator' ? 'Mailbox · all mail' : 'Mailbox';
+  $('account').replaceChildren(ui.signedInAs(session));
+  banner('');
+  render(true);
+  load();
+}
+
+ui.onSignedOut(({ reason }) => {
+  banner('');
+  showSignIn(reason === 'refused' ? 'Your session has ended: please sign in again.' : null);
+});
+
+if (reader()) start();
+else showSignIn();
 setInterval(load, 2000);
