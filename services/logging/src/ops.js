@@ -1,10 +1,13 @@
 'use strict';
 // The audit trail arrives live from GET /logs/stream (Server-Sent Events: the stored
-// records first, then each new one); the lag of every consumer group is measured in Kafka
-// by GET /api/lag every three seconds.
+// records first, then each new one, read with ui.stream so that the token goes with them);
+// the lag of every consumer group is measured in Kafka by GET /api/lag every three seconds.
+// Both are the operator's only: the page signs in as the operator first (ui.signInForm,
+// /assets/ui.js); a 401 (an expired token) brings the sign-in back.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_ROWS = 500;
 let source = null;
+let filtered = '';
 let seen = new Set();
 let openedAt = Infinity;
 
@@ -24,19 +27,32 @@ function live(state, text) {
 // --- audit trail -------------------------------------------------------------------
 
 function follow(orderId) {
-  if (source) source.close();
+  stop();
   seen = new Set();
   openedAt = Infinity;
   $('records').replaceChildren();
   renderCount();
+  if (!signedIn()) return;
+  live('connecting', 'connecting…');
   const url = orderId ? `/logs/stream?orderId=${orderId}` : '/logs/stream';
-  source = new EventSource(url);
-  source.onopen = () => {
-    openedAt = Date.now();
-    live('live', 'live');
-  };
-  source.addEventListener('record', (event) => add(JSON.parse(event.data), Date.now() - openedAt > 500));
-  source.onerror = () => live('reconnecting', 'reconnecting…');
+  // A stream that ends (it fell behind) reconnects and starts over; rows already shown stay.
+  source = ui.stream(url, {
+    onOpen: () => {
+      openedAt = Date.now();
+      live('live', 'live');
+    },
+    on: { record: (data) => add(JSON.parse(data), Date.now() - openedAt > 500) },
+    onError: (problem, retrying) => {
+      if (problem.status === 401) return; // the sign-in is showing
+      live('reconnecting', retrying ? 'reconnecting…' : 'stopped');
+      if (!retrying) banner(`The audit trail stopped: ${problem.message}. Reload the page to try again.`);
+    },
+  });
+}
+
+function stop() {
+  if (source) source.close();
+  source = null;
 }
 
 function add(record, fresh) {
@@ -74,6 +90,7 @@ function applyFilter(value) {
   }
   $('filter').elements.orderId.value = orderId;
   history.replaceState(null, '', orderId ? `?orderId=${orderId}` : location.pathname);
+  filtered = orderId;
   follow(orderId);
 }
 
@@ -86,16 +103,16 @@ $('clear').addEventListener('click', () => applyFilter(''));
 // --- consumer lag ------------------------------------------------------------------
 
 async function measure() {
+  if (!signedIn()) return;
   let report;
   try {
-    const response = await fetch('/api/lag');
-    report = await response.json();
-    if (!response.ok) throw new Error(report.error || `the logging service answered ${response.status}`);
+    report = await ui.api('/api/lag');
     banner('');
   } catch (error) {
-    const reason = error instanceof TypeError ? 'the logging service cannot be reached' : error.message;
+    if (error.status === 401) return; // the sign-in is showing
+    const reason = error.unreachable ? 'the logging service cannot be reached' : error.message;
     $('lag-updated').textContent = `not measured: ${reason}`;
-    if (error instanceof TypeError) banner('The logging service cannot be reached. Retrying…');
+    if (error.unreachable) banner('The logging service cannot be reached. Retrying…');
     return;
   }
   $('lag-updated').textContent = `measured ${new Date(report.measuredAt).toLocaleTimeString()}`;
@@ -112,6 +129,43 @@ async function measure() {
   }));
 }
 
-applyFilter(new URLSearchParams(location.search).get('orderId') || '');
-measure();
+// --- signing in ----------------------------------------------------------------------
+
+function signedIn() {
+  const session = ui.session.get();
+  return session && session.role === 'operator' ? session : null;
+}
+
+function showSignIn(note) {
+  stop();
+  $('console').hidden = true;
+  $('account').replaceChildren();
+  const form = ui.signInForm({
+    as: 'operator',
+    title: 'Sign in as the operator',
+    intro: note || 'The audit trail and the consumer lag are the operator’s only.',
+    onSignedIn: start,
+  });
+  $('sign-in').replaceChildren(form);
+  $('sign-in').hidden = false;
+  form.elements.password.focus();
+}
+
+function start() {
+  $('sign-in').hidden = true;
+  $('console').hidden = false;
+  $('account').replaceChildren(ui.signedInAs(signedIn()));
+  banner('');
+  applyFilter(filtered);
+  measure();
+}
+
+ui.onSignedOut(({ reason }) => {
+  banner('');
+  showSignIn(reason === 'refused' ? 'Your session has ended: please sign in again.' : null);
+});
+
+filtered = new URLSearchParams(location.search).get('orderId') || '';
+if (signedIn()) start();
+else showSignIn();
 setInterval(() => { if (!document.hidden) measure(); }, 3000);
