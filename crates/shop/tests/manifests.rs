@@ -2,8 +2,9 @@
 //! and the compose file (deploy/compose) are read as YAML and held against what the real
 //! `shop` binary says about itself in `--help`: its subcommands, the environment variables
 //! it reads, their defaults, and the ports it listens on; and against the code's own
-//! constants: the health paths and the 11 topics. Rename a variable, a subcommand or a
-//! path in the code and these tests name the manifest that is now wrong.
+//! constants: the health paths, the 11 topics and the secret files each service reads
+//! (`shop_<service>::secret_files()`). Rename a variable, a subcommand, a path or a secret
+//! file in the code and these tests name the manifest that is now wrong.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -26,6 +27,37 @@ const REPLICATED: [&str; 2] = ["order", "payment"];
 const KAFKA_IMAGE: &str = "confluentinc/cp-kafka";
 const ZOOKEEPER_IMAGE: &str = "confluentinc/cp-zookeeper";
 const POSTGRES_IMAGE: &str = "postgres";
+/// The Secret the kustomization generates from the secrets folder, and where the pods mount it.
+const SECRET_NAME: &str = "shop-secrets";
+/// The folder of files the kustomization's secretGenerator reads, relative to deploy/k8s.
+const SECRETS_FOLDER: &str = "secrets";
+/// The files of that folder that are committed: everything else there is a secret.
+const COMMITTED_IN_SECRETS_FOLDER: [&str; 2] = [".gitignore", "README.md"];
+/// The pages that sign people in from the browser (at mobile, SIGN_IN_URL), so mobile must
+/// allow their origins; the app itself (mobile's page) calls order.
+const SIGN_IN_PAGES: [&str; 4] = ["payment", "delivery", "logging", "email"];
+
+/// The files of the secrets folder a service reads: what its crate says.
+fn secret_files(service: &str) -> BTreeSet<String> {
+    let files = match service {
+        "order" => shop_order::secret_files(),
+        "payment" => shop_payment::secret_files(),
+        "delivery" => shop_delivery::secret_files(),
+        "notification" => shop_notification::secret_files(),
+        "logging" => shop_logging::secret_files(),
+        "mobile" => shop_mobile::secret_files(),
+        "email" => shop_email::secret_files(),
+        other => panic!("no secret_files() known for the service {other}: add it here"),
+    };
+    let set: BTreeSet<String> = files.iter().cloned().collect();
+    assert_eq!(set.len(), files.len(), "{service}: secret_files() names a file twice: {files:?}");
+    set
+}
+
+/// Every file any service reads.
+fn all_secret_files() -> BTreeSet<String> {
+    binary().services.keys().flat_map(|service| secret_files(service)).collect()
+}
 
 // ---------------------------------------------------------------------------------------
 // What the binary says about itself
@@ -61,6 +93,7 @@ struct Binary {
     /// `shop serve <service>` for each service.
     services: BTreeMap<String, Options>,
     topics_create: Options,
+    secrets_generate: Options,
 }
 
 fn shop(args: &[&str]) -> String {
@@ -135,7 +168,9 @@ fn binary() -> &'static Binary {
             .collect();
         assert!(subcommands(&shop(&["topics", "--help"])).contains(&"create".to_owned()));
         let topics_create = options(&shop(&["topics", "create", "--help"]));
-        Binary { services, topics_create }
+        assert!(subcommands(&shop(&["secrets", "--help"])).contains(&"generate".to_owned()));
+        let secrets_generate = options(&shop(&["secrets", "generate", "--help"]));
+        Binary { services, topics_create, secrets_generate }
     })
 }
 
@@ -198,6 +233,7 @@ fn is_shop_image(image: &str) -> bool {
 enum Run {
     Serve(String),
     TopicsCreate,
+    SecretsGenerate,
 }
 
 #[derive(Debug)]
@@ -207,8 +243,8 @@ struct Invocation {
     flags: BTreeMap<String, String>,
 }
 
-/// Parses `[shop] serve <service> [--flag value]...` or `[shop] topics create [...]`,
-/// failing on anything the binary does not have.
+/// Parses `[shop] serve <service> [--flag value]...`, `[shop] topics create [...]` or
+/// `[shop] secrets generate [...]`, failing on anything the binary does not have.
 fn invocation(words: &[String], place: &str) -> Invocation {
     let bin = binary();
     let rest = match words.first().map(String::as_str) {
@@ -225,7 +261,12 @@ fn invocation(words: &[String], place: &str) -> Invocation {
         [topics, create, flags @ ..] if topics == "topics" && create == "create" => {
             (Run::TopicsCreate, &bin.topics_create, flags)
         }
-        _ => panic!("{place}: {words:?} is neither `shop serve <service>` nor `shop topics create`"),
+        [secrets, generate, flags @ ..] if secrets == "secrets" && generate == "generate" => {
+            (Run::SecretsGenerate, &bin.secrets_generate, flags)
+        }
+        _ => panic!(
+            "{place}: {words:?} is none of `shop serve <service>`, `shop topics create`, `shop secrets generate`"
+        ),
     };
     let mut parsed = BTreeMap::new();
     let mut i = 0;
@@ -249,6 +290,7 @@ fn options_of(run: &Run) -> &'static Options {
     match run {
         Run::Serve(service) => &binary().services[service],
         Run::TopicsCreate => &binary().topics_create,
+        Run::SecretsGenerate => &binary().secrets_generate,
     }
 }
 
@@ -511,7 +553,7 @@ impl Cluster {
             .filter(|c| is_shop_image(str_of(c, "image")))
             .filter_map(|c| match invocation(&strings(&c["args"]), "service backend").run {
                 Run::Serve(name) => Some(name),
-                Run::TopicsCreate => None,
+                Run::TopicsCreate | Run::SecretsGenerate => None,
             })
             .collect()
     }
@@ -562,7 +604,7 @@ fn every_shop_container_in_kubernetes_runs_a_real_subcommand() {
         .iter()
         .filter_map(|(_, inv, _)| match &inv.run {
             Run::Serve(service) => Some(service.clone()),
-            Run::TopicsCreate => None,
+            Run::TopicsCreate | Run::SecretsGenerate => None,
         })
         .collect();
     let all: BTreeSet<String> = binary().services.keys().cloned().collect();
@@ -623,7 +665,7 @@ fn every_shop_container_port_and_probe_matches_the_port_the_service_listens_on()
                 }
             }
         } else {
-            assert!(declared.is_empty(), "{}: `topics create` listens on nothing", c.place);
+            assert!(declared.is_empty(), "{}: {:?} listens on nothing", c.place, inv.run);
         }
     }
 }
@@ -825,11 +867,17 @@ fn the_topic_job_creates_the_eleven_topics_with_replication_factor_three_once_th
     assert!(waits, "{}: an init container waits for the three brokers", c.place);
 }
 
-#[test]
-fn the_ingress_sends_the_public_endpoints_to_the_services_that_serve_them() {
-    let cluster = cluster();
+/// One path of the Ingress and the shop service behind it.
+struct Route {
+    path: String,
+    exact: bool,
+    service: String,
+}
+
+/// The Ingress's paths, each checked to lead to a port of its Service and to one shop service.
+fn ingress_routes(cluster: &Cluster) -> Vec<Route> {
     let ingress = cluster.of_kind("Ingress").next().expect("an Ingress");
-    let mut routes: BTreeMap<String, String> = BTreeMap::new();
+    let mut routes = Vec::new();
     for rule in seq(&ingress["spec"]["rules"]) {
         for path in seq(&rule["http"]["paths"]) {
             let backend = &path["backend"]["service"];
@@ -841,12 +889,633 @@ fn the_ingress_sends_the_public_endpoints_to_the_services_that_serve_them() {
             assert!(has_port, "Ingress backend {backend:?} names a port its Service lacks");
             let behind = cluster.shop_services_behind(service);
             assert_eq!(behind.len(), 1, "{backend:?} leads to one service");
-            routes.insert(str_of(path, "path").to_owned(), behind.into_iter().next().unwrap());
+            let exact = match str_of(path, "pathType") {
+                "Exact" => true,
+                "Prefix" => false,
+                other => panic!("Ingress path {path:?}: pathType {other:?}; Exact or Prefix mean the same everywhere"),
+            };
+            routes.push(Route {
+                path: str_of(path, "path").to_owned(),
+                exact,
+                service: behind.into_iter().next().unwrap(),
+            });
         }
     }
-    // POST /orders; GET /pay/{id} (the payment page) and POST /payments/{id}/pay; the app.
-    for (path, service) in [("/orders", "order"), ("/pay", "payment"), ("/payments", "payment"), ("/", "mobile")] {
-        assert_eq!(routes.get(path).map(String::as_str), Some(service), "Ingress route {path}");
+    routes
+}
+
+/// The service a request path reaches, as Kubernetes defines it: an Exact path matches
+/// itself; a Prefix path matches whole path elements; the longest match wins, Exact over
+/// Prefix when they are as long.
+fn route<'a>(routes: &'a [Route], request: &str) -> Option<&'a str> {
+    let elements = |p: &str| p.split('/').filter(|e| !e.is_empty()).map(str::to_owned).collect::<Vec<_>>();
+    routes
+        .iter()
+        .filter(|r| {
+            if r.exact {
+                r.path == request
+            } else {
+                let (prefix, path) = (elements(&r.path), elements(request));
+                path.len() >= prefix.len() && path[..prefix.len()] == prefix[..]
+            }
+        })
+        .max_by_key(|r| (r.path.trim_end_matches('/').len(), r.exact))
+        .map(|r| r.service.as_str())
+}
+
+/// The files a page loads from its own origin: `src="/..."` and `href="/..."`.
+fn page_assets(html_file: &str) -> Vec<String> {
+    let html = read(&root().join(html_file));
+    let mut assets = Vec::new();
+    for attribute in ["src=\"/", "href=\"/"] {
+        for (i, _) in html.match_indices(attribute) {
+            let value = &html[i + attribute.len() - 1..];
+            assets.push(value[..value.find('"').unwrap()].to_owned());
+        }
+    }
+    assert!(!assets.is_empty(), "{html_file} loads nothing: is it still the page?");
+    assets
+}
+
+#[test]
+fn the_ingress_sends_the_public_endpoints_to_the_services_that_serve_them() {
+    use shop_platform::http::{SITE_PATH, UI_SCRIPT_PATH};
+    let routes = ingress_routes(cluster());
+    let mut public: Vec<(String, &str)> = [
+        // The catalogue, the order API and its live stages (the app calls them).
+        ("/products", "order"),
+        ("/orders", "order"),
+        ("/orders/0190d5a4-0000-7000-8000-000000000000", "order"),
+        ("/orders/0190d5a4-0000-7000-8000-000000000000/events", "order"),
+        // The payment link's page, and paying.
+        ("/pay/0190d5a4-0000-7000-8000-000000000000", "payment"),
+        ("/payments/0190d5a4-0000-7000-8000-000000000000/pay", "payment"),
+        // The app, what it asks mobile, and signing in with the keys that check it.
+        ("/", "mobile"),
+        ("/api/config", "mobile"),
+        ("/api/notifications", "mobile"),
+        ("/api/notifications/stream", "mobile"),
+        ("/auth/customers", "mobile"),
+        ("/auth/sign-in", "mobile"),
+        ("/auth/staff/sign-in", "mobile"),
+        ("/.well-known/jwks.json", "mobile"),
+        (SITE_PATH, "mobile"),
+        (UI_SCRIPT_PATH, "mobile"),
+    ]
+    .into_iter()
+    .map(|(path, service)| (path.to_owned(), service))
+    .collect();
+    // What the app's and the payment page's HTML load, from the service that serves the page
+    // (or from any service: the assets every service serves alike).
+    for (page, service) in
+        [("services/mobile/src/web/index.html", "mobile"), ("services/payment/src/pay.html", "payment")]
+    {
+        public.extend(page_assets(page).into_iter().map(|asset| (asset, service)));
+    }
+    for (path, service) in &public {
+        let reached = route(&routes, path);
+        let shared = [SITE_PATH, UI_SCRIPT_PATH].contains(&path.as_str());
+        assert!(
+            reached == Some(*service) || (shared && reached.is_some()),
+            "Ingress: {path} reaches {reached:?}, not {service}"
+        );
+    }
+    // What stays inside the cluster: the courier's and the operator's pages and APIs, the
+    // mailbox, notification's metrics, and mobile's push inbox (notification's only).
+    for path in [
+        "/api/push",
+        "/courier",
+        "/deliveries",
+        "/deliveries/0190d5a4-0000-7000-8000-000000000000/shipped",
+        "/logs",
+        "/logs/stream",
+        "/api/lag",
+        "/api/emails",
+        "/metrics",
+    ] {
+        assert_eq!(route(&routes, path), None, "Ingress: {path} should stay inside the cluster");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes: the keys and passwords
+
+/// The kustomization.
+fn kustomization() -> &'static Value {
+    static KUSTOMIZATION: OnceLock<Value> = OnceLock::new();
+    KUSTOMIZATION.get_or_init(|| documents(&k8s_dir().join("kustomization.yaml")).remove(0))
+}
+
+/// The volume of a pod that mounts `secret`, if any.
+fn secret_volumes<'a>(pod: &'a Value, secret: &str) -> Vec<&'a Value> {
+    seq(&pod["volumes"])
+        .iter()
+        .filter(|v| str_of(&v["secret"], "secretName") == secret)
+        .chain(
+            seq(&pod["volumes"])
+                .iter()
+                .filter(|v| seq(&v["projected"]["sources"]).iter().any(|s| str_of(&s["secret"], "name") == secret)),
+        )
+        .collect()
+}
+
+#[test]
+fn every_shop_container_mounts_exactly_the_secret_files_its_service_reads_read_only_at_secrets_dir() {
+    let cluster = cluster();
+    let mut mounted = BTreeSet::new();
+    for (c, inv, env) in cluster.shop_containers() {
+        let volumes = secret_volumes(c.pod, SECRET_NAME);
+        let Run::Serve(service) = &inv.run else {
+            assert!(
+                volumes.is_empty(),
+                "{}: {:?} reads no secret file but its pod mounts {SECRET_NAME}",
+                c.place,
+                inv.run
+            );
+            continue;
+        };
+        // The default, <DATA_DIR>/secrets, is an empty folder here: SECRETS_DIR must be set.
+        let dir = env
+            .get("SECRETS_DIR")
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| panic!("{}: SECRETS_DIR is not set to where the Secret is mounted", c.place));
+        let mounts: Vec<&Value> =
+            seq(&c.container["volumeMounts"]).iter().filter(|m| str_of(m, "mountPath") == dir).collect();
+        assert_eq!(mounts.len(), 1, "{}: one volume mounted at SECRETS_DIR={dir}", c.place);
+        let mount = mounts[0];
+        assert_eq!(mount["readOnly"].as_bool(), Some(true), "{}: the secrets are mounted read-only", c.place);
+        assert!(mount["subPath"].is_null(), "{}: a subPath mount never sees a new Secret", c.place);
+        let volume = seq(&c.pod["volumes"])
+            .iter()
+            .find(|v| str_of(v, "name") == str_of(mount, "name"))
+            .unwrap_or_else(|| panic!("{}: no volume {}", c.place, str_of(mount, "name")));
+        let secret = &volume["secret"];
+        assert_eq!(str_of(secret, "secretName"), SECRET_NAME, "{}: {dir} holds the Secret {SECRET_NAME}", c.place);
+        assert_eq!(volumes.len(), 1, "{}: the pod mounts {SECRET_NAME} once", c.place);
+        assert_ne!(secret["optional"].as_bool(), Some(true), "{}: a missing Secret must stop the pod", c.place);
+        // Least privilege: exactly the files the service reads, under their own names.
+        let mut keys = BTreeSet::new();
+        for item in seq(&secret["items"]) {
+            let key = str_of(item, "key").to_owned();
+            assert_eq!(str_of(item, "path"), key, "{}: the file {key} keeps its name", c.place);
+            assert!(item["mode"].is_null(), "{}: {key} has a mode of its own; defaultMode is the one", c.place);
+            assert!(keys.insert(key.clone()), "{}: {key} listed twice", c.place);
+        }
+        assert_eq!(keys, secret_files(service), "{}: items against shop_{service}::secret_files()", c.place);
+        // Readable by the service's user only through the pod's group: kubelet makes the files
+        // root:<fsGroup> and, the volume being read-only, at most 0440.
+        let mode = secret["defaultMode"].as_u64().unwrap_or(0o644);
+        assert!(mode == 0o400 || mode == 0o440, "{}: defaultMode {mode:#o}, want 0400 or 0440", c.place);
+        let pod_sc = &c.pod["securityContext"];
+        assert!(
+            pod_sc["fsGroup"].as_u64().is_some() && pod_sc["fsGroup"] == pod_sc["runAsGroup"],
+            "{}: fsGroup must be the service's group, or it cannot read its files",
+            c.place
+        );
+        // Never as environment variables.
+        for var in seq(&c.container["env"]) {
+            assert_ne!(str_of(&var["valueFrom"]["secretKeyRef"], "name"), SECRET_NAME, "{}: {var:?}", c.place);
+        }
+        for source in seq(&c.container["envFrom"]) {
+            assert_ne!(str_of(&source["secretRef"], "name"), SECRET_NAME, "{}: envFrom {SECRET_NAME}", c.place);
+        }
+        mounted.insert(service.clone());
+    }
+    let services: BTreeSet<String> = binary().services.keys().cloned().collect();
+    assert_eq!(mounted, services, "every service mounts its secret files");
+    // No other workload (Kafka, ZooKeeper, PostgreSQL, the Job's init container) mounts them.
+    for workload in cluster.workloads() {
+        let pod = &workload["spec"]["template"]["spec"];
+        let serves = seq(&pod["containers"]).iter().any(|c| is_shop_image(str_of(c, "image")));
+        if !serves {
+            assert!(
+                secret_volumes(pod, SECRET_NAME).is_empty(),
+                "{} mounts {SECRET_NAME}",
+                str_of(&workload["metadata"], "name")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_kustomization_generates_the_secret_from_the_files_the_code_names_and_they_are_never_committed() {
+    let generators: Vec<&Value> = seq(&kustomization()["secretGenerator"]).iter().collect();
+    let ours: Vec<&&Value> = generators.iter().filter(|g| str_of(g, "name") == SECRET_NAME).collect();
+    assert_eq!(ours.len(), 1, "kustomization.yaml: one secretGenerator named {SECRET_NAME}");
+    let generator = ours[0];
+    for key in ["literals", "envs", "env"] {
+        assert!(generator[key].is_null(), "secretGenerator {SECRET_NAME}: {key} would put secrets in the repository");
+    }
+    assert_ne!(
+        generator["options"]["disableNameSuffixHash"].as_bool(),
+        Some(true),
+        "secretGenerator {SECRET_NAME}: the hash in its name is what restarts the pods on new secrets"
+    );
+    let mut keys = BTreeSet::new();
+    for entry in strings(&generator["files"]) {
+        let (key, path) =
+            entry.split_once('=').unwrap_or((Path::new(&entry).file_name().unwrap().to_str().unwrap(), &entry));
+        let key = key.to_owned();
+        assert_eq!(path, format!("{SECRETS_FOLDER}/{key}"), "secretGenerator {SECRET_NAME}: {entry}");
+        assert!(keys.insert(key), "secretGenerator {SECRET_NAME}: {entry} twice");
+    }
+    assert_eq!(keys, all_secret_files(), "secretGenerator {SECRET_NAME} against every service's secret_files()");
+
+    // Those are exactly the files `shop secrets generate` makes, as docs/deploy.md says to run it.
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let target = dir.path().join(SECRETS_FOLDER);
+    shop(&["secrets", "generate", "--dir", target.to_str().unwrap()]);
+    let made: BTreeSet<String> = std::fs::read_dir(&target)
+        .expect("shop secrets generate made the folder")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    assert_eq!(made, keys, "shop secrets generate against the secretGenerator's files");
+    let docs = read(&root().join("docs/deploy.md"));
+    assert!(docs.contains("-- secrets generate --dir deploy/k8s/secrets"), "docs/deploy.md: how to fill the folder");
+
+    // The folder keeps nothing but its .gitignore and README in the repository.
+    let ignore = read(&k8s_dir().join(SECRETS_FOLDER).join(".gitignore"));
+    let lines: BTreeSet<&str> =
+        ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    let expected: BTreeSet<String> =
+        std::iter::once("*".to_owned()).chain(COMMITTED_IN_SECRETS_FOLDER.iter().map(|f| format!("!{f}"))).collect();
+    assert_eq!(lines, expected.iter().map(String::as_str).collect(), "deploy/k8s/secrets/.gitignore");
+    let git = |args: &[&str]| Command::new("git").arg("-C").arg(root()).args(args).output().ok();
+    if let Some(tracked) = git(&["ls-files", "deploy/k8s/secrets"]).filter(|o| o.status.success()) {
+        for file in String::from_utf8_lossy(&tracked.stdout).lines() {
+            let name = file.rsplit('/').next().unwrap();
+            assert!(COMMITTED_IN_SECRETS_FOLDER.contains(&name), "{file} is committed: it is a secret");
+        }
+        for name in &keys {
+            let path = format!("deploy/k8s/{SECRETS_FOLDER}/{name}");
+            let ignored = git(&["check-ignore", "-q", &path]).is_some_and(|o| o.status.success());
+            assert!(ignored, "git does not ignore {path}");
+        }
+    }
+}
+
+/// Every file under `dir`, recursively, except the generated secrets of deploy/k8s/secrets.
+fn repository_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            repository_files(&path, files);
+        } else if path.parent() != Some(&k8s_dir().join(SECRETS_FOLDER))
+            || COMMITTED_IN_SECRETS_FOLDER.iter().any(|f| path.ends_with(f))
+        {
+            files.push(path);
+        }
+    }
+}
+
+#[test]
+fn no_key_or_generated_secret_is_in_the_repositorys_deployment_files() {
+    let mut files = Vec::new();
+    repository_files(&root().join("deploy"), &mut files);
+    for path in &files {
+        let Ok(content) = std::fs::read_to_string(path) else { continue };
+        for marker in ["PRIVATE KEY-----", "\"d\":"] {
+            assert!(!content.contains(marker), "{} holds private key material ({marker})", path.display());
+        }
+    }
+    // No manifest carries the generated Secret itself, or a secret file by name in another one.
+    let names = all_secret_files();
+    for (file, doc) in &cluster().resources {
+        if str_of(doc, "kind") != "Secret" {
+            continue;
+        }
+        let name = str_of(&doc["metadata"], "name");
+        assert!(!name.starts_with(SECRET_NAME), "{file}: the Secret {name} must come from the secretGenerator");
+        for field in ["data", "stringData"] {
+            for (key, _) in doc[field].as_mapping().into_iter().flatten() {
+                let key = text(key).unwrap();
+                assert!(!names.contains(&key), "{file}: Secret {name} holds {key}, a file of the secrets folder");
+            }
+        }
+    }
+    // And no compose service is given one of them as a value.
+    for (name, service) in compose_services() {
+        for (var, _) in compose_env(service) {
+            let lower = var.to_lowercase().replace('_', "-");
+            assert!(
+                !names.iter().any(|f| lower.contains(f.trim_end_matches(".pem").trim_end_matches(".json"))),
+                "compose service {name} sets {var}: secrets come from the secrets volume"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Origins: what the browser calls across origins
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> String {
+    url::Url::parse(url).unwrap_or_else(|e| panic!("{url} is not a URL: {e}")).origin().ascii_serialization()
+}
+
+/// The origins of an ALLOWED_ORIGINS value, each checked to be a bare http(s) origin.
+fn allowed_origins(value: Option<String>, place: &str) -> BTreeSet<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|o| {
+            assert_ne!(o, "*", "{place}: ALLOWED_ORIGINS never allows every origin");
+            assert!(o.starts_with("http://") || o.starts_with("https://"), "{place}: {o} is not an http(s) origin");
+            assert_eq!(origin(o), o, "{place}: {o} is more than an origin");
+            o.to_owned()
+        })
+        .collect()
+}
+
+/// What the browser needs, given where it reaches each service (`at`, an origin per service)
+/// and each service's settings: pages sign in at mobile, so mobile lets their origins call it,
+/// and the app calls order, so order lets the app's origin call it (the app's connect-src
+/// names ORDER_URL's origin by itself: `Web::calling`).
+fn assert_browser_calls_allowed(
+    settings: &BTreeMap<String, Vec<(String, Invocation, Env)>>,
+    at: &BTreeMap<String, String>,
+    what: &str,
+) {
+    let get = |inv: &Invocation, env: &Env, var: &str| effective(inv, env, var).unwrap_or_default();
+    let mobile_at = &at["mobile"];
+    for (service, replicas) in settings {
+        for (place, inv, env) in replicas {
+            let sign_in = get(inv, env, "SIGN_IN_URL");
+            assert_eq!(&origin(&sign_in), mobile_at, "{place}: SIGN_IN_URL is mobile as the browser reaches it");
+            let allowed = allowed_origins(env.get("ALLOWED_ORIGINS").cloned().flatten(), place);
+            let reaches = |target: &str| {
+                &origin(target) == at.get(service.as_str()).unwrap() || allowed.contains(&origin(target))
+            };
+            match service.as_str() {
+                "order" => assert!(reaches(mobile_at), "{place}: ALLOWED_ORIGINS lacks the app's origin {mobile_at}"),
+                "mobile" => {
+                    for page in SIGN_IN_PAGES {
+                        let page_at = &at[page];
+                        assert!(reaches(page_at), "{place}: ALLOWED_ORIGINS lacks {page}'s page at {page_at} ({what})");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn the_browser_may_make_the_cross_origin_calls_of_the_pages_in_kubernetes() {
+    let cluster = cluster();
+    let routes = ingress_routes(cluster);
+    let mut settings: BTreeMap<String, Vec<(String, Invocation, Env)>> = BTreeMap::new();
+    for (c, inv, env) in cluster.shop_containers() {
+        if let Run::Serve(service) = &inv.run {
+            settings.entry(service.clone()).or_default().push((c.place.clone(), inv, env));
+        }
+    }
+    // Behind the Ingress everything shares one origin, PUBLIC_URL's; the rest is reached with
+    // kubectl port-forward on its own port (docs/deploy.md).
+    let (_, payment, payment_env) = &settings["payment"][0];
+    let public = origin(&effective(payment, payment_env, "PUBLIC_URL").unwrap());
+    let mut at = BTreeMap::new();
+    for (service, replicas) in &settings {
+        let (place, inv, env) = &replicas[0];
+        let behind_ingress = routes.iter().any(|r| &r.service == service);
+        let port = listeners(inv, env, place)["http"];
+        at.insert(service.clone(), if behind_ingress { public.clone() } else { format!("http://localhost:{port}") });
+    }
+    assert_browser_calls_allowed(&settings, &at, "a port-forward");
+    // The app reaches order through the Ingress, as /orders.
+    let (_, mobile, mobile_env) = &settings["mobile"][0];
+    assert_eq!(origin(&effective(mobile, mobile_env, "ORDER_URL").unwrap()), public, "ORDER_URL: the Ingress");
+}
+
+#[test]
+fn the_browser_may_make_the_cross_origin_calls_of_the_pages_in_compose() {
+    let mut settings: BTreeMap<String, Vec<(String, Invocation, Env)>> = BTreeMap::new();
+    let mut at: BTreeMap<String, String> = BTreeMap::new();
+    for (name, service, inv, env) in compose_shop_services() {
+        let Run::Serve(serves) = &inv.run else { continue };
+        let http = listeners(&inv, &env, &name)["http"];
+        let published = strings(&service["ports"]).into_iter().find_map(|mapping| {
+            let mut parts = mapping.rsplit(':');
+            let inside: u16 = parts.next()?.parse().ok()?;
+            (inside == http).then(|| parts.next().map(str::to_owned)).flatten()
+        });
+        if let Some(host_port) = published {
+            // The first replica published is the one the links and the app use.
+            at.entry(serves.clone()).or_insert(format!("http://localhost:{host_port}"));
+        }
+        settings.entry(serves.clone()).or_default().push((format!("compose service {name}"), inv, env));
+    }
+    let (_, payment, payment_env) = &settings["payment"][0];
+    assert_eq!(origin(&effective(payment, payment_env, "PUBLIC_URL").unwrap()), at["payment"], "PUBLIC_URL");
+    assert_browser_calls_allowed(&settings, &at, "a published port");
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes: who may connect to whom
+
+/// Whether a label selector selects `labels` (matchLabels and matchExpressions; an empty
+/// selector selects everything).
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let label = |key: &Value| labels.get(key).and_then(text);
+    let by_labels = selector["matchLabels"].as_mapping().into_iter().flatten().all(|(k, v)| label(k) == text(v));
+    let by_expressions = seq(&selector["matchExpressions"]).iter().all(|e| {
+        let value = label(&e["key"]);
+        let values = strings(&e["values"]);
+        match str_of(e, "operator") {
+            "In" => value.is_some_and(|v| values.contains(&v)),
+            "NotIn" => !value.is_some_and(|v| values.contains(&v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => panic!("unknown selector operator {other}"),
+        }
+    });
+    by_labels && by_expressions
+}
+
+/// Where a connection comes from: a pod of this namespace (its labels), or a pod of another
+/// namespace (the Ingress controller's).
+enum Peer<'a> {
+    Here(&'a Value),
+    Elsewhere,
+}
+
+/// Whether a selector certainly selects something whose labels are unknown: only `{}` does.
+fn selects_anything(selector: &Value) -> bool {
+    selector.as_mapping().is_some_and(|m| {
+        m.iter()
+            .all(|(k, v)| matches!(text(k).as_deref(), Some("matchLabels" | "matchExpressions")) && seq_or_map_empty(v))
+    })
+}
+
+fn seq_or_map_empty(value: &Value) -> bool {
+    match value {
+        Value::Mapping(m) => m.is_empty(),
+        Value::Sequence(s) => s.is_empty(),
+        Value::Null => true,
+        _ => false,
+    }
+}
+
+/// The labels of the namespace `shop`, as the API server sets them.
+fn namespace_labels(cluster: &Cluster) -> Value {
+    let namespace = cluster.of_kind("Namespace").next().expect("the Namespace");
+    let mut labels = namespace["metadata"]["labels"].as_mapping().cloned().unwrap_or_default();
+    labels.insert("kubernetes.io/metadata.name".into(), str_of(&namespace["metadata"], "name").into());
+    Value::Mapping(labels)
+}
+
+/// Whether the network policies let `from` connect to `port` of a pod of `workload`
+/// (policies only add: a pod no policy selects takes everything).
+fn admitted(cluster: &Cluster, from: &Peer, workload: &Value, port: u16) -> bool {
+    let pod = &workload["spec"]["template"];
+    let labels = &pod["metadata"]["labels"];
+    let here = namespace_labels(cluster);
+    let container_port = |name: &str| {
+        seq(&pod["spec"]["containers"])
+            .iter()
+            .flat_map(|c| seq(&c["ports"]))
+            .find(|p| str_of(p, "name") == name)
+            .and_then(|p| p["containerPort"].as_u64())
+    };
+    let policies: Vec<&Value> = cluster
+        .of_kind("NetworkPolicy")
+        .filter(|p| selects(&p["spec"]["podSelector"], labels))
+        .filter(|p| {
+            strings(&p["spec"]["policyTypes"]).iter().any(|t| t == "Ingress") || !p["spec"]["ingress"].is_null()
+        })
+        .collect();
+    if policies.is_empty() {
+        return true;
+    }
+    policies.iter().flat_map(|p| seq(&p["spec"]["ingress"])).any(|rule| {
+        let peers = seq(&rule["from"]);
+        let from_ok = peers.is_empty()
+            || peers.iter().any(|peer| {
+                assert!(peer["ipBlock"].is_null(), "ipBlock peers are not modelled here");
+                let (pods, namespaces) = (&peer["podSelector"], &peer["namespaceSelector"]);
+                match from {
+                    // No namespaceSelector: the policy's own namespace.
+                    Peer::Here(source) => {
+                        (namespaces.is_null() || selects(namespaces, &here))
+                            && (pods.is_null() || selects(pods, source))
+                    }
+                    Peer::Elsewhere => {
+                        !namespaces.is_null()
+                            && selects_anything(namespaces)
+                            && (pods.is_null() || selects_anything(pods))
+                    }
+                }
+            });
+        let ports = seq(&rule["ports"]);
+        let port_ok = ports.is_empty()
+            || ports.iter().any(|p| match &p["port"] {
+                Value::Number(n) => n.as_u64() == Some(u64::from(port)),
+                Value::String(name) => container_port(name) == Some(u64::from(port)),
+                _ => true,
+            });
+        from_ok && port_ok
+    })
+}
+
+/// The pods behind a Service's port (a number, or a name of its ports), with the port each
+/// listens on.
+fn pods_behind<'a>(cluster: &'a Cluster, service: &'a Value, port: &Value, place: &str) -> Vec<(&'a Value, u16)> {
+    let entry = seq(&service["spec"]["ports"])
+        .iter()
+        .find(|p| (port.is_string() && p["name"] == *port) || (port.is_number() && p["port"] == *port))
+        .unwrap_or_else(|| panic!("{place}: Service {} has no port {port:?}", str_of(&service["metadata"], "name")));
+    let target = if entry["targetPort"].is_null() { &entry["port"] } else { &entry["targetPort"] };
+    cluster
+        .selected_by(service)
+        .into_iter()
+        .map(|workload| {
+            let container = &workload["spec"]["template"]["spec"]["containers"][0];
+            (workload, resolve_port(container, target, place))
+        })
+        .collect()
+}
+
+#[test]
+fn the_network_policies_let_through_every_connection_the_system_makes_and_keep_the_rest_inside() {
+    let cluster = cluster();
+    let labels_of = |w: &'static Value| &w["spec"]["template"]["metadata"]["labels"];
+    // (what, from whose pods, to which pods, on which port)
+    let mut flows: Vec<(String, &Value, &Value, u16)> = Vec::new();
+    let mut connect = |place: &str, from: &'static Value, host: &str, port: u16| {
+        let service = cluster.service_at(host, port, place);
+        for (workload, pod_port) in pods_behind(cluster, service, &Value::from(port), place) {
+            flows.push((format!("{place} -> {host}:{port}"), labels_of(from), workload, pod_port));
+        }
+    };
+    for (c, inv, env) in cluster.shop_containers() {
+        let reads = |var: &str| options_of(&inv.run).by_env(var).is_some();
+        let get = |var: &str| effective(&inv, &env, var).unwrap_or_else(|| panic!("{}: {var} unset", c.place));
+        for var in ["KAFKA_BROKERS", "PAYMENT_URL", "MOBILE_URL", "DATABASE_URL"] {
+            if reads(var) {
+                for (host, port) in addresses(&get(var)) {
+                    connect(&c.place, c.workload, &host, port);
+                }
+            }
+        }
+        if reads("SMTP_HOST") {
+            connect(&c.place, c.workload, &get("SMTP_HOST"), get("SMTP_PORT").parse().expect("a port"));
+        }
+    }
+    let kafka = cluster.named("StatefulSet", "kafka").expect("the Kafka StatefulSet");
+    let broker = &kafka["spec"]["template"]["spec"]["containers"][0];
+    for (host, port) in addresses(env_value(broker, "KAFKA_ZOOKEEPER_CONNECT").expect("brokers name ZooKeeper")) {
+        connect("kafka", kafka, &host, port);
+    }
+    connect("kafka (replication)", kafka, "kafka", 9092);
+    for (what, from, to, port) in &flows {
+        assert!(admitted(cluster, &Peer::Here(from), to, *port), "the network policies block {what}");
+    }
+
+    // The Ingress controller, in a namespace of its own, reaches every backend of the Ingress.
+    let ingress = cluster.of_kind("Ingress").next().expect("an Ingress");
+    let mut public: Vec<&Value> = Vec::new();
+    for path in seq(&ingress["spec"]["rules"]).iter().flat_map(|r| seq(&r["http"]["paths"])) {
+        let backend = &path["backend"]["service"];
+        let service = cluster.named("Service", str_of(backend, "name")).expect("the backend Service");
+        let port =
+            if backend["port"]["name"].is_string() { &backend["port"]["name"] } else { &backend["port"]["number"] };
+        for (workload, pod_port) in pods_behind(cluster, service, port, str_of(path, "path")) {
+            assert!(
+                admitted(cluster, &Peer::Elsewhere, workload, pod_port),
+                "the Ingress controller cannot reach {} for {}",
+                str_of(&workload["metadata"], "name"),
+                str_of(path, "path")
+            );
+            public.push(workload);
+        }
+    }
+    // Nothing else is reachable from outside the namespace: the internal services, the
+    // brokers, ZooKeeper, the database.
+    for workload in cluster.workloads().filter(|w| !public.iter().any(|p| std::ptr::eq(*p, *w))) {
+        for container in seq(&workload["spec"]["template"]["spec"]["containers"]) {
+            for port in container_ports(container).values() {
+                assert!(
+                    !admitted(cluster, &Peer::Elsewhere, workload, *port),
+                    "{}:{port} is reachable from other namespaces",
+                    str_of(&workload["metadata"], "name")
+                );
+            }
+        }
+    }
+    // And the database only from the services: not from the topics Job, nor from Kafka.
+    let postgres = cluster.named("StatefulSet", "postgres").expect("the PostgreSQL StatefulSet");
+    for other in cluster.workloads().filter(|w| matches!(str_of(w, "kind"), "Job" | "StatefulSet")) {
+        if !std::ptr::eq(other, postgres) {
+            assert!(
+                !admitted(cluster, &Peer::Here(labels_of(other)), postgres, 5432),
+                "{} may connect to PostgreSQL",
+                str_of(&other["metadata"], "name")
+            );
+        }
     }
 }
 
@@ -1050,6 +1719,70 @@ fn compose_runs_three_brokers_one_zookeeper_and_creates_the_topics_before_the_se
     }
 }
 
+/// A volume of a compose service: (source, target, read-only), from the short syntax
+/// `source:target[:ro]` or the long one.
+fn compose_mounts(service: &Value) -> Vec<(String, String, bool)> {
+    seq(&service["volumes"])
+        .iter()
+        .map(|volume| match volume {
+            Value::String(short) => {
+                let parts: Vec<&str> = short.split(':').collect();
+                let read_only = parts.get(2).is_some_and(|o| o.split(',').any(|o| o == "ro"));
+                (parts[0].to_owned(), parts.get(1).copied().unwrap_or(parts[0]).to_owned(), read_only)
+            }
+            long => (
+                str_of(long, "source").to_owned(),
+                str_of(long, "target").to_owned(),
+                long["read_only"].as_bool().unwrap_or(false),
+            ),
+        })
+        .collect()
+}
+
+#[test]
+fn every_shop_service_in_compose_reads_the_secrets_a_one_shot_service_generates_first() {
+    let services = compose_shop_services();
+    let generators: Vec<_> = services.iter().filter(|(_, _, inv, _)| inv.run == Run::SecretsGenerate).collect();
+    assert_eq!(generators.len(), 1, "one compose service runs `shop secrets generate`");
+    let (generator, service, inv, _) = generators[0];
+    let dir = inv.flags.get("--dir").unwrap_or_else(|| panic!("{generator}: secrets generate --dir"));
+    let (volume, _, read_only) = compose_mounts(service)
+        .into_iter()
+        .find(|(_, target, _)| target == dir)
+        .unwrap_or_else(|| panic!("{generator}: nothing mounted at {dir}, where it writes"));
+    assert!(!read_only, "{generator}: it writes into {volume}");
+    assert!(
+        compose()["volumes"].as_mapping().is_some_and(|m| m.contains_key(volume.as_str())),
+        "{generator}: {volume} should be a named volume (no host folder holds the secrets)"
+    );
+    let restart = str_of(service, "restart");
+    assert!(matches!(restart, "no" | "on-failure"), "{generator}: restart {restart:?} never lets it complete");
+    for (name, service, inv, env) in &services {
+        let mounts = compose_mounts(service);
+        let Run::Serve(serves) = &inv.run else {
+            if inv.run != Run::SecretsGenerate {
+                assert!(
+                    mounts.iter().all(|(source, _, _)| *source != volume),
+                    "{name} reads no secrets, mounts {volume}"
+                );
+            }
+            continue;
+        };
+        let place = format!("compose service {name}");
+        let secrets_dir = env.get("SECRETS_DIR").cloned().flatten();
+        let secrets_dir = secrets_dir.unwrap_or_else(|| panic!("{place}: SECRETS_DIR is not set"));
+        let mount = mounts.iter().find(|(_, target, _)| *target == secrets_dir);
+        let (source, _, read_only) = mount.unwrap_or_else(|| panic!("{place}: nothing mounted at SECRETS_DIR"));
+        assert_eq!(source, &volume, "{place}: SECRETS_DIR={secrets_dir} holds the generated volume");
+        assert!(read_only, "{place}: the secrets are mounted read-only");
+        assert_eq!(
+            service["depends_on"][generator.as_str()]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{place} starts once {generator} made the files of shop_{serves}::secret_files()"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // The checks' skips and the docs
 
@@ -1085,6 +1818,8 @@ fn the_log_variables_the_manifests_set_change_what_the_binary_prints() {
     // LOG_FORMAT=json must turn every line into JSON, and RUST_LOG=trace must let through
     // events below the default level `info`.
     let data = std::env::temp_dir().join(format!("shop-manifests-{}", std::process::id()));
+    // Its keys and passwords, where it looks for them by default (<DATA_DIR>/secrets).
+    shop(&["secrets", "generate", "--dir", data.join("secrets").to_str().unwrap()]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
         .args(["serve", "mobile"])
         .env_clear()
