@@ -376,6 +376,15 @@ async fn browsers_get_cors_only_for_the_systems_pages_and_every_answer_is_harden
         let policy = headers["content-security-policy"].to_str().unwrap();
         assert!(!policy.contains("unsafe-inline") && policy.contains("frame-ancestors 'none'"), "{policy}");
         assert!(policy.contains("script-src 'self'"), "{policy}");
+        // A page calls its own service and signs in at mobile; only the app calls order too.
+        let sign_in = format!("http://localhost:{}", system.mobile);
+        let order_api = format!("http://localhost:{}", system.order[0]);
+        let connect = policy.split(';').find_map(|d| d.trim().strip_prefix("connect-src ")).unwrap();
+        let mut expected = vec!["'self'", sign_in.as_str()];
+        if port == system.mobile {
+            expected.push(&order_api);
+        }
+        assert_eq!(connect.split(' ').collect::<Vec<_>>(), expected, "{path}: {policy}");
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert!(!headers.contains_key("access-control-allow-origin"));

@@ -88,7 +88,10 @@ pub struct Service {
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
         let secrets = config.storage.secrets();
-        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        // The app calls order's API from the browser.
+        let web = web::Web::new(&config.http, &secrets, SERVICE)?
+            .calling(&config.order_url)
+            .map_err(|problem| anyhow::anyhow!("ORDER_URL: {problem}"))?;
         let identity = Identity::load(&secrets)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let state = AppState::new(pool.clone(), &config.order_url, identity);

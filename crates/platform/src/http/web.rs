@@ -40,7 +40,8 @@ pub struct Web {
     verifier: Arc<Verifier>,
     origins: Vec<HeaderValue>,
     sign_in_url: String,
-    policy: HeaderValue,
+    /// The origins the pages may call: `'self'`, the sign-in page's, and the peers given.
+    connect: Vec<String>,
 }
 
 impl Web {
@@ -56,21 +57,34 @@ impl Web {
             origins.push(origin_of(origin).map_err(|problem| anyhow::anyhow!("ALLOWED_ORIGINS: {problem}"))?);
         }
         let sign_in_url = sign_in_url.trim().trim_end_matches('/').to_owned();
-        let mut connect = vec!["'self'".to_owned()];
-        connect.extend(origins.iter().map(|o| o.to_str().expect("an ASCII origin").to_owned()));
-        if let Ok(origin) = origin_of(&sign_in_url) {
-            let origin = origin.to_str().expect("an ASCII origin").to_owned();
-            if !connect.contains(&origin) {
-                connect.push(origin);
-            }
+        let web = Self { verifier: Arc::new(verifier), origins, sign_in_url, connect: vec!["'self'".to_owned()] };
+        if web.sign_in_url.is_empty() {
+            return Ok(web);
         }
+        let url = web.sign_in_url.clone();
+        web.calling(&url).map_err(|problem| anyhow::anyhow!("SIGN_IN_URL: {problem}"))
+    }
+
+    /// Lets this service's pages call `url`'s origin from the browser (the policy's
+    /// `connect-src`), as the app calls order's API.
+    pub fn calling(mut self, url: &str) -> anyhow::Result<Self> {
+        let origin = origin_of(url).map_err(|problem| anyhow::anyhow!(problem))?;
+        let origin = origin.to_str().expect("an ASCII origin").to_owned();
+        if !self.connect.contains(&origin) {
+            self.connect.push(origin);
+        }
+        Ok(self)
+    }
+
+    /// The Content-Security-Policy of every response: the pages load only their own files
+    /// and call only their own origin and the peers they were given.
+    fn policy(&self) -> HeaderValue {
         let policy = format!(
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src {}; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            connect.join(" ")
+            self.connect.join(" ")
         );
-        let policy = HeaderValue::from_str(&policy).map_err(|_| anyhow::anyhow!("ALLOWED_ORIGINS: not ASCII"))?;
-        Ok(Self { verifier: Arc::new(verifier), origins, sign_in_url, policy })
+        HeaderValue::from_str(&policy).expect("origins are ASCII")
     }
 }
 
@@ -107,7 +121,7 @@ pub fn finish(router: Router, checks: Vec<ReadinessCheck>, web: &Web) -> Router 
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static(REQUEST_ID)))
         .layer(SetRequestIdLayer::new(HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(cors)
-        .layer(from_fn_with_state(web.policy.clone(), harden))
+        .layer(from_fn_with_state(web.policy(), harden))
 }
 
 /// The headers every answer carries; an answer that says nothing of caching is not cached
