@@ -84,6 +84,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
         Some(count) => Length::Journeys(count),
         None => Length::Duration(args.duration),
     };
+    let check_times = system.endpoints.tokens.time_a_check()?;
     let schedule = Schedule::new(args.warmup, length, args.rate);
     println!(
         "Running {} customers: {:?} warm-up, then {}",
@@ -170,6 +171,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
         _ => None,
     };
 
+    let token_checks = token_checks(&outcome, &processes, completed_in_window, check_times);
     let mut report = Report {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         system: system.description.clone(),
@@ -198,12 +200,46 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
             negative_hops: harvest.negative,
             seconds: harvest.seconds,
         },
+        token_checks,
         processes,
         backlog,
         goals: vec![],
     };
     report.judge();
     Ok(report)
+}
+
+/// Token checks per journey and their cost against the services' CPU per journey.
+fn token_checks(
+    outcome: &Outcome,
+    processes: &[processes::Cost],
+    completed_in_window: u64,
+    times: tokens::CheckTimes,
+) -> report::TokenChecks {
+    /// create, pay, shipped, delivered; order → payment; notification → mobile, one per stage.
+    const FIXED: f64 = 4.0 + 1.0 + 7.0;
+    /// The journey's new customer token, first seen by each order replica and by the payment
+    /// replica it calls: an upper bound.
+    const FIRST: f64 = 3.0;
+    let journeys = outcome.completions.len().max(1) as f64;
+    let per_journey = FIXED + outcome.polls as f64 / journeys;
+    let first_per_journey = FIRST.min(per_journey);
+    let cpu_ms_per_journey =
+        (first_per_journey * times.first + (per_journey - first_per_journey) * times.again) / 1000.0;
+    let services: f64 = processes
+        .iter()
+        .filter(|p| !p.name.starts_with("bench") && !p.name.starts_with("shop up"))
+        .map(|p| p.cpu_seconds)
+        .sum();
+    let services_ms_per_journey = services * 1000.0 / completed_in_window.max(1) as f64;
+    report::TokenChecks {
+        per_journey,
+        first_per_journey,
+        micros_first: times.first,
+        micros_again: times.again,
+        cpu_ms_per_journey,
+        share_of_services_cpu: cpu_ms_per_journey / services_ms_per_journey.max(1e-9),
+    }
 }
 
 /// Records each consumer group had not committed yet, as logging's `/api/lag` reads them

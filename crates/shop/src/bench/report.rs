@@ -32,7 +32,29 @@ pub struct Report {
     pub processes: Vec<Cost>,
     /// Records each consumer group had not yet committed when the window closed.
     pub backlog: BTreeMap<String, Option<i64>>,
+    pub token_checks: TokenChecks,
     pub goals: Vec<Goal>,
+}
+
+/// What checking tokens costs: every authenticated request is one token check, a signature
+/// check the first time a service instance sees a token and a lookup after that.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenChecks {
+    /// Checks per journey: the customer's and the courier's calls (create, pay, polls, two
+    /// courier actions) and the services' own (order → payment once, notification → mobile 7 times).
+    pub per_journey: f64,
+    /// Of those, first sights of a token: the journey's customer is new, so at most the order
+    /// replicas and the payment replica it calls check its signature; every other token
+    /// (the courier's, the services') is one that instance has checked before.
+    pub first_per_journey: f64,
+    /// One check, timed by this process on this machine before the load: a token's first and
+    /// a repeated one.
+    pub micros_first: f64,
+    pub micros_again: f64,
+    pub cpu_ms_per_journey: f64,
+    /// Of the services' CPU per journey in the window (the bench and the broker left out).
+    pub share_of_services_cpu: f64,
 }
 
 #[derive(Serialize)]
@@ -242,6 +264,17 @@ impl Report {
             let _ = writeln!(out, "\nConsumer backlog when the window closed (records): {}", groups.join(", "));
         }
         out.push_str(&process_table(&self.processes, s.window_seconds));
+        let t = &self.token_checks;
+        let _ = writeln!(
+            out,
+            "\nToken checks: {:.1} per journey ({:.0} first sights × {:.1} µs, the rest × {:.2} µs) = {:.3} ms of CPU per journey, {:.2} % of the services' CPU per journey",
+            t.per_journey,
+            t.first_per_journey,
+            t.micros_first,
+            t.micros_again,
+            t.cpu_ms_per_journey,
+            t.share_of_services_cpu * 100.0
+        );
         let _ = writeln!(out, "\nGoals");
         for goal in &self.goals {
             let _ = writeln!(out, "  {:<8} {}: {}", goal.status, goal.goal, goal.measured);
@@ -354,6 +387,14 @@ mod tests {
                 restarted: false,
             }],
             backlog: BTreeMap::from([("notification-email".to_owned(), Some(1200))]),
+            token_checks: TokenChecks {
+                per_journey: 20.0,
+                first_per_journey: 3.0,
+                micros_first: 40.0,
+                micros_again: 1.0,
+                cpu_ms_per_journey: 0.137,
+                share_of_services_cpu: 0.05,
+            },
             goals: vec![],
         }
     }
