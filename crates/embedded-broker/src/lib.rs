@@ -3,18 +3,25 @@
 //! `embedded-broker` feature), so the services build and run against any Kafka cluster
 //! without it. Records live as long as the process: a restart starts with empty topics.
 
-use tokio::time::Instant;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Context;
 use tansu_broker::broker::Broker;
 use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::StorageContainer;
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use url::Url;
 
+/// A running broker. It serves on a runtime of its own, on its own threads, so that its
+/// clients in the same process cannot starve it: librdkafka's consumer close blocks its
+/// thread until the broker answers the LeaveGroup, and two such closes on a two-thread
+/// runtime the broker shared would wait on it forever.
 pub struct EmbeddedBroker {
     bootstrap_servers: String,
-    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    thread: JoinHandle<()>,
 }
 
 impl EmbeddedBroker {
@@ -27,30 +34,55 @@ impl EmbeddedBroker {
         );
         let listener = Url::parse(&format!("tcp://{host}:{port}"))?;
         let advertised = Url::parse(&format!("tcp://{advertised_host}:{port}"))?;
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(tansu_broker::NODE_ID)
-            .cluster_id("shop")
-            .incarnation_id(uuid::Uuid::now_v7())
-            .advertised_listener(advertised)
-            .storage(Url::parse("memory://tansu/")?)
-            .listener(listener)
-            .silent(true)
+        let (ready, built) = oneshot::channel::<anyhow::Result<()>>();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("embedded-broker")
+            .enable_all()
             .build()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot build the embedded broker: {e:?}"))?;
-        let task = tokio::spawn(async move {
-            if let Err(error) = broker.serve(Instant::now()).await {
-                tracing::error!(?error, "The embedded broker stopped");
-            }
-        });
-        Ok(Self { bootstrap_servers: format!("{advertised_host}:{port}"), task })
+            .context("cannot start the embedded broker's runtime")?;
+        let thread = std::thread::Builder::new().name("embedded-broker".into()).spawn(move || {
+            runtime.block_on(async move {
+                let built = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+                    .node_id(tansu_broker::NODE_ID)
+                    .cluster_id("shop")
+                    .incarnation_id(uuid::Uuid::now_v7())
+                    .advertised_listener(advertised)
+                    .storage(Url::parse("memory://tansu/").expect("a valid URL"))
+                    .listener(listener)
+                    .silent(true)
+                    .build()
+                    .await;
+                let mut broker = match built {
+                    Ok(broker) => broker,
+                    Err(e) => {
+                        let _ = ready.send(Err(anyhow::anyhow!("cannot build the embedded broker: {e:?}")));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                tokio::select! {
+                    served = broker.serve(Instant::now()) => if let Err(error) = served {
+                        tracing::error!(?error, "The embedded broker stopped");
+                    },
+                    _ = stopped => {}
+                }
+            });
+            // Connections still open are dropped, not waited for.
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        })?;
+        built.await.context("the embedded broker's thread ended while it started")??;
+        Ok(Self { bootstrap_servers: format!("{advertised_host}:{port}"), stop, thread })
     }
 
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap_servers
     }
 
+    /// Stops serving and waits until the broker's threads have ended.
     pub fn stop(self) {
-        self.task.abort();
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }

@@ -7,7 +7,9 @@ use crate::payloads::*;
 use crate::{Customer, Stage, Topic};
 
 /// The type of an event, as written in the envelope's `type` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
 pub enum EventType {
     OrderCreated,
     PaymentCreated,
@@ -59,20 +61,9 @@ impl EventType {
         1
     }
 
+    /// The type's name, as serde spells it.
     pub fn name(self) -> &'static str {
-        match self {
-            EventType::OrderCreated => "OrderCreated",
-            EventType::PaymentCreated => "PaymentCreated",
-            EventType::PaymentMade => "PaymentMade",
-            EventType::OrderReadyToShip => "OrderReadyToShip",
-            EventType::DeliveryShipping => "DeliveryShipping",
-            EventType::OrderShipping => "OrderShipping",
-            EventType::DeliveryShipped => "DeliveryShipped",
-            EventType::OrderShipped => "OrderShipped",
-            EventType::DeliveryDelivered => "DeliveryDelivered",
-            EventType::OrderDelivered => "OrderDelivered",
-            EventType::AuditRecorded => "AuditRecorded",
-        }
+        self.into()
     }
 }
 

@@ -5,6 +5,7 @@
 //! wire contract lives in one place and the published JSON Schemas (`schemas/`) are generated
 //! from these very types.
 
+pub mod api;
 mod envelope;
 mod event;
 mod payloads;
@@ -18,5 +19,5 @@ pub use envelope::{DecodeError, Envelope, RawEnvelope, TRACEPARENT_HEADER};
 pub use event::{Event, EventType};
 pub use payloads::*;
 pub use stage::Stage;
-pub use topic::{group, Topic};
+pub use topic::{dead_letter_topic, group, Topic};
 pub use values::{Customer, CustomerError, LineItem, Money, MoneyError, OrderId, PaymentId};

@@ -3,8 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum Stage {
     Created,
     PaymentCreated,
@@ -26,16 +29,9 @@ impl Stage {
         Stage::Delivered,
     ];
 
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Stage::Created => "created",
-            Stage::PaymentCreated => "paymentCreated",
-            Stage::PaymentMade => "paymentMade",
-            Stage::ReadyToShip => "readyToShip",
-            Stage::Shipping => "shipping",
-            Stage::Shipped => "shipped",
-            Stage::Delivered => "delivered",
-        }
+    /// The stage's name, as serde spells it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Stage> {
@@ -51,5 +47,22 @@ impl Stage {
 impl std::fmt::Display for Stage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_stage_and_event_type_is_named_as_serde_names_it() {
+        for stage in Stage::ALL {
+            assert_eq!(serde_json::to_value(stage).unwrap(), stage.as_str());
+            assert_eq!(Stage::parse(stage.as_str()), Some(stage));
+        }
+        assert_eq!(Stage::ReadyToShip.as_str(), "readyToShip");
+        for event_type in crate::EventType::ALL {
+            assert_eq!(serde_json::to_value(event_type).unwrap(), event_type.name());
+        }
     }
 }

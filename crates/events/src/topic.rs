@@ -67,8 +67,14 @@ impl Topic {
 
     /// Where records of this topic that cannot be handled are set aside.
     pub fn dead_letter_name(self) -> String {
-        format!("{}.dlq", self.name())
+        dead_letter_topic(self.name())
     }
+}
+
+/// Where records of the topic named `source` that cannot be handled are set aside: by name,
+/// since such a record may come from a topic this code does not know.
+pub fn dead_letter_topic(source: &str) -> String {
+    format!("{source}.dlq")
 }
 
 impl std::fmt::Display for Topic {

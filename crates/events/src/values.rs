@@ -45,6 +45,15 @@ macro_rules! id_type {
 id_type!(OrderId, "Identifies an order; the key of every Kafka record.");
 id_type!(PaymentId, "Identifies a payment at the gateway.");
 
+impl OrderId {
+    /// The order id as a person reads and says it: its last 8 hex digits, upper case (the
+    /// random end of the UUID; its start is the time). The pages show the same (`ui.shortId`).
+    pub fn short(&self) -> String {
+        let id = self.to_string();
+        id[id.len() - 8..].to_uppercase()
+    }
+}
+
 /// An amount of money in cents. On the wire it is a decimal number with at most two
 /// decimals (`12.5`), so no floating-point rounding ever reaches a stored amount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

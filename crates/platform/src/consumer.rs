@@ -290,7 +290,7 @@ async fn dead_letter(
     reason: &str,
     shutdown: &Shutdown,
 ) -> bool {
-    let topic = format!("{}.dlq", message.topic());
+    let topic = shop_events::dead_letter_topic(message.topic());
     let partition = message.partition().to_string();
     let offset = message.offset().to_string();
     tracing::warn!(

@@ -35,13 +35,8 @@ pub async fn first_delivery<'e>(
     Ok(inserted.rows_affected() == 1)
 }
 
-/// Has `consumer` applied `event_id` already? For effects outside the database (a push, a
-/// mail), which are recorded with `record_applied` only after they happened.
-pub async fn already_applied(pool: &Pool, consumer: &str, event_id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(applied_among(pool, consumer, &[event_id]).await?.contains(&event_id))
-}
-
-/// Which of `event_ids` `consumer` has applied already, in one query.
+/// Which of `event_ids` `consumer` has applied already, in one query. For effects outside the
+/// database (a push, a mail), which are recorded with `record_applied` only after they happened.
 pub async fn applied_among(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> Result<HashSet<Uuid>, sqlx::Error> {
     let ids: Vec<String> = placeholders(2, event_ids.len()).collect();
     let select =
@@ -51,7 +46,7 @@ pub async fn applied_among(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> R
         query = query.bind(id.to_string());
     }
     let rows = query.fetch_all(pool).await?;
-    Ok(rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()?.parse().ok()).collect())
+    Ok(rows.iter().filter_map(|row| row.try_get::<String, _>("event_id").ok()?.parse().ok()).collect())
 }
 
 /// Records that `consumer` applied each of `event_ids` (effects outside the database, after

@@ -31,7 +31,7 @@ pub struct Audit<'a> {
     pub message: String,
 }
 
-/// Writes events into the outbox and wakes the relay of this process after a commit.
+/// Writes events into the outbox, and commits them waking the relay of this process.
 #[derive(Clone)]
 pub struct Outbox {
     source: &'static str,
@@ -79,9 +79,13 @@ impl Outbox {
         Ok(())
     }
 
-    /// Tells the relay there is something new; call after the transaction committed.
-    pub fn wake(&self) {
+    /// Commits `tx`, which holds rows enqueued here, and tells the relay of this process
+    /// they are there. The one way to commit them: a relay left untold would find them only
+    /// at its next poll.
+    pub async fn commit(&self, tx: Transaction<'_>) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
         self.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -93,7 +97,7 @@ pub struct Relay {
     wake: Arc<Notify>,
 }
 
-struct Row_ {
+struct Pending {
     id: String,
     topic: String,
     key: String,
@@ -196,20 +200,22 @@ impl Relay {
 
     /// Publishes the oldest rows, in order, and deletes those the brokers acknowledged.
     async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let rows: Vec<Row_> =
+        let rows: Vec<Pending> =
             sqlx::query("SELECT id, topic, record_key, payload, traceparent FROM outbox ORDER BY id LIMIT $1")
                 .bind(BATCH)
                 .fetch_all(&self.pool)
                 .await?
                 .into_iter()
-                .map(|row| Row_ {
-                    id: row.get(0),
-                    topic: row.get(1),
-                    key: row.get(2),
-                    payload: row.get(3),
-                    traceparent: row.get(4),
+                .map(|row| {
+                    Ok(Pending {
+                        id: row.try_get("id")?,
+                        topic: row.try_get("topic")?,
+                        key: row.try_get("record_key")?,
+                        payload: row.try_get("payload")?,
+                        traceparent: row.try_get("traceparent")?,
+                    })
                 })
-                .collect();
+                .collect::<Result<_, sqlx::Error>>()?;
         if rows.is_empty() {
             return Ok(0);
         }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{Pool, Transaction};
+use crate::outbox::Outbox;
 
 /// What a service implements to apply an event within a transaction.
 #[async_trait]
@@ -18,9 +19,9 @@ pub trait Apply: Send + Sync + 'static {
     /// inbox entry exists) and nothing was written.
     async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<Self::Applied>, HandleError>;
 
-    /// After the commit, with what each applied record returned: wake the outbox relay, tell
-    /// live streams. Not called when nothing was applied.
-    fn committed(&self, applied: Vec<Self::Applied>);
+    /// After the commit, with what each applied record returned: tell live streams. Not
+    /// called when nothing was applied.
+    fn committed(&self, _applied: Vec<Self::Applied>) {}
 }
 
 /// Runs an `Apply` as the consumer's `Handler`. A failure rolls the whole transaction back;
@@ -28,6 +29,9 @@ pub trait Apply: Send + Sync + 'static {
 pub struct InTransaction<A> {
     pub pool: Pool,
     pub apply: A,
+    /// The outbox `apply` enqueues into, if any: the transaction commits through it, so its
+    /// relay is woken.
+    pub outbox: Option<Outbox>,
 }
 
 #[async_trait]
@@ -50,7 +54,10 @@ impl<A: Apply> Handler for InTransaction<A> {
         if applied.is_empty() {
             return Ok(()); // nothing written: the transaction rolls back
         }
-        tx.commit().await?;
+        match &self.outbox {
+            Some(outbox) => outbox.commit(tx).await?,
+            None => tx.commit().await?,
+        }
         self.apply.committed(applied);
         Ok(())
     }

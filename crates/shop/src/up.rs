@@ -217,7 +217,9 @@ fn spawn(plan: Plan) -> anyhow::Result<Running> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {}", plan.instance))?;
-    for stream in [child.stdout.take().map(either_out), child.stderr.take().map(either_err)].into_iter().flatten() {
+    let stdout = child.stdout.take().map(|s| Box::new(s) as Output);
+    let stderr = child.stderr.take().map(|s| Box::new(s) as Output);
+    for stream in [stdout, stderr].into_iter().flatten() {
         let prefix = format!("{:>14} | ", plan.instance);
         tokio::spawn(async move {
             let mut lines = BufReader::new(stream).lines();
@@ -229,13 +231,8 @@ fn spawn(plan: Plan) -> anyhow::Result<Running> {
     Ok(Running { plan, child, quick_restarts: 0, started: tokio::time::Instant::now() })
 }
 
+/// A child's stdout or stderr, read alike.
 type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
-fn either_out(s: tokio::process::ChildStdout) -> Output {
-    Box::new(s)
-}
-fn either_err(s: tokio::process::ChildStderr) -> Output {
-    Box::new(s)
-}
 
 /// Waits until every service answers `/readyz`; fails if one exits first.
 async fn wait_until_ready(host: &str, running: &mut [Running]) -> anyhow::Result<()> {

@@ -20,7 +20,6 @@ const errors = new Map();
 const busy = new Set();
 
 
-const shortId = (id) => id.slice(-8).toUpperCase();
 const time = (at) => new Date(at).toLocaleString([], { dateStyle: 'short', timeStyle: 'medium' });
 
 function banner(text) {
@@ -66,7 +65,7 @@ function card(d) {
   const error = errors.get(d.orderId);
   return h('article', { class: 'delivery', 'data-order-id': d.orderId, 'data-status': d.status },
     h('div', { class: 'top' },
-      h('strong', {}, `Order ${shortId(d.orderId)}`),
+      h('strong', {}, `Order ${ui.shortId(d.orderId)}`),
       h('span', { class: 'status', 'data-status': d.status }, d.status)),
     h('div', { class: 'who' }, d.customer.name,
       h('span', {}, d.customer.phone), h('span', {}, d.customer.email)),

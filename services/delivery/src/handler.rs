@@ -50,8 +50,4 @@ impl Apply for DeliveryHandler {
         tracing::info!(delivery_id = %delivery.id, %order_id, "Delivery opened");
         Ok(Some(()))
     }
-
-    fn committed(&self, _: Vec<()>) {
-        self.outbox.wake();
-    }
 }

@@ -132,8 +132,7 @@ async fn courier(
     let message = format!("Courier marked delivery {} {}", delivery.id, to.as_str());
     let audit = Audit { instance: &state.instance, action: &action, message };
     state.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&trace)).await?;
-    tx.commit().await?;
-    state.outbox.wake();
+    state.outbox.commit(tx).await?;
     tracing::info!(status = to.as_str(), "Courier action accepted");
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum DeliveryStatus {
     Shipping,
     Shipped,
@@ -28,12 +29,9 @@ pub struct IllegalTransition {
 impl DeliveryStatus {
     pub const ALL: [DeliveryStatus; 3] = [DeliveryStatus::Shipping, DeliveryStatus::Shipped, DeliveryStatus::Delivered];
 
+    /// The status's name, as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Shipping => "shipping",
-            DeliveryStatus::Shipped => "shipped",
-            DeliveryStatus::Delivered => "delivered",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -73,6 +71,15 @@ mod tests {
     use super::*;
     use CourierAction::*;
     use DeliveryStatus::*;
+
+    #[test]
+    fn each_status_is_named_as_serde_names_it_and_parses_back() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(DeliveryStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(Shipping.as_str(), "shipping");
+    }
 
     #[test]
     fn the_courier_ships_then_delivers() {

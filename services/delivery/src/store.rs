@@ -17,27 +17,34 @@ pub struct Delivery {
     pub updated_at: i64,
 }
 
+/// What a read returns, decoded by name (`from_row`).
 const COLUMNS: &str =
     "order_id, id, status, customer_name, customer_email, customer_phone, items, created_at, updated_at";
 
 fn from_row(row: sqlx::any::AnyRow) -> Result<Delivery, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("stored delivery has a bad {what}").into());
+    let text = |column: &str| row.try_get::<String, _>(column);
     Ok(Delivery {
-        order_id: OrderId::parse(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad("order id"))?,
-        id: row.try_get(1)?,
-        status: DeliveryStatus::parse(row.try_get::<String, _>(2)?.as_str()).ok_or_else(|| bad("status"))?,
-        customer: Customer { name: row.try_get(3)?, email: row.try_get(4)?, phone: row.try_get(5)? },
-        items: serde_json::from_str(row.try_get::<String, _>(6)?.as_str()).map_err(|_| bad("items"))?,
-        created_at: row.try_get(7)?,
-        updated_at: row.try_get(8)?,
+        order_id: OrderId::parse(&text("order_id")?).map_err(|_| bad("order id"))?,
+        id: text("id")?,
+        status: DeliveryStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
+        customer: Customer {
+            name: text("customer_name")?,
+            email: text("customer_email")?,
+            phone: text("customer_phone")?,
+        },
+        items: serde_json::from_str(&text("items")?).map_err(|_| bad("items"))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 
 /// Opens the delivery of an order unless it has one. Returns whether it was opened.
 pub async fn open(tx: &mut Transaction<'_>, delivery: &Delivery) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(&format!(
-        "INSERT INTO deliveries ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"
-    ))
+    let done = sqlx::query(
+        "INSERT INTO deliveries (order_id, id, status, customer_name, customer_email, customer_phone, items, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
     .bind(delivery.order_id.to_string())
     .bind(&delivery.id)
     .bind(delivery.status.as_str())

@@ -5,8 +5,6 @@
 mod mailbox;
 mod smtp;
 
-pub use mailbox::ORDER_HEADER;
-
 use axum::extract::State;
 use axum::response::Html;
 use axum::routing::get;

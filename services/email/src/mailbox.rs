@@ -1,15 +1,13 @@
 //! The mailbox: mails received over SMTP, parsed and stored once per Message-ID.
 
 use mail_parser::MessageParser;
+use shop_events::api::ORDER_MAIL_HEADER;
 use shop_platform::db::{now_millis, Pool};
 
 #[derive(Clone)]
 pub struct Mailbox {
     pub pool: Pool,
 }
-
-/// The header naming the order a mail is about.
-pub const ORDER_HEADER: &str = "X-Shop-Order-Id";
 
 impl Mailbox {
     /// Stores a received message. A message whose Message-ID is already here is accepted
@@ -19,7 +17,7 @@ impl Mailbox {
         let (message_id, order_id, subject, body) = match &parsed {
             Some(message) => (
                 message.message_id().map(str::to_owned),
-                message.header_raw(ORDER_HEADER).map(|v| v.trim().to_owned()),
+                message.header_raw(ORDER_MAIL_HEADER).map(|v| v.trim().to_owned()),
                 message.subject().unwrap_or_default().to_owned(),
                 message.body_text(0).map(|b| b.trim_end().to_owned()).unwrap_or_default(),
             ),

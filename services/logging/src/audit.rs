@@ -129,13 +129,13 @@ async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Ve
     rows.into_iter()
         .map(|row| {
             Ok(LogRecord {
-                event_id: row.try_get(0)?,
-                order_id: row.try_get(1)?,
-                source: row.try_get(2)?,
-                instance: row.try_get(3)?,
-                action: row.try_get(4)?,
-                message: row.try_get(5)?,
-                occurred_at: rfc3339(row.try_get(6)?),
+                event_id: row.try_get("event_id")?,
+                order_id: row.try_get("order_id")?,
+                source: row.try_get("source")?,
+                instance: row.try_get("instance")?,
+                action: row.try_get("action")?,
+                message: row.try_get("message")?,
+                occurred_at: rfc3339(row.try_get("occurred_at")?),
             })
         })
         .collect()

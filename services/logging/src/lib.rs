@@ -76,7 +76,11 @@ impl Service {
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let producer = kafka::producer(&config.kafka.brokers, &instance)?;
         let state = AppState::new(pool.clone(), &config.kafka.brokers);
-        let handler = InTransaction { pool: pool.clone(), apply: AuditHandler { arrivals: state.arrivals.clone() } };
+        let handler = InTransaction {
+            pool: pool.clone(),
+            apply: AuditHandler { arrivals: state.arrivals.clone() },
+            outbox: None,
+        };
         let streams = state.streams.clone();
         let router = web::finish(router(state), web::standard_checks(pool, producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;

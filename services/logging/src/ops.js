@@ -12,7 +12,6 @@ let seen = new Set();
 let openedAt = Infinity;
 
 const $ = (id) => document.getElementById(id);
-const shortId = (id) => id.slice(-8).toUpperCase();
 
 function banner(text) {
   $('banner').textContent = text;
@@ -64,7 +63,7 @@ function add(record, fresh) {
       time.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false }) +
         `.${String(time.getMilliseconds()).padStart(3, '0')}`),
     h('td', {}, h('a', { href: `?orderId=${record.orderId}`, title: record.orderId,
-      onclick: (event) => { event.preventDefault(); applyFilter(record.orderId); } }, shortId(record.orderId))),
+      onclick: (event) => { event.preventDefault(); applyFilter(record.orderId); } }, ui.shortId(record.orderId))),
     h('td', { class: 'who' }, record.instance),
     h('td', { class: 'action' }, record.action),
     h('td', {}, record.message));

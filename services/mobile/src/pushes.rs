@@ -12,6 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
+pub use shop_events::api::Push;
 use shop_events::service;
 use shop_events::{OrderId, Stage};
 use shop_platform::auth::{Customer, ServiceCaller};
@@ -21,20 +22,6 @@ use sqlx::Row;
 use tokio::sync::broadcast;
 
 use crate::AppState;
-
-/// A push notification as the notification service sends it.
-#[derive(Deserialize, Serialize, Clone, Debug)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Push {
-    pub id: uuid::Uuid,
-    pub order_id: OrderId,
-    /// The customer it is for: their email.
-    pub to: String,
-    pub stage: Stage,
-    pub title: String,
-    pub body: String,
-    pub sent_at: String,
-}
 
 /// A push as the phone keeps it.
 #[derive(Serialize, Clone, Debug)]

@@ -10,13 +10,14 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::Message;
-use shop_events::{Customer, OrderId};
+use shop_events::{api, Customer, OrderId};
 use shop_platform::auth::ServiceCredential;
 use shop_platform::consumer::HandleError;
 
 use crate::messages::Notice;
 
-pub struct Delivery<'a> {
+/// A notice on its way to one customer over one channel (its id is the same on every retry).
+pub struct Outgoing<'a> {
     pub id: uuid::Uuid,
     pub order_id: OrderId,
     pub customer: &'a Customer,
@@ -26,7 +27,7 @@ pub struct Delivery<'a> {
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &'static str;
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), HandleError>;
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError>;
 }
 
 /// Pushes to the phone: `POST /api/push` on mobile, with notification's service credential.
@@ -54,18 +55,18 @@ impl Channel for Push {
         "push"
     }
 
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
         let authorization =
             self.credential.authorization().map_err(|e| HandleError::Transient(format!("cannot sign a token: {e}")))?;
-        let body = serde_json::json!({
-            "id": delivery.id,
-            "orderId": delivery.order_id,
-            "to": delivery.customer.email,
-            "stage": delivery.notice.stage,
-            "title": delivery.notice.title,
-            "body": delivery.notice.body,
-            "sentAt": chrono::Utc::now().to_rfc3339(),
-        });
+        let body = api::Push {
+            id: outgoing.id,
+            order_id: outgoing.order_id,
+            to: outgoing.customer.email.clone(),
+            stage: outgoing.notice.stage,
+            title: outgoing.notice.title.clone(),
+            body: outgoing.notice.body.clone(),
+            sent_at: chrono::Utc::now().to_rfc3339(),
+        };
         let response = self
             .http
             .post(&self.url)
@@ -158,21 +159,21 @@ impl Channel for Mail {
         "email"
     }
 
-    async fn send(&self, delivery: &Delivery<'_>) -> Result<(), HandleError> {
-        let to = format!("{} <{}>", delivery.customer.name.replace(['<', '>', '"', ','], ""), delivery.customer.email)
+    async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
+        let to = format!("{} <{}>", outgoing.customer.name.replace(['<', '>', '"', ','], ""), outgoing.customer.email)
             .parse()
             .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(&delivery.notice.title)
-            .message_id(Some(format!("<{}@shop.notification>", delivery.id)))
+            .subject(&outgoing.notice.title)
+            .message_id(Some(format!("<{}@shop.notification>", outgoing.id)))
             .raw_header(lettre::message::header::HeaderValue::new(
-                lettre::message::header::HeaderName::new_from_ascii_str(ORDER_HEADER),
-                delivery.order_id.to_string(),
+                lettre::message::header::HeaderName::new_from_ascii_str(api::ORDER_MAIL_HEADER),
+                outgoing.order_id.to_string(),
             ))
             .header(ContentType::TEXT_PLAIN)
-            .body(delivery.notice.body.clone())
+            .body(outgoing.notice.body.clone())
             .map_err(|e| HandleError::Permanent(format!("cannot build the mail: {e}")))?;
         self.send_message(&message).await
     }
@@ -186,6 +187,3 @@ fn classify(error: lettre::transport::smtp::Error) -> HandleError {
         HandleError::Transient(format!("mail not sent: {error}"))
     }
 }
-
-/// The header the mailbox files mails by order under.
-const ORDER_HEADER: &str = "X-Shop-Order-Id";

@@ -25,7 +25,7 @@ use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
 use shop_platform::{db, http as web, inbox, kafka, Shutdown};
 
-use crate::channels::{Channel, Delivery};
+use crate::channels::{Channel, Outgoing};
 
 pub const SERVICE: &str = shop_events::service::NOTIFICATION;
 
@@ -137,8 +137,8 @@ impl NotifyHandler {
         };
         let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
         let id = uuid::Uuid::new_v5(&envelope.id, self.channel.name().as_bytes());
-        let delivery = Delivery { id, order_id: envelope.order_id, customer, notice: &notice };
-        self.channel.send(&delivery).await?;
+        let outgoing = Outgoing { id, order_id: envelope.order_id, customer, notice: &notice };
+        self.channel.send(&outgoing).await?;
         let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
         counter.fetch_add(1, Ordering::Relaxed);
         tracing::info!(channel = self.channel.name(), stage = %notice.stage, order_id = %envelope.order_id, "Customer notified");

@@ -14,7 +14,7 @@ pub struct Notice {
 pub fn notice(order_id: OrderId, event: &Event) -> Option<Notice> {
     let (stage, customer) = event.stage()?;
     let first_name = customer.name.split_whitespace().next().unwrap_or(&customer.name);
-    let order = short(order_id);
+    let order = order_id.short();
     let (title, body) = match event {
         Event::OrderCreated(e) => (
             format!("Order {order} received"),
@@ -52,9 +52,4 @@ pub fn notice(order_id: OrderId, event: &Event) -> Option<Notice> {
         _ => return None,
     };
     Some(Notice { stage, title, body })
-}
-
-/// The first block of the order id: what a person reads and says.
-fn short(order_id: OrderId) -> String {
-    order_id.to_string().chars().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<String>().to_uppercase()
 }

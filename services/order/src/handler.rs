@@ -73,7 +73,6 @@ impl Apply for OrderHandler {
     }
 
     fn committed(&self, applied: Vec<()>) {
-        self.outbox.wake();
         self.changes.send_modify(|n| *n += applied.len() as u64);
     }
 }

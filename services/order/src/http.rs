@@ -26,7 +26,7 @@ use tokio::sync::watch;
 
 use crate::catalogue;
 use crate::new_order::{CreateOrderRequest, NewOrder};
-use crate::payment_client::PaymentClient;
+use crate::payment_client::{PaymentClient, PaymentError};
 use crate::status::OrderStatus;
 use crate::store::{self, Order};
 
@@ -171,8 +171,7 @@ async fn create_order(
         format!("Order created: {} item(s), total {}, payment {}", order.items.len(), order.total, order.payment_id);
     let audit = Audit { instance: &state.instance, action: "order.created", message };
     state.outbox.enqueue(&mut tx, order.id, &event, audit, Some(&trace)).await?;
-    tx.commit().await?;
-    state.outbox.wake();
+    state.outbox.commit(tx).await?;
     state.changes.send_modify(|n| *n += 1);
     tracing::info!(total = %order.total, "Order created");
     let history = OrderStatus::Created.stages_on_entry().iter().map(|stage| (*stage, now)).collect();
@@ -283,4 +282,15 @@ async fn order_events(
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+impl From<PaymentError> for ApiError {
+    /// The customer is told to try again; what payment said goes to the log only.
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Credential(_) => ApiError::internal(error.to_string()),
+            _ => ApiError::bad_gateway("the payment service cannot open the payment now; try again")
+                .with_detail(error.to_string()),
+        }
+    }
 }

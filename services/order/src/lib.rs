@@ -59,7 +59,7 @@ impl Service {
         let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let apply = handler::OrderHandler { outbox: outbox.clone(), instance: instance.clone(), changes };
-        let handler = InTransaction { pool: pool.clone(), apply };
+        let handler = InTransaction { pool: pool.clone(), apply, outbox: Some(outbox.clone()) };
         let subscription = Subscription {
             brokers: config.kafka.brokers.clone(),
             group: group::ORDER_SERVICE,

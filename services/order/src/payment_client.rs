@@ -6,10 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use shop_events::{Customer, Money, OrderId, PaymentId};
+use serde::Deserialize;
+use shop_events::{api, Customer, Money, OrderId, PaymentId};
 use shop_platform::auth::ServiceCredential;
-use shop_platform::http::ApiError;
 
 #[derive(Clone)]
 pub struct PaymentClient {
@@ -18,12 +17,19 @@ pub struct PaymentClient {
     credential: Arc<ServiceCredential>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CreatePayment<'a> {
-    order_id: OrderId,
-    amount: Money,
-    customer: &'a Customer,
+/// Why no payment could be opened. The customer learns only that it could not be; the
+/// detail is for the log.
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("cannot sign order's service token: {0}")]
+    Credential(String),
+    #[error("payment service refused the payment ({status}): {answer}")]
+    Refused { status: reqwest::StatusCode, answer: String },
+    #[error("payment service answered nonsense: {0}")]
+    Nonsense(String),
+    /// Every replica was unreachable or failed; the last one's problem.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[derive(Deserialize)]
@@ -57,10 +63,9 @@ impl PaymentClient {
         order_id: OrderId,
         amount: Money,
         customer: &Customer,
-    ) -> Result<OpenedPayment, ApiError> {
-        let body = CreatePayment { order_id, amount, customer };
-        let authorization = self.credential.authorization().map_err(|e| ApiError::internal(e.to_string()))?;
-        let cannot = || ApiError::bad_gateway("the payment service cannot open the payment now; try again");
+    ) -> Result<OpenedPayment, PaymentError> {
+        let body = api::OpenPayment { order_id, amount, customer: customer.clone() };
+        let authorization = self.credential.authorization().map_err(|e| PaymentError::Credential(e.to_string()))?;
         let mut last_problem = "no payment service configured".to_owned();
         for base in &self.base_urls {
             let sent = self
@@ -80,17 +85,14 @@ impl PaymentClient {
             };
             let status = response.status();
             if status.is_success() {
-                return response
-                    .json::<OpenedPayment>()
-                    .await
-                    .map_err(|e| cannot().with_detail(format!("payment service answered nonsense: {e}")));
+                return response.json::<OpenedPayment>().await.map_err(|e| PaymentError::Nonsense(e.to_string()));
             }
             let answer = response.text().await.unwrap_or_default();
             if status.is_client_error() {
-                return Err(cannot().with_detail(format!("payment service refused the payment ({status}): {answer}")));
+                return Err(PaymentError::Refused { status, answer });
             }
             last_problem = format!("payment service failed ({status}): {answer}");
         }
-        Err(cannot().with_detail(last_problem))
+        Err(PaymentError::Unavailable(last_problem))
     }
 }

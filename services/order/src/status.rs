@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use shop_events::Stage;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum OrderStatus {
     Created,
     ReadyToShip,
@@ -39,14 +40,9 @@ impl OrderStatus {
         OrderStatus::Delivered,
     ];
 
+    /// The status's name, as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Created => "created",
-            OrderStatus::ReadyToShip => "readyToShip",
-            OrderStatus::Shipping => "shipping",
-            OrderStatus::Shipped => "shipped",
-            OrderStatus::Delivered => "delivered",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
@@ -92,6 +88,15 @@ mod tests {
     use super::*;
     use OrderStatus::*;
     use OrderTrigger::*;
+
+    #[test]
+    fn each_status_is_named_as_serde_names_it_and_parses_back() {
+        for status in OrderStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ReadyToShip.as_str(), "readyToShip");
+    }
 
     const TRIGGERS: [OrderTrigger; 4] = [PaymentMade, DeliveryShipping, DeliveryShipped, DeliveryDelivered];
 

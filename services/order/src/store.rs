@@ -24,6 +24,7 @@ pub struct Order {
     pub updated_at: i64,
 }
 
+/// What a read returns, decoded by name (`from_row`).
 const COLUMNS: &str = "id, owner, status, customer_name, customer_email, customer_phone, items, total_cents, \
                        payment_id, payment_url, delivery_id, created_at, updated_at";
 
@@ -51,10 +52,11 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
 
 /// Inserts the order unless one with its id exists. Returns whether it was inserted.
 pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(&format!(
-        "INSERT INTO orders ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT DO NOTHING"
-    ))
+    let done = sqlx::query(
+        "INSERT INTO orders (id, owner, status, customer_name, customer_email, customer_phone, items, total_cents, \
+         payment_id, payment_url, delivery_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
+    )
     .bind(order.id.to_string())
     .bind(&order.owner)
     .bind(order.status.as_str())

@@ -13,7 +13,7 @@ pub struct Config {
     /// Base URL of the customer's app as the browser reaches it; the payment page returns
     /// there after paying.
     #[arg(long = "app-url", env = "APP_URL", default_value = "http://localhost:8080")]
-    pub mobile_url: String,
+    pub app_url: String,
     #[command(flatten)]
     pub http: HttpConfig,
     #[command(flatten)]

@@ -8,7 +8,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use shop_events::{service, Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
+use shop_events::{api, service, Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
 use shop_platform::auth::{AuthError, Caller, Role, ServiceCaller};
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::{static_asset, ApiError, ApiJson, ApiPath, ApiQuery, OptionalJson};
@@ -26,7 +26,7 @@ pub struct AppState {
     pub instance: String,
     pub public_url: String,
     /// The customer's app, where the payment page returns after paying.
-    pub mobile_url: String,
+    pub app_url: String,
     pub links: LinkKey,
 }
 
@@ -42,22 +42,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/assets/pay.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("pay.css")) }))
         .with_state(state)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct CreatePayment {
-    order_id: OrderId,
-    amount: Money,
-    customer: CustomerInput,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CustomerInput {
-    name: String,
-    email: String,
-    phone: String,
 }
 
 #[derive(Serialize)]
@@ -99,7 +83,7 @@ impl AppState {
 async fn create_payment(
     State(state): State<AppState>,
     caller: ServiceCaller,
-    ApiJson(request): ApiJson<CreatePayment>,
+    ApiJson(request): ApiJson<api::OpenPayment>,
 ) -> Result<Response, ApiError> {
     caller.require(service::ORDER).map_err(ApiError::from)?;
     tracing::Span::current().record("order_id", tracing::field::display(request.order_id));
@@ -141,8 +125,7 @@ async fn create_payment(
     let message = format!("Payment {} of {} created", payment.id, payment.amount);
     let audit = Audit { instance: &state.instance, action: "payment.created", message };
     state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
-    tx.commit().await?;
-    state.outbox.wake();
+    state.outbox.commit(tx).await?;
     tracing::info!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
     Ok((StatusCode::CREATED, Json(state.view(payment))).into_response())
 }
@@ -215,8 +198,7 @@ async fn pay(
     let message = format!("Payment {} of {} made", payment.id, payment.amount);
     let audit = Audit { instance: &state.instance, action: "payment.made", message };
     state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
-    tx.commit().await?;
-    state.outbox.wake();
+    state.outbox.commit(tx).await?;
     tracing::info!(order_id = %payment.order_id, "Payment made");
     Ok(Json(state.view(payment)))
 }
@@ -243,10 +225,10 @@ async fn payment_page(
         return Err(not_found(id));
     }
     let payment = store::get(&state.pool, id).await?.ok_or_else(|| not_found(id))?;
-    Ok(Html(page(&payment, &state.mobile_url)))
+    Ok(Html(page(&payment, &state.app_url)))
 }
 
-fn page(payment: &Payment, mobile_url: &str) -> String {
+fn page(payment: &Payment, app_url: &str) -> String {
     fn escape(text: &str) -> String {
         text.replace('&', "&amp;")
             .replace('<', "&lt;")
@@ -261,10 +243,10 @@ fn page(payment: &Payment, mobile_url: &str) -> String {
         ("{{status_text}}", if paid { "Paid" } else { "Awaiting payment" }.to_owned()),
         ("{{paid_at}}", payment.paid_at.map(rfc3339).unwrap_or_default()),
         ("{{amount}}", payment.amount.to_string()),
-        ("{{order_short}}", order[order.len() - 8..].to_uppercase()),
+        ("{{order_short}}", payment.order_id.short()),
         ("{{order}}", order.clone()),
         ("{{payment}}", payment.id.to_string()),
-        ("{{return_url}}", escape(&format!("{}/#/orders/{order}", mobile_url.trim_end_matches('/')))),
+        ("{{return_url}}", escape(&format!("{}/#/orders/{order}", app_url.trim_end_matches('/')))),
         // Last, so text the customer typed is never taken for a placeholder.
         ("{{customer}}", escape(&format!("{} · {}", payment.customer.name, payment.customer.email))),
     ];

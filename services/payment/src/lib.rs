@@ -43,7 +43,7 @@ impl Service {
             outbox: outbox.clone(),
             instance: instance.clone(),
             public_url: config.public_url.trim_end_matches('/').to_owned(),
-            mobile_url: config.mobile_url.clone(),
+            app_url: config.app_url.clone(),
             links,
         };
         let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);

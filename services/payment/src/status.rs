@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "camelCase")]
+#[strum(serialize_all = "camelCase")]
 pub enum PaymentStatus {
     Created,
     Made,
@@ -14,19 +15,13 @@ pub enum PaymentStatus {
 pub struct AlreadyPaid;
 
 impl PaymentStatus {
+    /// The status's name, as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            PaymentStatus::Created => "created",
-            PaymentStatus::Made => "made",
-        }
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "created" => Some(PaymentStatus::Created),
-            "made" => Some(PaymentStatus::Made),
-            _ => None,
-        }
+        [PaymentStatus::Created, PaymentStatus::Made].into_iter().find(|s| s.as_str() == text)
     }
 
     pub fn pay(self) -> Result<PaymentStatus, AlreadyPaid> {
@@ -40,6 +35,14 @@ impl PaymentStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_status_is_named_as_serde_names_it_and_parses_back() {
+        for status in [PaymentStatus::Created, PaymentStatus::Made] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(PaymentStatus::parse(status.as_str()), Some(status));
+        }
+    }
 
     #[test]
     fn a_payment_is_made_once_and_never_again() {

@@ -18,19 +18,25 @@ pub struct Payment {
     pub paid_at: Option<i64>,
 }
 
+/// What a read returns, decoded by name (`from_row`).
 const COLUMNS: &str =
     "id, order_id, amount_cents, status, customer_name, customer_email, customer_phone, created_at, paid_at";
 
 fn from_row(row: sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
     let bad = |what: &str| sqlx::Error::Decode(format!("stored payment has a bad {what}").into());
+    let text = |column: &str| row.try_get::<String, _>(column);
     Ok(Payment {
-        id: PaymentId::parse(row.try_get::<String, _>(0)?.as_str()).map_err(|_| bad("id"))?,
-        order_id: OrderId::parse(row.try_get::<String, _>(1)?.as_str()).map_err(|_| bad("order id"))?,
-        amount: Money::from_cents(row.try_get(2)?).map_err(|_| bad("amount"))?,
-        status: PaymentStatus::parse(row.try_get::<String, _>(3)?.as_str()).ok_or_else(|| bad("status"))?,
-        customer: Customer { name: row.try_get(4)?, email: row.try_get(5)?, phone: row.try_get(6)? },
-        created_at: row.try_get(7)?,
-        paid_at: row.try_get(8)?,
+        id: PaymentId::parse(&text("id")?).map_err(|_| bad("id"))?,
+        order_id: OrderId::parse(&text("order_id")?).map_err(|_| bad("order id"))?,
+        amount: Money::from_cents(row.try_get("amount_cents")?).map_err(|_| bad("amount"))?,
+        status: PaymentStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
+        customer: Customer {
+            name: text("customer_name")?,
+            email: text("customer_email")?,
+            phone: text("customer_phone")?,
+        },
+        created_at: row.try_get("created_at")?,
+        paid_at: row.try_get("paid_at")?,
     })
 }
 
@@ -53,17 +59,19 @@ pub async fn insert(tx: &mut Transaction<'_>, payment: &Payment) -> Result<bool,
     Ok(done.rows_affected() == 1)
 }
 
-/// Marks the payment made if, and only if, it is still `created`: the database decides
-/// which of two concurrent pays wins.
-/// Marks the payment made if it is still created; returns it as it is then.
+/// Marks the payment made if, and only if, it is still `created` (the one transition of
+/// `PaymentStatus::pay`): the database decides which of two concurrent pays wins. Returns the
+/// payment as it is then, or None when it was not `created`.
 pub async fn mark_made(tx: &mut Transaction<'_>, id: PaymentId) -> Result<Option<Payment>, sqlx::Error> {
+    let from = PaymentStatus::Created;
+    let to = from.pay().expect("a created payment can be paid");
     sqlx::query(&format!(
         "UPDATE payments SET status = $1, paid_at = $2 WHERE id = $3 AND status = $4 RETURNING {COLUMNS}"
     ))
-    .bind(PaymentStatus::Made.as_str())
+    .bind(to.as_str())
     .bind(now_millis())
     .bind(id.to_string())
-    .bind(PaymentStatus::Created.as_str())
+    .bind(from.as_str())
     .fetch_optional(&mut **tx)
     .await?
     .map(from_row)

@@ -26,8 +26,11 @@ pub const PEOPLE_AUDIENCE: &str = "shop";
 pub const PERSON_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What a token lets its holder do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Role {
     /// Orders, pays and follows their own orders; the subject is their email.
     Customer,
@@ -40,13 +43,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role's name, as serde spells it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Courier => "courier",
-            Role::Operator => "operator",
-            Role::Service => "service",
-        }
+        self.into()
     }
 
     /// Whether a token of this role may come from `issuer`: people's roles only from the
@@ -63,8 +62,9 @@ impl std::str::FromStr for Role {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        [Role::Customer, Role::Courier, Role::Operator, Role::Service]
-            .into_iter()
+        <Role as strum::VariantArray>::VARIANTS
+            .iter()
+            .copied()
             .find(|role| role.as_str() == text)
             .ok_or_else(|| format!("no role {text:?}: customer, courier, operator or service"))
     }
@@ -88,4 +88,18 @@ pub struct Claims {
 /// A customer's identity: their email, compared case-insensitively (stored lower case).
 pub fn customer_subject(email: &str) -> String {
     email.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_role_is_named_as_serde_names_it_and_parses_back() {
+        for role in <Role as strum::VariantArray>::VARIANTS.iter().copied() {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("admin".parse::<Role>().unwrap_err().contains("customer, courier, operator or service"));
+    }
 }

@@ -533,5 +533,8 @@ const ui = (() => {
       'Signed in as ', h('strong', {}, kept.subject), ' · ', signOutLink());
   }
 
-  return { site: siteInfo, session, onSignedOut, api: request, ApiError, stream, signInForm, signOutLink, signedInAs };
+  /** An order id as a person reads it: its last 8 hex digits, upper case (`OrderId::short`). */
+  const shortId = (id) => id.slice(-8).toUpperCase();
+
+  return { site: siteInfo, session, onSignedOut, api: request, ApiError, stream, signInForm, signOutLink, signedInAs, shortId };
 })();

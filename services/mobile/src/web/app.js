@@ -50,11 +50,6 @@ function store(key, value) {
   }
 }
 
-/** What people read and say: the last 8 characters of the order id. */
-function shortId(id) {
-  return id.slice(-8).toUpperCase();
-}
-
 function when(at) {
   const date = new Date(at);
   const today = new Date().toDateString() === date.toDateString();
@@ -285,7 +280,7 @@ async function placeOrder(event) {
 
 async function showOrder(id) {
   const visit = app.visit;
-  document.title = `Order ${shortId(id)} · Shop`;
+  document.title = `Order ${ui.shortId(id)} · Shop`;
   $('#order-error').hidden = true;
   $('#order-body').hidden = true;
   $('#order-retry').onclick = () => showOrder(id);
@@ -296,7 +291,7 @@ async function showOrder(id) {
     if (visit !== app.visit || problem.status === 401) return;
     // Another customer's order is a 404 too: it is not in this account.
     $('#order-error-text').textContent = problem.status === 404
-      ? `There is no order ${shortId(id)} in your account.`
+      ? `There is no order ${ui.shortId(id)} in your account.`
       : problem.message;
     $('#order-error').hidden = false;
     return;
@@ -311,7 +306,7 @@ async function showOrder(id) {
 
 function renderOrder(order) {
   app.order = { ...order, reached: new Map() };
-  $('#order-title').textContent = `Order ${shortId(order.orderId)}`;
+  $('#order-title').textContent = `Order ${ui.shortId(order.orderId)}`;
   $('#order-meta').textContent = `Placed ${when(order.createdAt)} by ${order.customer.name} · ${order.customer.email}`;
   const names = new Map(app.products.map((p) => [p.sku, p.name]));
   $('#order-items').replaceChildren(
@@ -459,7 +454,7 @@ async function showOrders() {
       const count = order.items.reduce((sum, item) => sum + item.quantity, 0);
       return h('li', { 'data-order-id': order.orderId },
         h('a', { class: 'card', href: `#/orders/${order.orderId}` },
-          h('strong', {}, `Order ${shortId(order.orderId)}`),
+          h('strong', {}, `Order ${ui.shortId(order.orderId)}`),
           h('strong', { class: 'amount' }, money.format(order.total)),
           h('span', { class: 'stage', 'data-stage': last ? last.stage : '' }, last ? STAGE_LABEL[last.stage] : 'Unknown'),
           h('span', { class: 'when' }, `${when(order.createdAt)} · ${count} item${count === 1 ? '' : 's'}`),
