@@ -20,4 +20,6 @@ pub use event::{Event, EventType};
 pub use payloads::*;
 pub use stage::Stage;
 pub use topic::{dead_letter_topic, group, Topic};
-pub use values::{Customer, CustomerError, LineItem, Money, MoneyError, OrderId, PaymentId};
+pub use values::{
+    Customer, CustomerError, DeliveryId, DeliveryIdError, LineItem, Money, MoneyError, OrderId, PaymentId,
+};

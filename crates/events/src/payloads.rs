@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{Customer, LineItem, Money, PaymentId};
+use crate::{Customer, DeliveryId, LineItem, Money, PaymentId};
 
 /// `orders-created`: stage 1, the order exists and awaits payment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -51,14 +51,14 @@ pub struct OrderReadyToShip {
 #[serde(rename_all = "camelCase")]
 pub struct OrderDeliveryProgressed {
     pub customer: Customer,
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
 }
 
 /// `delivery-shipping`, `delivery-shipped`, `delivery-delivered`: what the courier did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryProgressed {
-    pub delivery_id: String,
+    pub delivery_id: DeliveryId,
 }
 
 /// `logging-events`: one line of the audit trail, written by the service that acted.

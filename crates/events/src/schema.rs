@@ -13,7 +13,7 @@ pub fn for_event(event_type: EventType) -> Schema {
         EventType::PaymentCreated => schema_for!(Envelope<PaymentCreated>),
         EventType::PaymentMade => schema_for!(Envelope<PaymentMade>),
         EventType::OrderReadyToShip => schema_for!(Envelope<OrderReadyToShip>),
-        EventType::DeliveryShipping | EventType::DeliveryShipped | EventType::DeliveryDelivered => {
+        EventType::DeliveryOpened | EventType::DeliveryShipped | EventType::DeliveryDelivered => {
             schema_for!(Envelope<DeliveryProgressed>)
         }
         EventType::OrderShipping | EventType::OrderShipped | EventType::OrderDelivered => {

@@ -3,6 +3,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::{EventType, Topic};
+
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, strum::IntoStaticStr,
 )]
@@ -28,6 +30,26 @@ impl Stage {
         Stage::Shipped,
         Stage::Delivered,
     ];
+
+    /// The one event type that announces this stage: the table every other statement of the
+    /// stages (their topics, the notification groups' subscriptions, an event's stage) is
+    /// derived from.
+    pub const fn event_type(self) -> EventType {
+        match self {
+            Stage::Created => EventType::OrderCreated,
+            Stage::PaymentCreated => EventType::PaymentCreated,
+            Stage::PaymentMade => EventType::PaymentMade,
+            Stage::ReadyToShip => EventType::OrderReadyToShip,
+            Stage::Shipping => EventType::OrderShipping,
+            Stage::Shipped => EventType::OrderShipped,
+            Stage::Delivered => EventType::OrderDelivered,
+        }
+    }
+
+    /// The topic the stage's event travels on.
+    pub const fn topic(self) -> Topic {
+        self.event_type().topic()
+    }
 
     /// The stage's name, as serde spells it.
     pub fn as_str(self) -> &'static str {
@@ -64,5 +86,16 @@ mod tests {
         for event_type in crate::EventType::ALL {
             assert_eq!(serde_json::to_value(event_type).unwrap(), event_type.name());
         }
+    }
+
+    #[test]
+    fn each_stage_is_announced_by_its_own_event_type_on_its_own_topic_in_journey_order() {
+        for stage in Stage::ALL {
+            assert_eq!(stage.event_type().stage(), Some(stage));
+        }
+        let stage_types: Vec<EventType> = EventType::ALL.into_iter().filter(|t| t.stage().is_some()).collect();
+        assert_eq!(stage_types, Stage::ALL.map(Stage::event_type), "every other type announces no stage");
+        assert_eq!(Topic::STAGES, Stage::ALL.map(Stage::topic));
+        assert_eq!(Stage::ReadyToShip.topic().name(), "orders-ready-to-ship");
     }
 }

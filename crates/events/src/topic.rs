@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Stage;
+
 /// One of the 11 Kafka topics of the system. Every record on every topic is keyed by orderId.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Topic {
@@ -34,16 +36,16 @@ impl Topic {
         Topic::LoggingEvents,
     ];
 
-    /// The seven topics that each mark a stage the customer is told about.
-    pub const STAGES: [Topic; 7] = [
-        Topic::OrdersCreated,
-        Topic::PaymentsCreated,
-        Topic::PaymentsMade,
-        Topic::OrdersReadyToShip,
-        Topic::OrdersShipping,
-        Topic::OrdersShipped,
-        Topic::OrdersDelivered,
-    ];
+    /// The seven topics that each mark a stage the customer is told about, in journey order.
+    pub const STAGES: [Topic; 7] = {
+        let mut topics = [Topic::OrdersCreated; 7];
+        let mut i = 0;
+        while i < topics.len() {
+            topics[i] = Stage::ALL[i].topic();
+            i += 1;
+        }
+        topics
+    };
 
     pub const fn name(self) -> &'static str {
         match self {

@@ -54,6 +54,64 @@ impl OrderId {
     }
 }
 
+/// Identifies a parcel at the courier: `DLV-` and 12 upper-case hex digits.
+// The digits are the random end of a UUIDv7, short enough to read out on the phone. Reading
+// one (from a record, a path, a row) checks that form, which the schemas publish.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(inline)]
+pub struct DeliveryId(#[schemars(regex(pattern = r"^DLV-[0-9A-F]{12}$"))] String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a delivery id is DLV- and 12 hex digits")]
+pub struct DeliveryIdError;
+
+impl DeliveryId {
+    pub fn new() -> Self {
+        let random = Uuid::now_v7().simple().to_string();
+        Self(format!("DLV-{}", random[20..].to_uppercase()))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, DeliveryIdError> {
+        let digits = text.strip_prefix("DLV-").ok_or(DeliveryIdError)?;
+        if digits.len() == 12 && digits.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c)) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(DeliveryIdError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for DeliveryId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DeliveryId {
+    type Err = DeliveryIdError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for DeliveryId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An amount of money in cents. On the wire it is a decimal number with at most two
 /// decimals (`12.5`), so no floating-point rounding ever reaches a stored amount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -153,12 +211,29 @@ impl JsonSchema for Money {
 
 /// Who ordered: the stage events carry it so the notification service can reach the
 /// customer without asking anyone.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+// There is no other way to make one than `parse`, and reading one (from a request, a record
+// or a row) parses it: a `Customer` is always valid. (A doc line here would be published in
+// the event schemas.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
-    pub name: String,
-    pub email: String,
-    pub phone: String,
+    name: String,
+    email: String,
+    phone: String,
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            name: String,
+            email: String,
+            phone: String,
+        }
+        let fields = Fields::deserialize(deserializer)?;
+        Customer::parse(&fields.name, &fields.email, &fields.phone).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -183,6 +258,29 @@ mod tests {
     }
 
     #[test]
+    fn delivery_ids_have_one_form() {
+        let id = DeliveryId::new();
+        assert_eq!(DeliveryId::parse(id.as_str()), Ok(id.clone()));
+        assert_eq!(serde_json::from_value::<DeliveryId>(serde_json::to_value(&id).unwrap()).unwrap(), id);
+        for bad in ["", "DLV-", "DLV-0000000000ab", "DLV-0000000000ABC", "XYZ-0000000000AB", "d-1"] {
+            assert_eq!(DeliveryId::parse(bad), Err(DeliveryIdError), "{bad}");
+            assert!(serde_json::from_value::<DeliveryId>(serde_json::json!(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_customer_is_read_only_through_parse() {
+        let ada: Customer =
+            serde_json::from_str(r#"{"name":" Ada ","email":"ada@example.com","phone":"+44 20 7946 0000"}"#).unwrap();
+        assert_eq!((ada.name(), ada.email(), ada.phone()), ("Ada", "ada@example.com", "+44 20 7946 0000"));
+        let bad =
+            serde_json::from_str::<Customer>(r#"{"name":"Ada","email":"not an address","phone":"+44 20 7946 0000"}"#);
+        assert!(bad.unwrap_err().to_string().contains("customer.email"));
+        let extra = r#"{"name":"Ada","email":"ada@example.com","phone":"+44 20 7946 0000","admin":true}"#;
+        assert!(serde_json::from_str::<Customer>(extra).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
     fn money_refuses_negative_and_fractional_cents() {
         assert_eq!(Money::from_decimal(-1.0), Err(MoneyError::Negative));
         assert_eq!(Money::from_decimal(0.001), Err(MoneyError::TooPrecise));
@@ -202,6 +300,19 @@ pub enum CustomerError {
 }
 
 impl Customer {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// As given, trimmed (case kept: it is how the customer writes it).
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    pub fn phone(&self) -> &str {
+        &self.phone
+    }
+
     /// Checks the details at the edge; past it a `Customer` is known to be reachable.
     pub fn parse(name: &str, email: &str, phone: &str) -> Result<Customer, CustomerError> {
         let name = name.trim();

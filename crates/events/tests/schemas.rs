@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use shop_events::*;
 
 fn customer() -> Customer {
-    Customer { name: "Ada Lovelace".into(), email: "ada@example.com".into(), phone: "+44 20 7946 0000".into() }
+    Customer::parse("Ada Lovelace", "ada@example.com", "+44 20 7946 0000").unwrap()
 }
 
 fn sample(event_type: EventType) -> Event {
@@ -14,8 +14,11 @@ fn sample(event_type: EventType) -> Event {
     let items = vec![LineItem { sku: "TEA-01".into(), quantity: 2, unit_price: Money::from_cents(1250).unwrap() }];
     let total = Money::from_cents(2500).unwrap();
     let url = format!("http://localhost:8082/pay/{payment_id}");
-    let progressed = || OrderDeliveryProgressed { customer: customer(), delivery_id: "d-1".into() };
-    let courier = || DeliveryProgressed { delivery_id: "d-1".into() };
+    let progressed = || OrderDeliveryProgressed {
+        customer: customer(),
+        delivery_id: DeliveryId::parse("DLV-0000000000D1").unwrap(),
+    };
+    let courier = || DeliveryProgressed { delivery_id: DeliveryId::parse("DLV-0000000000D1").unwrap() };
     match event_type {
         EventType::OrderCreated => {
             Event::OrderCreated(OrderCreated { customer: customer(), items, total, payment_id, payment_url: url })
@@ -27,7 +30,7 @@ fn sample(event_type: EventType) -> Event {
         EventType::OrderReadyToShip => {
             Event::OrderReadyToShip(OrderReadyToShip { customer: customer(), items, total, payment_id })
         }
-        EventType::DeliveryShipping => Event::DeliveryShipping(courier()),
+        EventType::DeliveryOpened => Event::DeliveryOpened(courier()),
         EventType::OrderShipping => Event::OrderShipping(progressed()),
         EventType::DeliveryShipped => Event::DeliveryShipped(courier()),
         EventType::OrderShipped => Event::OrderShipped(progressed()),

@@ -262,7 +262,7 @@ async fn process(
         event_id = %incoming.envelope.id,
         trace_id = %incoming.trace.trace_id(),
     );
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = crate::retry::delays(Duration::from_millis(100));
     loop {
         match handler.handle(&incoming).instrument(span.clone()).await {
             Ok(()) => return true,
@@ -270,12 +270,12 @@ async fn process(
                 return dead_letter(message, producer, group, &reason, shutdown).instrument(span).await;
             }
             Err(HandleError::Transient(reason)) => {
-                span.in_scope(|| tracing::warn!(%reason, retry_in = ?backoff, "Handling failed, will retry"));
+                let wait = delays.next().expect("retries never run out");
+                span.in_scope(|| tracing::warn!(%reason, retry_in = ?wait, "Handling failed, will retry"));
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.wait() => return false,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -297,7 +297,7 @@ async fn dead_letter(
         source_topic = message.topic(), partition = message.partition(), offset = message.offset(),
         group, %reason, dead_letter_topic = %topic, "Record set aside"
     );
-    let mut backoff = Duration::from_millis(100);
+    let mut delays = crate::retry::delays(Duration::from_millis(100));
     loop {
         let mut headers = OwnedHeaders::new();
         if let Some(original) = message.headers() {
@@ -321,12 +321,12 @@ async fn dead_letter(
         match producer.send(record, Duration::from_secs(10)).await {
             Ok(_) => return true,
             Err((error, _)) => {
-                tracing::error!(%error, dead_letter_topic = %topic, "Cannot set the record aside, will retry");
+                let wait = delays.next().expect("retries never run out");
+                tracing::error!(%error, dead_letter_topic = %topic, retry_in = ?wait, "Cannot set the record aside, will retry");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.wait() => return false,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

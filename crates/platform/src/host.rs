@@ -11,9 +11,13 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::config::{HttpConfig, KafkaConfig, StorageConfig};
 use crate::consumer::{self, Handler, Subscription};
+use crate::db::Pool;
+use crate::http::Web;
 use crate::kafka::Producer;
-use crate::outbox::Relay;
+use crate::outbox::{Outbox, Relay};
+use crate::secrets::Secrets;
 use crate::Shutdown;
 
 type Task = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>> + Send>;
@@ -21,11 +25,76 @@ type Task = Box<dyn FnOnce(Shutdown) -> Pin<Box<dyn Future<Output = anyhow::Resu
 /// How long the relay may take to publish what is left after intake stopped.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// What every service on the broker (order, payment, delivery, notification, logging) is
+/// built from, opened the same way: its instance name, secrets, web settings, database,
+/// producer and HTTP listener. `host` turns them into the running parts.
+pub struct Parts {
+    pub instance: String,
+    pub secrets: Secrets,
+    pub web: Web,
+    pub pool: Pool,
+    pub producer: Producer,
+    brokers: String,
+    listener: TcpListener,
+}
+
+impl Parts {
+    pub async fn open(
+        service: &'static str,
+        http: &HttpConfig,
+        http_port: u16,
+        storage: &StorageConfig,
+        kafka: &KafkaConfig,
+        migrations: sqlx::migrate::Migrator,
+    ) -> anyhow::Result<Parts> {
+        let instance = http.instance(service);
+        let secrets = storage.secrets();
+        let web = Web::new(http, &secrets, service)?;
+        let pool = crate::db::open(&storage.database_url(service), migrations).await?;
+        let producer = crate::kafka::producer(&kafka.brokers, &instance)?;
+        let listener = crate::http::bind(&http.host, http_port).await?;
+        Ok(Parts { instance, secrets, web, pool, producer, brokers: kafka.brokers.clone(), listener })
+    }
+
+    /// `handler` consuming what `group` consumes, as this instance, setting records aside
+    /// with this service's producer.
+    pub fn consumer(&self, group: &'static str, handler: impl Handler + 'static) -> Consumer {
+        let subscription = Subscription {
+            brokers: self.brokers.clone(),
+            group,
+            topics: shop_events::group::topics(group).to_vec(),
+            client_id: self.instance.clone(),
+        };
+        Consumer { subscription, handler: Arc::new(handler), producer: self.producer.clone() }
+    }
+
+    /// The relay publishing what `outbox` holds in this service's database.
+    pub fn relay(&self, outbox: &Outbox) -> Relay {
+        Relay::new(self.pool.clone(), self.producer.clone(), outbox, &self.instance)
+    }
+
+    /// The host serving `router` with the standard readiness checks (storage and broker) and
+    /// the web settings, pruning the inbox of the database while it runs.
+    pub fn host(self, router: Router) -> ServiceHost {
+        let checks = crate::http::standard_checks(self.pool.clone(), self.producer.clone());
+        let router = crate::http::finish(router, checks, &self.web);
+        ServiceHost::new(self.listener, router).with_inbox_pruning(self.pool)
+    }
+}
+
+/// A consumer of a service: what it subscribes to, what handles each record, and the
+/// producer it sets records aside with.
+pub struct Consumer {
+    pub subscription: Subscription,
+    pub handler: Arc<dyn Handler>,
+    pub producer: Producer,
+}
+
 pub struct ServiceHost {
     listener: TcpListener,
     router: Router,
     relay: Option<Relay>,
-    consumers: Vec<(Subscription, Arc<dyn Handler>, Producer)>,
+    consumers: Vec<Consumer>,
     tasks: Vec<Task>,
 }
 
@@ -39,8 +108,8 @@ impl ServiceHost {
         self
     }
 
-    pub fn with_consumer(mut self, subscription: Subscription, handler: Arc<dyn Handler>, producer: Producer) -> Self {
-        self.consumers.push((subscription, handler, producer));
+    pub fn with_consumer(mut self, consumer: Consumer) -> Self {
+        self.consumers.push(consumer);
         self
     }
 
@@ -69,7 +138,7 @@ impl ServiceHost {
         let relay = self.relay.map(|relay| tokio::spawn(relay.run(relay_stop.clone())));
         let mut intake = JoinSet::new();
         intake.spawn(crate::http::serve(self.listener, self.router, shutdown.clone()).map_into());
-        for (subscription, handler, producer) in self.consumers {
+        for Consumer { subscription, handler, producer } in self.consumers {
             intake.spawn(consumer::run(subscription, handler, producer, shutdown.clone()));
         }
         for task in self.tasks {

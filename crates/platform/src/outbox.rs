@@ -113,7 +113,8 @@ impl Relay {
 
     pub async fn run(self, stop: Shutdown) {
         let mut lease_until = 0_i64;
-        let mut backoff = Duration::from_millis(50);
+        let first_retry = Duration::from_millis(50);
+        let mut delays = crate::retry::delays(first_retry);
         loop {
             let stopping = stop.is_triggered();
             if lease_until - now_millis() < (LEASE.as_millis() / 2) as i64 {
@@ -137,24 +138,24 @@ impl Relay {
                 // committed since then in this process have left a wake-up behind (`notify_one`
                 // keeps it), so wait as after an empty read rather than read it again at once.
                 Ok(published) if published < BATCH as usize && !stopping => {
-                    backoff = Duration::from_millis(50);
+                    delays = crate::retry::delays(first_retry);
                     tokio::select! {
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(POLL) => {}
                         _ = stop.wait() => {}
                     }
                 }
-                Ok(_) => backoff = Duration::from_millis(50),
+                Ok(_) => delays = crate::retry::delays(first_retry),
                 Err(error) => {
-                    tracing::warn!(%error, retry_in = ?backoff, "Outbox relay cannot publish yet");
+                    let wait = delays.next().expect("retries never run out");
+                    tracing::warn!(%error, retry_in = ?wait, "Outbox relay cannot publish yet");
                     if stopping {
                         tracing::error!(
                             "Stopping with unpublished events left in the outbox; they go out on next start"
                         );
                         break;
                     }
-                    tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = stop.wait() => {} }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::select! { _ = tokio::time::sleep(wait) => {}, _ = stop.wait() => {} }
                 }
             }
         }

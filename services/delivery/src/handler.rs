@@ -2,7 +2,7 @@
 //! and acknowledges it by publishing `delivery-shipping`, once per order.
 
 use async_trait::async_trait;
-use shop_events::{group, DeliveryProgressed, Event};
+use shop_events::{group, DeliveryId, DeliveryProgressed, Event};
 use shop_platform::consumer::{HandleError, Incoming};
 use shop_platform::db::{now_millis, Transaction};
 use shop_platform::inbox;
@@ -32,7 +32,7 @@ impl Apply for DeliveryHandler {
         let now = now_millis();
         let delivery = Delivery {
             order_id,
-            id: format!("DLV-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]).to_uppercase(),
+            id: DeliveryId::new(),
             status: DeliveryStatus::Shipping,
             customer: ready.customer.clone(),
             items: ready.items.clone(),
@@ -43,7 +43,7 @@ impl Apply for DeliveryHandler {
             tracing::warn!(%order_id, "The order already has a delivery; nothing to open");
             return Ok(Some(())); // the inbox entry is written
         }
-        let event = Event::DeliveryShipping(DeliveryProgressed { delivery_id: delivery.id.clone() });
+        let event = Event::DeliveryOpened(DeliveryProgressed { delivery_id: delivery.id.clone() });
         let message = format!("Delivery {} opened, waiting for the courier", delivery.id);
         let audit = Audit { instance: &self.instance, action: "delivery.opened", message };
         self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;

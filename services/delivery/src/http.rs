@@ -8,7 +8,7 @@ use axum::response::Html;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use shop_events::{Customer, DeliveryProgressed, Event, LineItem, OrderId};
+use shop_events::{Customer, DeliveryId, DeliveryProgressed, Event, LineItem, OrderId};
 use shop_platform::auth::Courier;
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::{static_asset, ApiError, ApiPath};
@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
 #[serde(rename_all = "camelCase")]
 struct DeliveryView {
     order_id: OrderId,
-    delivery_id: String,
+    delivery_id: DeliveryId,
     status: DeliveryStatus,
     customer: Customer,
     items: Vec<LineItem>,

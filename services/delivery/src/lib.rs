@@ -10,14 +10,11 @@ mod store;
 pub use config::Config;
 pub use status::{CourierAction, DeliveryStatus, IllegalTransition};
 
-use std::sync::Arc;
-
 use shop_events::group;
-use shop_platform::consumer::Subscription;
-use shop_platform::host::ServiceHost;
-use shop_platform::outbox::{Outbox, Relay};
+use shop_platform::host::{Parts, ServiceHost};
+use shop_platform::outbox::Outbox;
 use shop_platform::transactional::InTransaction;
-use shop_platform::{db, http as web, kafka, Shutdown};
+use shop_platform::Shutdown;
 
 pub const SERVICE: &str = shop_events::service::DELIVERY;
 
@@ -34,26 +31,17 @@ pub struct Service {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
-        let instance = config.http.instance(SERVICE);
-        let web = web::Web::new(&config.http, &config.storage.secrets(), SERVICE)?;
-        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
+        let parts =
+            Parts::open(SERVICE, &config.http, config.http_port, &config.storage, &config.kafka, sqlx::migrate!())
+                .await?;
         let outbox = Outbox::new(SERVICE);
-        let state = http::AppState { pool: pool.clone(), outbox: outbox.clone(), instance: instance.clone() };
-        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
-        let listener = web::bind(&config.http.host, config.http_port).await?;
-        let apply = handler::DeliveryHandler { outbox: outbox.clone(), instance: instance.clone() };
-        let handler = InTransaction { pool: pool.clone(), apply, outbox: Some(outbox.clone()) };
-        let subscription = Subscription {
-            brokers: config.kafka.brokers.clone(),
-            group: group::DELIVERY_SERVICE,
-            topics: group::topics(group::DELIVERY_SERVICE).to_vec(),
-            client_id: instance.clone(),
-        };
-        let host = ServiceHost::new(listener, router)
-            .with_consumer(subscription, Arc::new(handler), producer.clone())
-            .with_inbox_pruning(pool.clone())
-            .with_relay(Relay::new(pool, producer, &outbox, &instance));
+        let state =
+            http::AppState { pool: parts.pool.clone(), outbox: outbox.clone(), instance: parts.instance.clone() };
+        let apply = handler::DeliveryHandler { outbox: outbox.clone(), instance: parts.instance.clone() };
+        let handler = InTransaction { pool: parts.pool.clone(), apply, outbox: Some(outbox.clone()) };
+        let consumer = parts.consumer(group::DELIVERY_SERVICE, handler);
+        let relay = parts.relay(&outbox);
+        let host = parts.host(http::router(state)).with_consumer(consumer).with_relay(relay);
         Ok(Service { host })
     }
 

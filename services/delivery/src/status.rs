@@ -110,4 +110,18 @@ mod tests {
         assert_eq!(MarkShipped.legal_source(), Shipping);
         assert_eq!(MarkDelivered.legal_source(), Shipped);
     }
+
+    /// The courier page enables each button from the status the state machine says.
+    #[test]
+    fn the_courier_page_offers_each_action_from_its_legal_source() {
+        let script = include_str!("courier.js");
+        for action in CourierAction::ALL {
+            let (target, source) = (action.target().as_str(), action.legal_source().as_str());
+            let line = script
+                .lines()
+                .find(|line| line.contains(&format!("action: '{target}'")))
+                .unwrap_or_else(|| panic!("courier.js has no action {target}"));
+            assert!(line.contains(&format!("from: '{source}'")), "{line}");
+        }
+    }
 }

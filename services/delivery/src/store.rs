@@ -1,7 +1,7 @@
 //! Deliveries in storage.
 
-use shop_events::{Customer, LineItem, OrderId};
-use shop_platform::db::{Pool, Transaction};
+use shop_events::{Customer, DeliveryId, LineItem, OrderId};
+use shop_platform::db::{self, Pool, Transaction};
 use sqlx::Row;
 
 use crate::status::DeliveryStatus;
@@ -9,7 +9,7 @@ use crate::status::DeliveryStatus;
 #[derive(Clone, Debug)]
 pub struct Delivery {
     pub order_id: OrderId,
-    pub id: String,
+    pub id: DeliveryId,
     pub status: DeliveryStatus,
     pub customer: Customer,
     pub items: Vec<LineItem>,
@@ -26,13 +26,9 @@ fn from_row(row: sqlx::any::AnyRow) -> Result<Delivery, sqlx::Error> {
     let text = |column: &str| row.try_get::<String, _>(column);
     Ok(Delivery {
         order_id: OrderId::parse(&text("order_id")?).map_err(|_| bad("order id"))?,
-        id: text("id")?,
+        id: DeliveryId::parse(&text("id")?).map_err(|_| bad("id"))?,
         status: DeliveryStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
-        customer: Customer {
-            name: text("customer_name")?,
-            email: text("customer_email")?,
-            phone: text("customer_phone")?,
-        },
+        customer: db::customer(&row)?,
         items: serde_json::from_str(&text("items")?).map_err(|_| bad("items"))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -46,11 +42,11 @@ pub async fn open(tx: &mut Transaction<'_>, delivery: &Delivery) -> Result<bool,
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
     )
     .bind(delivery.order_id.to_string())
-    .bind(&delivery.id)
+    .bind(delivery.id.as_str())
     .bind(delivery.status.as_str())
-    .bind(&delivery.customer.name)
-    .bind(&delivery.customer.email)
-    .bind(&delivery.customer.phone)
+    .bind(delivery.customer.name())
+    .bind(delivery.customer.email())
+    .bind(delivery.customer.phone())
     .bind(serde_json::to_string(&delivery.items).expect("line items serialize"))
     .bind(delivery.created_at)
     .bind(delivery.updated_at)

@@ -18,6 +18,7 @@ use shop_platform::http::{ApiError, ApiQuery};
 use shop_platform::transactional::Apply;
 use sqlx::Row;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
 use crate::AppState;
 
@@ -52,8 +53,8 @@ impl Apply for AuditHandler {
         .await?;
         // The event id is the inbox here: a redelivery inserts nothing.
         Ok((inserted.rows_affected() == 1).then(|| LogRecord {
-            event_id: envelope.id.to_string(),
-            order_id: envelope.order_id.to_string(),
+            event_id: envelope.id,
+            order_id: envelope.order_id,
             source: envelope.source.clone(),
             instance: record.instance.clone(),
             action: record.action.clone(),
@@ -85,8 +86,8 @@ fn default_limit() -> i64 {
 #[derive(Serialize, Clone, Debug)]
 #[serde(rename_all = "camelCase")]
 pub struct LogRecord {
-    pub event_id: String,
-    pub order_id: String,
+    pub event_id: Uuid,
+    pub order_id: OrderId,
     pub source: String,
     pub instance: String,
     pub action: String,
@@ -128,9 +129,14 @@ async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Ve
     };
     rows.into_iter()
         .map(|row| {
+            let id = |column: &str| {
+                let text: String = row.try_get(column)?;
+                Uuid::parse_str(&text)
+                    .map_err(|_| sqlx::Error::Decode(format!("stored audit record has a bad {column}").into()))
+            };
             Ok(LogRecord {
-                event_id: row.try_get("event_id")?,
-                order_id: row.try_get("order_id")?,
+                event_id: id("event_id")?,
+                order_id: OrderId(id("order_id")?),
                 source: row.try_get("source")?,
                 instance: row.try_get("instance")?,
                 action: row.try_get("action")?,
@@ -167,8 +173,8 @@ pub async fn stream(
     if query.order_id.is_none() {
         backlog.reverse();
     }
-    let already_sent: HashSet<String> = backlog.iter().map(|r| r.event_id.clone()).collect();
-    let wanted = query.order_id.map(|id| id.to_string());
+    let already_sent: HashSet<Uuid> = backlog.iter().map(|r| r.event_id).collect();
+    let wanted = query.order_id;
     let live = futures::stream::unfold(arrivals, |mut arrivals| async move {
         match arrivals.recv().await {
             Ok(record) => Some((Some(record), arrivals)),
@@ -180,8 +186,7 @@ pub async fn stream(
         }
     })
     .filter_map(move |record| {
-        let keep = record
-            .filter(|r| wanted.as_deref().is_none_or(|id| r.order_id == id) && !already_sent.contains(&r.event_id));
+        let keep = record.filter(|r| wanted.is_none_or(|id| r.order_id == id) && !already_sent.contains(&r.event_id));
         async move { keep }
     });
     let stop = state.streams.clone();
@@ -189,7 +194,7 @@ pub async fn stream(
         .chain(live)
         .map(|record| {
             let data = serde_json::to_string(&record).expect("an audit record serializes");
-            Ok(SseEvent::default().event("record").id(record.event_id.clone()).data(data))
+            Ok(SseEvent::default().event("record").id(record.event_id.to_string()).data(data))
         })
         .take_until(async move { stop.wait().await });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))

@@ -16,12 +16,11 @@ use axum::routing::get;
 use axum::Router;
 use shop_events::group;
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
-use shop_platform::consumer::Subscription;
 use shop_platform::db::Pool;
-use shop_platform::host::ServiceHost;
+use shop_platform::host::{Parts, ServiceHost};
 use shop_platform::http::static_asset;
 use shop_platform::transactional::InTransaction;
-use shop_platform::{db, http as web, kafka, Shutdown};
+use shop_platform::Shutdown;
 use tokio::sync::broadcast;
 
 pub const SERVICE: &str = shop_events::service::LOGGING;
@@ -71,26 +70,18 @@ pub struct Service {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
-        let instance = config.http.instance(SERVICE);
-        let web = web::Web::new(&config.http, &config.storage.secrets(), SERVICE)?;
-        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
-        let state = AppState::new(pool.clone(), &config.kafka.brokers);
+        let parts =
+            Parts::open(SERVICE, &config.http, config.http_port, &config.storage, &config.kafka, sqlx::migrate!())
+                .await?;
+        let state = AppState::new(parts.pool.clone(), &config.kafka.brokers);
         let handler = InTransaction {
-            pool: pool.clone(),
+            pool: parts.pool.clone(),
             apply: AuditHandler { arrivals: state.arrivals.clone() },
             outbox: None,
         };
         let streams = state.streams.clone();
-        let router = web::finish(router(state), web::standard_checks(pool, producer.clone()), &web);
-        let listener = web::bind(&config.http.host, config.http_port).await?;
-        let subscription = Subscription {
-            brokers: config.kafka.brokers.clone(),
-            group: group::LOGGING_SERVICE,
-            topics: group::topics(group::LOGGING_SERVICE).to_vec(),
-            client_id: instance,
-        };
-        let host = ServiceHost::new(listener, router).with_consumer(subscription, Arc::new(handler), producer);
+        let consumer = parts.consumer(group::LOGGING_SERVICE, handler);
+        let host = parts.host(router(state)).with_consumer(consumer);
         Ok(Service { host, streams })
     }
 

@@ -20,8 +20,8 @@ async fn state(brokers: &str) -> AppState {
 
 fn record(order_id: uuid::Uuid, action: &str) -> LogRecord {
     LogRecord {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        order_id: order_id.to_string(),
+        event_id: uuid::Uuid::now_v7(),
+        order_id: shop_events::OrderId(order_id),
         source: "order".into(),
         instance: "order-1".into(),
         action: action.into(),
@@ -35,8 +35,8 @@ async fn store(state: &AppState, record: &LogRecord) {
         "INSERT INTO audit_log (event_id, order_id, source, instance, action, message, occurred_at, received_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
-    .bind(&record.event_id)
-    .bind(&record.order_id)
+    .bind(record.event_id.to_string())
+    .bind(record.order_id.to_string())
     .bind(&record.source)
     .bind(&record.instance)
     .bind(&record.action)
@@ -121,13 +121,13 @@ async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut body = response.into_body().into_data_stream();
     let mut received = String::new();
-    read_until(&mut body, &mut received, &created.event_id).await;
+    read_until(&mut body, &mut received, &created.event_id.to_string()).await;
 
     let paid = record(order, "payment.made");
     state.arrivals.send(created.clone()).unwrap();
     state.arrivals.send(record(other, "order.created")).unwrap();
     state.arrivals.send(paid.clone()).unwrap();
-    read_until(&mut body, &mut received, &paid.event_id).await;
+    read_until(&mut body, &mut received, &paid.event_id.to_string()).await;
 
     assert_eq!(received.matches("event: record").count(), 2, "{received}");
     assert!(!received.contains(&other.to_string()), "another order's record leaked: {received}");

@@ -148,3 +148,19 @@ struct AppConfig {
 async fn app_config(State(state): State<AppState>) -> Json<AppConfig> {
     Json(AppConfig { order_url: state.order_url })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The app's timeline names the seven stages as crates/events does, in the same order:
+    /// the pushes and the order's history carry those names, and the page matches on them.
+    #[test]
+    fn the_app_names_the_stages_as_the_events_do() {
+        let script = include_str!("web/app.js");
+        let table = &script[script.find("const STAGES = [").expect("the stage table")..];
+        let table = &table[..table.find("];").expect("its end")];
+        let named: Vec<&str> =
+            table.split("stage: '").skip(1).map(|rest| &rest[..rest.find('\'').expect("a quoted name")]).collect();
+        let stages: Vec<&str> = shop_events::Stage::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(named, stages);
+    }
+}

@@ -61,7 +61,7 @@ impl Channel for Push {
         let body = api::Push {
             id: outgoing.id,
             order_id: outgoing.order_id,
-            to: outgoing.customer.email.clone(),
+            to: outgoing.customer.email().to_owned(),
             stage: outgoing.notice.stage,
             title: outgoing.notice.title.clone(),
             body: outgoing.notice.body.clone(),
@@ -160,9 +160,10 @@ impl Channel for Mail {
     }
 
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
-        let to = format!("{} <{}>", outgoing.customer.name.replace(['<', '>', '"', ','], ""), outgoing.customer.email)
-            .parse()
-            .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
+        let to =
+            format!("{} <{}>", outgoing.customer.name().replace(['<', '>', '"', ','], ""), outgoing.customer.email())
+                .parse()
+                .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)

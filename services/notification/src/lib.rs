@@ -20,10 +20,10 @@ use futures::StreamExt;
 use shop_events::group;
 use shop_platform::auth::{Operator, ServiceCredential, SigningKey};
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
-use shop_platform::consumer::{HandleError, Handler, Incoming, Subscription};
+use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::Pool;
-use shop_platform::host::ServiceHost;
-use shop_platform::{db, http as web, inbox, kafka, Shutdown};
+use shop_platform::host::{Parts, ServiceHost};
+use shop_platform::{inbox, Shutdown};
 
 use crate::channels::{Channel, Outgoing};
 
@@ -73,18 +73,19 @@ struct Counters {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
-        let instance = config.http.instance(SERVICE);
-        let secrets = config.storage.secrets();
-        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
+        let parts = Parts::open(
+            SERVICE,
+            &config.http,
+            config.http_port,
+            &config.storage,
+            &config.kafka,
+            sqlx::migrate::Migrator::DEFAULT,
+        )
+        .await?;
         let push_credential =
-            ServiceCredential::new(SigningKey::load(&secrets, SERVICE)?, shop_events::service::MOBILE);
-        let smtp_password = secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
-        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate::Migrator::DEFAULT).await?;
-        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
+            ServiceCredential::new(SigningKey::load(&parts.secrets, SERVICE)?, shop_events::service::MOBILE);
+        let smtp_password = parts.secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
         let counters = Arc::new(Counters::default());
-        let router = Router::new().route("/metrics", get(metrics)).with_state(counters.clone());
-        let router = web::finish(router, web::standard_checks(pool.clone(), producer.clone()), &web);
-        let listener = web::bind(&config.http.host, config.http_port).await?;
         let channels: [(&'static str, Arc<dyn Channel>); 2] = [
             (group::NOTIFICATION_MOBILE, Arc::new(channels::Push::new(&config.mobile_url, push_credential))),
             (
@@ -98,17 +99,18 @@ impl Service {
                 )?),
             ),
         ];
-        let mut host = ServiceHost::new(listener, router).with_inbox_pruning(pool.clone());
-        for (group, channel) in channels {
-            let subscription = Subscription {
-                brokers: config.kafka.brokers.clone(),
-                group,
-                topics: shop_events::group::topics(group).to_vec(),
-                client_id: format!("{instance}-{}", channel.name()),
-            };
-            let handler = NotifyHandler { pool: pool.clone(), group, channel, counters: counters.clone() };
-            host = host.with_consumer(subscription, Arc::new(handler), producer.clone());
-        }
+        let consumers: Vec<_> = channels
+            .into_iter()
+            .map(|(group, channel)| {
+                let client_id = format!("{}-{}", parts.instance, channel.name());
+                let handler = NotifyHandler { pool: parts.pool.clone(), group, channel, counters: counters.clone() };
+                let mut consumer = parts.consumer(group, handler);
+                consumer.subscription.client_id = client_id;
+                consumer
+            })
+            .collect();
+        let router = Router::new().route("/metrics", get(metrics)).with_state(counters);
+        let host = consumers.into_iter().fold(parts.host(router), ServiceHost::with_consumer);
         Ok(Service { host })
     }
 

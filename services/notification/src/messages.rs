@@ -13,7 +13,7 @@ pub struct Notice {
 /// The notice for a stage event, or None for an event that is not a stage.
 pub fn notice(order_id: OrderId, event: &Event) -> Option<Notice> {
     let (stage, customer) = event.stage()?;
-    let first_name = customer.name.split_whitespace().next().unwrap_or(&customer.name);
+    let first_name = customer.name().split_whitespace().next().unwrap_or(customer.name());
     let order = order_id.short();
     let (title, body) = match event {
         Event::OrderCreated(e) => (

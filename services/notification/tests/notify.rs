@@ -1,172 +1,63 @@
 //! The notification service on its own, in this process: built with `Service::build` on port 0
 //! with a fresh SQLite database, a real (embedded) broker, and the real receivers it talks to,
 //! mobile (pushes over HTTP, with notification's service token) and email (mail over SMTP,
-//! with SMTP AUTH), each built the same way. Stage events are produced onto their topics as
-//! order, payment and delivery would; what arrives is read back through mobile's and the
-//! mailbox's own APIs, as the customer and the operator read it.
+//! with SMTP AUTH), each built the same way (`shop_testkit`). Stage events are produced onto
+//! their topics as order, payment and delivery would; what arrives is read back through
+//! mobile's and the mailbox's own APIs, as the customer and the operator read it.
 
-use std::time::{Duration, Instant};
-
-use clap::Parser;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
 use serde_json::Value;
-use shop_embedded_broker::EmbeddedBroker;
-use shop_events::{Customer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, RawEnvelope, Stage, Topic};
-use shop_platform::auth::{Role, TestKeys};
-use shop_platform::{kafka, Shutdown};
-
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Any service's configuration, parsed from its flags as `shop serve` parses them.
-#[derive(Parser)]
-struct Flags<C: clap::Args> {
-    #[command(flatten)]
-    config: C,
-}
-
-fn config<C: clap::Args>(args: &[String]) -> C {
-    Flags::<C>::parse_from(std::iter::once("test".to_owned()).chain(args.iter().cloned())).config
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use shop_events::{Customer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, RawEnvelope, Stage};
+use shop_platform::auth::Role;
+use shop_testkit::{config, free_port, wait_until, System};
 
 /// notification, mobile and email, running on a fresh broker with fresh databases.
-struct System {
-    keys: TestKeys,
-    _data: tempfile::TempDir,
-    broker: EmbeddedBroker,
-    services: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
-    brokers: String,
+struct Notify {
+    system: System,
     mobile: u16,
     email: u16,
     notification: u16,
-    shutdown: Shutdown,
-    http: reqwest::Client,
 }
 
-impl System {
-    async fn start() -> System {
-        let keys = TestKeys::new();
-        let data = tempfile::tempdir().unwrap();
-        let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", free_port()).await.unwrap();
-        let brokers = broker.bootstrap_servers().to_owned();
-        let topics: Vec<String> = Topic::ALL.iter().map(|t| t.name().to_owned()).collect();
-        kafka::create_topics(&brokers, &topics, 3, 1).await.unwrap();
-        let common = |port: u16| {
-            vec![
-                "--http-host".to_owned(),
-                "127.0.0.1".to_owned(),
-                "--http-port".to_owned(),
-                port.to_string(),
-                "--data-dir".to_owned(),
-                data.path().display().to_string(),
-                "--secrets-dir".to_owned(),
-                keys.secrets().dir().display().to_string(),
-            ]
-        };
-        let shutdown = Shutdown::new();
+impl Notify {
+    async fn start() -> Notify {
+        let mut system = System::start().await;
 
-        let mobile = shop_mobile::Service::build(config(&common(0))).await.unwrap();
-        let mobile_port = mobile.port();
-        let mut services = vec![tokio::spawn(mobile.run_until_stopped(shutdown.clone()))];
+        let mobile = shop_mobile::Service::build(config(&system.common_args())).await.unwrap();
+        let mobile = system.run(mobile.port(), |stop| mobile.run_until_stopped(stop));
 
-        let mut email_args = common(0);
+        let mut email_args = system.common_args();
         email_args.extend(["--smtp-port".to_owned(), free_port().to_string()]);
         let email = shop_email::Service::build(config(&email_args)).await.unwrap();
-        let (email_port, smtp_port) = (email.port(), email.smtp_port());
-        services.push(tokio::spawn(email.run_until_stopped(shutdown.clone())));
+        let smtp_port = email.smtp_port().to_string();
+        let email = system.run(email.port(), |stop| email.run_until_stopped(stop));
 
-        let mut args = common(0);
-        args.extend([
-            "--kafka-brokers".to_owned(),
-            brokers.clone(),
-            "--mobile-url".to_owned(),
-            format!("http://127.0.0.1:{mobile_port}"),
-            "--smtp-host".to_owned(),
-            "127.0.0.1".to_owned(),
-            "--smtp-port".to_owned(),
-            smtp_port.to_string(),
-        ]);
+        let mobile_url = format!("http://127.0.0.1:{mobile}");
+        let args =
+            system.kafka_args(&["--mobile-url", &mobile_url, "--smtp-host", "127.0.0.1", "--smtp-port", &smtp_port]);
         let notification = shop_notification::Service::build(config(&args)).await.unwrap();
-        let notification_port = notification.port();
-        services.push(tokio::spawn(notification.run_until_stopped(shutdown.clone())));
+        let notification = system.run(notification.port(), |stop| notification.run_until_stopped(stop));
 
-        System {
-            keys,
-            _data: data,
-            broker,
-            services,
-            brokers,
-            mobile: mobile_port,
-            email: email_port,
-            notification: notification_port,
-            shutdown,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    /// Produces `event` about `order_id` onto its topic as its service's relay would; returns
-    /// the envelope, to produce it again.
-    async fn publish(&self, envelope: &RawEnvelope) {
-        let producer = kafka::producer(&self.brokers, "test-producer").unwrap();
-        let payload = serde_json::to_string(envelope).unwrap();
-        let id = envelope.id.to_string();
-        let key = envelope.order_id.to_string();
-        let topic = envelope.event_type.topic().name();
-        let record = FutureRecord::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(OwnedHeaders::new().insert(Header { key: "event-id", value: Some(&id) }));
-        producer.send(record, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
-    }
-
-    async fn get(&self, port: u16, path: &str, token: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .header("authorization", token)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        Notify { system, mobile, email, notification }
     }
 
     /// The pushes and mails about `order` as its customer reads them, once there are
     /// `count` of each; fails after the deadline with what there was.
     async fn wait_for(&self, order: OrderId, email: &str, count: usize) -> (Vec<Value>, Vec<Value>) {
-        let token = self.keys.customer(email);
-        let started = Instant::now();
-        loop {
-            let (_, pushes) = self.get(self.mobile, &format!("/api/notifications?orderId={order}"), &token).await;
-            let (_, mails) = self.get(self.email, &format!("/api/emails?orderId={order}"), &token).await;
-            let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
-            let (pushes, mails) = (list(&pushes), list(&mails));
+        let token = self.system.keys().customer(email);
+        let token = Some(token.as_str());
+        let (pushes, mails) = (format!("/api/notifications?orderId={order}"), format!("/api/emails?orderId={order}"));
+        let (pushes, mails) = (pushes.as_str(), mails.as_str());
+        wait_until(&format!("{count} pushes and {count} mails of order {order}"), || async move {
+            let list = |v: Value| v.as_array().cloned().unwrap_or_default();
+            let pushes = list(self.system.get(self.mobile, pushes, token).await.body);
+            let mails = list(self.system.get(self.email, mails, token).await.body);
             if pushes.len() >= count && mails.len() >= count {
-                return (pushes, mails);
+                Ok((pushes, mails))
+            } else {
+                Err(format!("{} pushes and {} mails of {count}", pushes.len(), mails.len()))
             }
-            assert!(
-                started.elapsed() < DEADLINE,
-                "{} pushes and {} mails of {count} within {DEADLINE:?}",
-                pushes.len(),
-                mails.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl System {
-    /// Stops the services as `shop up` does, then the broker they were using.
-    async fn stop(self) {
-        self.shutdown.trigger();
-        for service in self.services {
-            service.await.expect("the service task").expect("the service stops cleanly");
-        }
-        self.broker.stop();
+        })
+        .await
     }
 }
 
@@ -183,12 +74,13 @@ fn created(order: OrderId, email: &str) -> RawEnvelope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_event_becomes_one_push_and_one_mail_for_its_customer_only_even_when_redelivered() {
-    let system = System::start().await;
+    let notify = Notify::start().await;
+    let system = &notify.system;
     let order = OrderId::new();
     let envelope = created(order, "ada@example.com");
     system.publish(&envelope).await;
 
-    let (pushes, mails) = system.wait_for(order, "ada@example.com", 1).await;
+    let (pushes, mails) = notify.wait_for(order, "ada@example.com", 1).await;
     let push = &pushes[0];
     assert_eq!(push["orderId"], order.to_string());
     assert_eq!(push["to"], "ada@example.com");
@@ -204,31 +96,25 @@ async fn a_stage_event_becomes_one_push_and_one_mail_for_its_customer_only_even_
     // redelivery was handled.
     let later = OrderId::new();
     system.publish(&created(later, "ada@example.com")).await;
-    system.wait_for(later, "ada@example.com", 1).await;
-    let (pushes, mails) = system.wait_for(order, "ada@example.com", 1).await;
+    notify.wait_for(later, "ada@example.com", 1).await;
+    let (pushes, mails) = notify.wait_for(order, "ada@example.com", 1).await;
     assert_eq!((pushes.len(), mails.len()), (1, 1), "a redelivered event is told once");
 
     // Nobody else reads them: another customer sees nothing of the order.
-    let grace = system.keys.customer("grace@example.com");
-    let (_, theirs) = system.get(system.mobile, &format!("/api/notifications?orderId={order}"), &grace).await;
-    assert_eq!(theirs, Value::Array(vec![]), "another customer's pushes");
-    let (_, theirs) = system.get(system.email, &format!("/api/emails?orderId={order}"), &grace).await;
-    assert_eq!(theirs, Value::Array(vec![]), "another customer's mail");
+    let grace = system.keys().customer("grace@example.com");
+    let theirs = system.get(notify.mobile, &format!("/api/notifications?orderId={order}"), Some(&grace)).await;
+    assert_eq!(theirs.body, Value::Array(vec![]), "another customer's pushes");
+    let theirs = system.get(notify.email, &format!("/api/emails?orderId={order}"), Some(&grace)).await;
+    assert_eq!(theirs.body, Value::Array(vec![]), "another customer's mail");
 
     // The operator's metrics count what was sent: two of each.
-    let operator = system.keys.staff(Role::Operator);
-    let metrics = system
-        .http
-        .get(format!("http://127.0.0.1:{}/metrics", system.notification))
-        .header("authorization", &operator)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 200);
-    let text = metrics.text().await.unwrap();
-    assert!(text.contains("shop_notifications_sent_total{channel=\"push\"} 2"), "{text}");
-    assert!(text.contains("shop_notifications_sent_total{channel=\"email\"} 2"), "{text}");
-    let anonymous = system.http.get(format!("http://127.0.0.1:{}/metrics", system.notification)).send().await.unwrap();
-    assert_eq!(anonymous.status(), 401, "metrics are the operator's");
-    system.stop().await;
+    let operator = system.keys().staff(Role::Operator);
+    let metrics = system.get(notify.notification, "/metrics", Some(&operator)).await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("shop_notifications_sent_total{channel=\"push\"} 2"), "{metrics:?}");
+    assert!(text.contains("shop_notifications_sent_total{channel=\"email\"} 2"), "{metrics:?}");
+    let anonymous = system.get(notify.notification, "/metrics", None).await;
+    assert_eq!(anonymous.status, 401, "metrics are the operator's");
+    notify.system.stop().await;
 }

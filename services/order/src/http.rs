@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use shop_events::{Customer as Buyer, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
+use shop_events::{Customer as Buyer, DeliveryId, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
 use shop_platform::auth::Customer;
 use shop_platform::db::{now_millis, rfc3339, Pool};
 use shop_platform::http::limits;
@@ -66,7 +66,7 @@ pub struct OrderView {
     total: Money,
     payment_id: PaymentId,
     payment_url: String,
-    delivery_id: Option<String>,
+    delivery_id: Option<DeliveryId>,
     created_at: String,
     updated_at: String,
     history: Vec<HistoryEntry>,

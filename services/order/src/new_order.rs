@@ -99,7 +99,7 @@ mod tests {
     fn prices_and_the_total_come_from_the_catalogue() {
         let order = NewOrder::parse(&request("TEA-01", 3, None), "ada@example.com").unwrap();
         assert_eq!(order.total.cents(), 3750);
-        assert_eq!(order.customer.email, "ada@example.com");
+        assert_eq!(order.customer.email(), "ada@example.com");
         let order = NewOrder::parse(&request("TEA-01", 2, Some(12.5)), "ada@example.com").unwrap();
         assert_eq!(order.total.cents(), 2500);
     }

@@ -2,8 +2,8 @@
 //! transactions start with their write so that SQLite takes the write lock up front (two
 //! replicas share the file).
 
-use shop_events::{Customer, LineItem, Money, OrderId, PaymentId, Stage};
-use shop_platform::db::{placeholders, Pool, Transaction};
+use shop_events::{Customer, DeliveryId, LineItem, Money, OrderId, PaymentId, Stage};
+use shop_platform::db::{self, placeholders, Pool, Transaction};
 use sqlx::Row;
 
 use crate::status::OrderStatus;
@@ -19,7 +19,7 @@ pub struct Order {
     pub total: Money,
     pub payment_id: PaymentId,
     pub payment_url: String,
-    pub delivery_id: Option<String>,
+    pub delivery_id: Option<DeliveryId>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -35,16 +35,16 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Order, sqlx::Error> {
         id: OrderId::parse(&text("id")?).map_err(|_| bad("id"))?,
         owner: text("owner")?,
         status: OrderStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
-        customer: Customer {
-            name: text("customer_name")?,
-            email: text("customer_email")?,
-            phone: text("customer_phone")?,
-        },
+        customer: db::customer(row)?,
         items: serde_json::from_str(&text("items")?).map_err(|_| bad("items"))?,
         total: Money::from_cents(row.try_get("total_cents")?).map_err(|_| bad("total"))?,
         payment_id: PaymentId::parse(&text("payment_id")?).map_err(|_| bad("payment id"))?,
         payment_url: text("payment_url")?,
-        delivery_id: row.try_get("delivery_id")?,
+        delivery_id: row
+            .try_get::<Option<String>, _>("delivery_id")?
+            .map(|id| DeliveryId::parse(&id))
+            .transpose()
+            .map_err(|_| bad("delivery id"))?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -60,14 +60,14 @@ pub async fn insert(tx: &mut Transaction<'_>, order: &Order) -> Result<bool, sql
     .bind(order.id.to_string())
     .bind(&order.owner)
     .bind(order.status.as_str())
-    .bind(&order.customer.name)
-    .bind(&order.customer.email)
-    .bind(&order.customer.phone)
+    .bind(order.customer.name())
+    .bind(order.customer.email())
+    .bind(order.customer.phone())
     .bind(serde_json::to_string(&order.items).expect("line items serialize"))
     .bind(order.total.cents())
     .bind(order.payment_id.to_string())
     .bind(&order.payment_url)
-    .bind(order.delivery_id.clone())
+    .bind(order.delivery_id.as_ref().map(DeliveryId::to_string))
     .bind(order.created_at)
     .bind(order.updated_at)
     .execute(&mut **tx)
@@ -112,7 +112,7 @@ pub async fn update_status(
     id: OrderId,
     from: OrderStatus,
     to: OrderStatus,
-    delivery_id: Option<&str>,
+    delivery_id: Option<&DeliveryId>,
     at: i64,
 ) -> Result<Option<Order>, sqlx::Error> {
     sqlx::query(&format!(
@@ -121,7 +121,7 @@ pub async fn update_status(
     ))
     .bind(to.as_str())
     .bind(at)
-    .bind(delivery_id.map(str::to_owned))
+    .bind(delivery_id.map(DeliveryId::to_string))
     .bind(id.to_string())
     .bind(from.as_str())
     .fetch_optional(&mut **tx)

@@ -11,9 +11,9 @@ mod store;
 pub use config::Config;
 pub use status::{AlreadyPaid, PaymentStatus};
 
-use shop_platform::host::ServiceHost;
-use shop_platform::outbox::{Outbox, Relay};
-use shop_platform::{db, http as web, kafka, Shutdown};
+use shop_platform::host::{Parts, ServiceHost};
+use shop_platform::outbox::Outbox;
+use shop_platform::Shutdown;
 
 pub const SERVICE: &str = shop_events::service::PAYMENT;
 
@@ -30,24 +30,21 @@ pub struct Service {
 
 impl Service {
     pub async fn build(config: Config) -> anyhow::Result<Service> {
-        let instance = config.http.instance(SERVICE);
-        let secrets = config.storage.secrets();
-        let web = web::Web::new(&config.http, &secrets, SERVICE)?;
-        let links = link::LinkKey::new(&secrets.read(shop_platform::secrets::PAYMENT_LINK_KEY)?);
-        let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let producer = kafka::producer(&config.kafka.brokers, &instance)?;
+        let parts =
+            Parts::open(SERVICE, &config.http, config.http_port, &config.storage, &config.kafka, sqlx::migrate!())
+                .await?;
+        let links = link::LinkKey::new(&parts.secrets.read(shop_platform::secrets::PAYMENT_LINK_KEY)?);
         let outbox = Outbox::new(SERVICE);
-        let listener = web::bind(&config.http.host, config.http_port).await?;
         let state = http::AppState {
-            pool: pool.clone(),
+            pool: parts.pool.clone(),
             outbox: outbox.clone(),
-            instance: instance.clone(),
+            instance: parts.instance.clone(),
             public_url: config.public_url.trim_end_matches('/').to_owned(),
             app_url: config.app_url.clone(),
             links,
         };
-        let router = web::finish(http::router(state), web::standard_checks(pool.clone(), producer.clone()), &web);
-        let host = ServiceHost::new(listener, router).with_relay(Relay::new(pool, producer, &outbox, &instance));
+        let relay = parts.relay(&outbox);
+        let host = parts.host(http::router(state)).with_relay(relay);
         Ok(Service { host })
     }
 

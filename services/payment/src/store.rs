@@ -2,7 +2,7 @@
 //! write lock first and two replicas never deadlock on a read-then-write upgrade.
 
 use shop_events::{Customer, Money, OrderId, PaymentId};
-use shop_platform::db::{now_millis, Pool, Transaction};
+use shop_platform::db::{self, now_millis, Pool, Transaction};
 use sqlx::Row;
 
 use crate::PaymentStatus;
@@ -30,11 +30,7 @@ fn from_row(row: sqlx::any::AnyRow) -> Result<Payment, sqlx::Error> {
         order_id: OrderId::parse(&text("order_id")?).map_err(|_| bad("order id"))?,
         amount: Money::from_cents(row.try_get("amount_cents")?).map_err(|_| bad("amount"))?,
         status: PaymentStatus::parse(&text("status")?).ok_or_else(|| bad("status"))?,
-        customer: Customer {
-            name: text("customer_name")?,
-            email: text("customer_email")?,
-            phone: text("customer_phone")?,
-        },
+        customer: db::customer(&row)?,
         created_at: row.try_get("created_at")?,
         paid_at: row.try_get("paid_at")?,
     })
@@ -50,9 +46,9 @@ pub async fn insert(tx: &mut Transaction<'_>, payment: &Payment) -> Result<bool,
     .bind(payment.order_id.to_string())
     .bind(payment.amount.cents())
     .bind(payment.status.as_str())
-    .bind(&payment.customer.name)
-    .bind(&payment.customer.email)
-    .bind(&payment.customer.phone)
+    .bind(payment.customer.name())
+    .bind(payment.customer.email())
+    .bind(payment.customer.phone())
     .bind(payment.created_at)
     .execute(&mut **tx)
     .await?;

@@ -11,7 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
-use crate::cli::BenchArgs;
+use crate::{BenchArgs, PrepareSecrets};
 
 const READY_WITHIN: Duration = Duration::from_secs(180);
 const STOP_WITHIN: Duration = Duration::from_secs(30);
@@ -27,7 +27,7 @@ pub struct Endpoints {
     pub email: Option<String>,
     pub brokers: Option<String>,
     /// Signs the callers' tokens.
-    pub tokens: std::sync::Arc<super::tokens::Tokens>,
+    pub tokens: std::sync::Arc<crate::tokens::Tokens>,
 }
 
 pub struct System {
@@ -47,9 +47,9 @@ struct Started {
 }
 
 impl System {
-    pub async fn start_or_attach(args: &BenchArgs) -> anyhow::Result<System> {
+    pub async fn start_or_attach(args: &BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Result<System> {
         if args.order_urls.is_empty() {
-            return start(args).await;
+            return start(args, prepare_secrets).await;
         }
         anyhow::ensure!(
             !args.payment_urls.is_empty() && args.delivery_url.is_some(),
@@ -60,7 +60,7 @@ impl System {
                 "--order-url needs --secrets-dir too: the running system's secrets, to sign its callers' tokens"
             )
         };
-        let tokens = super::tokens::Tokens::load(&shop_platform::secrets::Secrets::new(secrets))?;
+        let tokens = crate::tokens::Tokens::load(&shop_platform::secrets::Secrets::new(secrets))?;
         let trim = |url: &String| url.trim_end_matches('/').to_owned();
         Ok(System {
             endpoints: Endpoints {
@@ -102,14 +102,13 @@ impl System {
     }
 }
 
-async fn start(args: &BenchArgs) -> anyhow::Result<System> {
+async fn start(args: &BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Result<System> {
     let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>()?;
     let data_dir = std::env::temp_dir().join(format!("shop-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     // The secrets the system will use, made here first so the bench can sign its callers' tokens.
-    let secrets = crate::credentials::secrets_of(&data_dir, None);
-    crate::credentials::ensure(&secrets)?;
-    let tokens = super::tokens::Tokens::load(&secrets)?;
+    let secrets = prepare_secrets(&data_dir)?;
+    let tokens = crate::tokens::Tokens::load(&secrets)?;
     let log_path = data_dir.join("shop-up.log");
     let (stdout, stderr) = if args.show_logs {
         (Stdio::inherit(), Stdio::inherit())

@@ -28,6 +28,14 @@ pub fn ensure(secrets: &Secrets) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The secrets folder of a data folder, with what is missing made: what `shop up` does on
+/// its data folder, and `shop bench` before it starts one there.
+pub fn prepare(data_dir: &Path) -> anyhow::Result<Secrets> {
+    let secrets = secrets_of(data_dir, None);
+    ensure(&secrets)?;
+    Ok(secrets)
+}
+
 pub fn generate(args: SecretsArgs) -> anyhow::Result<()> {
     let secrets = Secrets::new(args.dir);
     ensure(&secrets)?;

@@ -7,10 +7,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use shop_order::OrderStatus;
 
-use super::latency::Latencies;
-use super::schedule::Schedule;
-use super::system::Endpoints;
+use crate::latency::Latencies;
+use crate::schedule::Schedule;
+use crate::system::Endpoints;
 
 /// Names of the client-side latencies, in report order.
 pub const CREATE: &str = "POST /orders";
@@ -18,13 +19,13 @@ pub const PAY: &str = "POST /payments/{id}/pay";
 pub const SHIPPED: &str = "POST /deliveries/{id}/shipped";
 pub const DELIVERED: &str = "POST /deliveries/{id}/delivered";
 pub const POLL: &str = "GET /orders/{id}";
+/// Until `OrderStatus::ReadyToShip` is seen (a test pins the name).
 pub const PAY_TO_READY: &str = "pay sent → readyToShip seen";
+/// Until `OrderStatus::Delivered` is seen (a test pins the name).
 pub const JOURNEY: &str = "whole journey (create → delivered seen)";
 pub const CLIENT_METRICS: [&str; 7] = [CREATE, PAY, SHIPPED, DELIVERED, POLL, PAY_TO_READY, JOURNEY];
 
 const FAILURE_PAUSE: Duration = Duration::from_millis(200);
-
-const STATUSES: [&str; 5] = ["created", "readyToShip", "shipping", "shipped", "delivered"];
 
 /// An order that went all the way, for the hop harvest.
 #[derive(Clone, Debug)]
@@ -121,11 +122,14 @@ impl Journey<'_> {
         let pay_url = format!("{}/payments/{payment_id}/pay", pick(&endpoints.payment, self.turn));
         let pay_sent = Instant::now();
         self.call(PAY, http.post(pay_url).header("authorization", &token), 200).await?;
-        self.wait_for(&order_id, "readyToShip", &token).await?;
+        self.wait_for(&order_id, OrderStatus::ReadyToShip, &token).await?;
         self.timings.push((PAY_TO_READY, pay_sent.elapsed()));
-        self.wait_for(&order_id, "shipping", &token).await?;
+        self.wait_for(&order_id, OrderStatus::Shipping, &token).await?;
 
-        for (action, metric, status) in [("shipped", SHIPPED, "shipped"), ("delivered", DELIVERED, "delivered")] {
+        // The courier's actions, delivery's `POST /deliveries/{id}/<action>`.
+        for (action, metric, status) in
+            [("shipped", SHIPPED, OrderStatus::Shipped), ("delivered", DELIVERED, OrderStatus::Delivered)]
+        {
             let url = format!("{}/deliveries/{order_id}/{action}", endpoints.delivery);
             self.call(metric, http.post(url).header("authorization", endpoints.tokens.courier()), 202).await?;
             self.wait_for(&order_id, status, &token).await?;
@@ -151,15 +155,15 @@ impl Journey<'_> {
     }
 
     /// Polls the order, as its customer (`token`), until it is at `status` or beyond.
-    async fn wait_for(&mut self, order_id: &str, status: &str, token: &str) -> anyhow::Result<()> {
-        let wanted = rank(status).ok_or_else(|| anyhow::anyhow!("unknown status {status}"))?;
+    async fn wait_for(&mut self, order_id: &str, status: OrderStatus, token: &str) -> anyhow::Result<()> {
+        let wanted = rank(status);
         loop {
             tokio::time::sleep(self.customer.poll_interval).await;
             self.turn += 1;
             let url = format!("{}/orders/{order_id}", pick(&self.customer.endpoints.order, self.turn));
             self.polls += 1;
             let order = self.call(POLL, self.customer.http.get(url).header("authorization", token), 200).await?;
-            let now = order["status"].as_str().and_then(rank);
+            let now = order["status"].as_str().and_then(OrderStatus::parse).map(rank);
             if now.is_some_and(|now| now >= wanted) {
                 return Ok(());
             }
@@ -167,8 +171,9 @@ impl Journey<'_> {
     }
 }
 
-fn rank(status: &str) -> Option<usize> {
-    STATUSES.iter().position(|s| *s == status)
+/// How far along the journey a status is: `OrderStatus::ALL` is in journey order.
+fn rank(status: OrderStatus) -> usize {
+    OrderStatus::ALL.iter().position(|s| *s == status).expect("ALL has every status")
 }
 
 fn pick(urls: &[String], turn: usize) -> &str {
@@ -177,4 +182,30 @@ fn pick(urls: &[String], turn: usize) -> &str {
 
 fn text(value: &Value, field: &str) -> anyhow::Result<String> {
     value[field].as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("no {field} in {value}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use shop_events::Stage;
+
+    use super::*;
+
+    #[test]
+    fn statuses_rank_in_journey_order() {
+        // In the order their first stage comes in the journey, as order's history adds them.
+        let first_stage = |status: OrderStatus| Stage::ALL.iter().position(|s| *s == status.stages_on_entry()[0]);
+        for pair in OrderStatus::ALL.windows(2) {
+            assert!(rank(pair[0]) < rank(pair[1]), "{pair:?}");
+            assert!(first_stage(pair[0]) < first_stage(pair[1]), "{pair:?}");
+        }
+        assert_eq!(OrderStatus::parse("paid"), None, "an unknown status ranks nowhere");
+    }
+
+    #[test]
+    fn the_client_metrics_name_the_statuses_they_wait_for() {
+        assert_eq!(PAY_TO_READY, format!("pay sent → {} seen", OrderStatus::ReadyToShip.as_str()));
+        assert_eq!(JOURNEY, format!("whole journey (create → {} seen)", OrderStatus::Delivered.as_str()));
+        let distinct: std::collections::BTreeSet<_> = CLIENT_METRICS.iter().collect();
+        assert_eq!(distinct.len(), CLIENT_METRICS.len());
+    }
 }

@@ -43,8 +43,7 @@ const MAX_QUICK_RESTARTS: u32 = 5;
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.order_ports.len() == 2, "--order-ports takes two ports, one per replica");
     anyhow::ensure!(args.payment_ports.len() == 2, "--payment-ports takes two ports, one per replica");
-    let secrets = crate::credentials::secrets_of(&args.data_dir, None);
-    crate::credentials::ensure(&secrets)?;
+    crate::credentials::prepare(&args.data_dir)?;
     let (brokers, broker) = start_broker(&args).await?;
     crate::topics::ensure(&brokers, args.partitions, args.replication_factor).await?;
     println!("Topics: the 11 topics are there ({} partitions each).", args.partitions);

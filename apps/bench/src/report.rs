@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::ceiling::Ceiling;
-use super::latency::Summary;
-use super::processes::Cost;
+use crate::ceiling::Ceiling;
+use crate::latency::Summary;
+use crate::processes::Cost;
 
 /// The goals of issue 7.
 pub const GOAL_JOURNEYS_PER_SECOND: f64 = 300.0;

@@ -19,7 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::latency::{Latencies, Summary};
+use crate::latency::{Latencies, Summary};
 
 /// Records the producer may have unacknowledged at once.
 const MAX_IN_FLIGHT: usize = 20_000;

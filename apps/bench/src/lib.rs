@@ -6,7 +6,13 @@
 //! hop (from the services' own times), what each process costs, and, in the same run, how
 //! many records per second the broker moves for a bare producer and consumer.
 //! docs/performance.md explains the method and the latest figures.
+//!
+//! The `shop` binary runs it as `shop bench` ([`run`]); it depends on this crate, not the
+//! other way round, so what the bench needs of it comes in as arguments: the bench starts
+//! `shop up` as the binary it runs in (`std::env::current_exe`), and is handed how that
+//! binary makes a data folder's secrets ([`PrepareSecrets`]).
 
+mod args;
 mod ceiling;
 mod customer;
 pub mod duration;
@@ -24,8 +30,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use shop_platform::secrets::Secrets;
 
-use crate::cli::BenchArgs;
+pub use args::BenchArgs;
 use customer::{Customer, Outcome};
 use latency::Latencies;
 use report::{HarvestNotes, Journeys, Kafka, Machine, Report, Row, Settings};
@@ -35,11 +42,18 @@ use system::System;
 /// Failures listed in the report; the rest are counted.
 const FAILURES_SHOWN: usize = 5;
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+/// Makes what is missing in the secrets folder of a data folder, as `shop up` does on that
+/// folder, and returns it: the bench makes them before it starts `shop up` there, to sign its
+/// callers' tokens with the same keys.
+pub type PrepareSecrets = fn(data_dir: &std::path::Path) -> anyhow::Result<Secrets>;
+
+/// `shop bench`: measures, prints the report (and writes it as JSON with `--json`), and fails
+/// when a journey failed or none completed in the window.
+pub async fn run(args: BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Result<()> {
     anyhow::ensure!(args.customers > 0, "--customers must be at least 1");
     anyhow::ensure!(args.journeys != Some(0), "--journeys must be at least 1");
     let load_before = load_average();
-    let system = System::start_or_attach(&args).await?;
+    let system = System::start_or_attach(&args, prepare_secrets).await?;
     let outcome = tokio::select! {
         report = measure(&args, &system, load_before) => report,
         _ = shop_platform::shutdown::wait_for_signal() => Err(anyhow::anyhow!("interrupted")),
@@ -217,7 +231,7 @@ fn token_checks(
     times: tokens::CheckTimes,
 ) -> report::TokenChecks {
     /// create, pay, shipped, delivered; order → payment; notification → mobile, one per stage.
-    const FIXED: f64 = 4.0 + 1.0 + 7.0;
+    const FIXED: f64 = 4.0 + 1.0 + shop_events::Stage::ALL.len() as f64;
     /// The journey's new customer token, first seen by each order replica and by the payment
     /// replica it calls: an upper bound.
     const FIRST: f64 = 3.0;
@@ -267,8 +281,12 @@ async fn measure_ceiling(brokers: &str, seconds: Duration) -> anyhow::Result<cei
     ceiling::measure(brokers, seconds, partitions, replication).await
 }
 
-fn rows(latencies: &Latencies, names: &[&str]) -> Vec<Row> {
-    names.iter().filter_map(|name| Some(Row { name: (*name).to_owned(), summary: latencies.summary(name)? })).collect()
+fn rows(latencies: &Latencies, names: &[impl AsRef<str>]) -> Vec<Row> {
+    names
+        .iter()
+        .map(AsRef::as_ref)
+        .filter_map(|name| Some(Row { name: name.to_owned(), summary: latencies.summary(name)? }))
+        .collect()
 }
 
 /// The 1-minute load average: how busy the machine was, this run and anything else.

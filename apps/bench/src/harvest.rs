@@ -7,17 +7,18 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::Value;
+use shop_events::Stage;
 
-use super::customer::Delivered;
-use super::hops::{self, Evidence, Hop};
-use super::latency::Latencies;
-use super::system::Endpoints;
+use crate::customer::Delivered;
+use crate::hops::{self, Evidence};
+use crate::latency::Latencies;
+use crate::system::Endpoints;
 
 /// Orders read at once.
 const CONCURRENCY: usize = 8;
-/// What a complete order shows: 10 audit records, 7 pushes, 7 mails.
+/// What a complete order shows: 10 audit records, a push and a mail per stage.
 const AUDIT_RECORDS: usize = 10;
-const NOTIFICATIONS: usize = 7;
+const NOTIFICATIONS: usize = Stage::ALL.len();
 
 #[derive(Default)]
 pub struct Harvest {
@@ -104,6 +105,6 @@ async fn gather(
 }
 
 /// The hops in report order.
-pub fn hop_names() -> Vec<&'static str> {
-    hops::all().iter().map(|hop: &Hop| hop.name).collect()
+pub fn hop_names() -> Vec<String> {
+    hops::all().into_iter().map(|hop| hop.name).collect()
 }

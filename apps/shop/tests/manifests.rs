@@ -1,7 +1,8 @@
 //! Conformance of the deployment files with the code. The Kubernetes manifests (deploy/k8s)
-//! and the compose file (deploy/compose) are read as YAML and held against what the real
-//! `shop` binary says about itself in `--help`: its subcommands, the environment variables
-//! it reads, their defaults, and the ports it listens on; and against the code's own
+//! and the compose file (deploy/compose) are read as YAML and held against what the `shop`
+//! binary's command line declares (`shop::cli::Cli::command()`, clap's `CommandFactory`): its
+//! subcommands, their flags, the environment variables they read, their defaults, and the
+//! ports it listens on; and against the code's own
 //! constants: the health paths, the 11 topics and the secret files each service reads
 //! (`shop_<service>::secret_files()`). Rename a variable, a subcommand, a path or a secret
 //! file in the code and these tests name the manifest that is now wrong.
@@ -13,10 +14,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use clap::CommandFactory;
 use serde_yaml::Value;
 use shop_platform::http::{LIVENESS_PATH, READINESS_PATH};
 
-/// Read by the logging set-up of every subcommand, not by clap, so absent from `--help`;
+/// Read by the logging set-up of every subcommand, not by clap, so absent from the command line;
 /// the test `the_log_variables_the_manifests_set_change_what_the_binary_prints` proves
 /// the binary reads them.
 const LOG_VARIABLES: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
@@ -62,7 +64,7 @@ fn all_secret_files() -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------
 // What the binary says about itself
 
-/// One option of a subcommand, as `--help` shows it.
+/// One option of a subcommand, as its command line declares it and `--help` shows it.
 #[derive(Debug, Clone)]
 struct Opt {
     flag: String,
@@ -83,7 +85,7 @@ impl Options {
     fn env_names(&self) -> BTreeSet<String> {
         self.0.iter().filter_map(|o| o.env.clone()).collect()
     }
-    /// Variables the binary reads, including the log variables no `--help` shows.
+    /// Variables the binary reads, including the log variables clap does not declare.
     fn reads(&self, name: &str) -> bool {
         self.by_env(name).is_some() || LOG_VARIABLES.contains(&name)
     }
@@ -96,61 +98,44 @@ struct Binary {
     secrets_generate: Options,
 }
 
+/// Runs the binary in a clean environment and insists that it succeeds.
 fn shop(args: &[&str]) -> String {
-    // A clean environment: clap would print the values of variables set around the test.
     let output = Command::new(env!("CARGO_BIN_EXE_shop"))
         .args(args)
         .env_clear()
-        .env("COLUMNS", "400")
         .output()
         .unwrap_or_else(|e| panic!("cannot run shop {args:?}: {e}"));
     assert!(output.status.success(), "shop {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("help is UTF-8")
+    String::from_utf8(output.stdout).expect("the output is UTF-8")
 }
 
-/// The subcommands listed under `Commands:` in a help text (without `help`).
-fn subcommands(help: &str) -> Vec<String> {
-    help.lines()
-        .skip_while(|line| line.trim() != "Commands:")
-        .skip(1)
-        .take_while(|line| !line.trim().is_empty())
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != "help")
-        .map(str::to_owned)
+/// The subcommands a command lists (without `help`, which clap adds to every one).
+fn subcommands(command: &clap::Command) -> Vec<String> {
+    command
+        .get_subcommands()
+        .filter(|sub| !sub.is_hide_set() && sub.get_name() != "help")
+        .map(|sub| sub.get_name().to_owned())
         .collect()
 }
 
-/// Text between `[key: ` and the matching `]` in an option's description.
-fn bracket(text: &str, key: &str) -> Option<String> {
-    let start = text.find(&format!("[{key}: "))? + key.len() + 3;
-    let end = start + text[start..].find(']')?;
-    Some(text[start..end].to_owned())
+fn subcommand<'a>(command: &'a clap::Command, name: &str) -> &'a clap::Command {
+    command.find_subcommand(name).unwrap_or_else(|| panic!("`{}` has no subcommand {name}", command.get_name()))
 }
 
-/// The options of one subcommand's `--help`: each starts on a line beginning with `-`;
-/// clap may put its description on the following lines.
-fn options(help: &str) -> Options {
-    let mut blocks: Vec<String> = Vec::new();
-    let mut inside = false;
-    for line in help.lines() {
-        let trimmed = line.trim_start();
-        if line.trim() == "Options:" {
-            inside = true;
-        } else if inside && trimmed.starts_with('-') {
-            blocks.push(trimmed.to_owned());
-        } else if inside && !trimmed.is_empty() {
-            if let Some(last) = blocks.last_mut() {
-                last.push(' ');
-                last.push_str(trimmed);
-            }
-        }
-    }
-    let opts = blocks
-        .iter()
-        .filter_map(|block| {
-            let flag = block.split([' ', ',']).find(|w| w.starts_with("--"))?.to_owned();
-            let env = bracket(block, "env").map(|e| e.trim_end_matches('=').to_owned());
-            Some(Opt { flag, env, default: bracket(block, "default") })
+/// The options of one (built) subcommand that take a `--flag`: each with its variable and
+/// its default, as `--help` shows them (hidden options, variables and defaults left out, and
+/// no default for a switch).
+fn options(command: &clap::Command) -> Options {
+    let opts = command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set())
+        .filter_map(|arg| {
+            let flag = format!("--{}", arg.get_long()?);
+            let env = arg.get_env().filter(|_| !arg.is_hide_env_set()).map(|e| e.to_string_lossy().into_owned());
+            let defaults: Vec<String> =
+                arg.get_default_values().iter().map(|value| value.to_string_lossy().into_owned()).collect();
+            let shown = !defaults.is_empty() && !arg.is_hide_default_value_set() && arg.get_action().takes_values();
+            Some(Opt { flag, env, default: shown.then(|| defaults.join(" ")) })
         })
         .collect();
     Options(opts)
@@ -159,17 +144,21 @@ fn options(help: &str) -> Options {
 fn binary() -> &'static Binary {
     static BINARY: OnceLock<Binary> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let services: BTreeMap<String, Options> = subcommands(&shop(&["serve", "--help"]))
+        let mut cli = shop::cli::Cli::command();
+        // As clap completes it before parsing: `--help` on every subcommand, checks of the
+        // definitions (a duplicate flag or variable panics here).
+        cli.build();
+        let serve = subcommand(&cli, "serve");
+        let services: BTreeMap<String, Options> = subcommands(serve)
             .into_iter()
-            .map(|service| {
-                let help = shop(&["serve", &service, "--help"]);
-                (service, options(&help))
-            })
+            .map(|service| (service.clone(), options(subcommand(serve, &service))))
             .collect();
-        assert!(subcommands(&shop(&["topics", "--help"])).contains(&"create".to_owned()));
-        let topics_create = options(&shop(&["topics", "create", "--help"]));
-        assert!(subcommands(&shop(&["secrets", "--help"])).contains(&"generate".to_owned()));
-        let secrets_generate = options(&shop(&["secrets", "generate", "--help"]));
+        let topics = subcommand(&cli, "topics");
+        assert!(subcommands(topics).contains(&"create".to_owned()));
+        let topics_create = options(subcommand(topics, "create"));
+        let secrets = subcommand(&cli, "secrets");
+        assert!(subcommands(secrets).contains(&"generate".to_owned()));
+        let secrets_generate = options(subcommand(secrets, "generate"));
         Binary { services, topics_create, secrets_generate }
     })
 }
@@ -1811,7 +1800,7 @@ fn every_checkov_finding_left_unfixed_is_justified_in_the_deploy_docs() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The variables no --help shows
+// The variables clap does not declare
 
 #[test]
 fn the_log_variables_the_manifests_set_change_what_the_binary_prints() {
@@ -1860,24 +1849,29 @@ fn the_log_variables_the_manifests_set_change_what_the_binary_prints() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The parsers themselves
+// The readers themselves
 
 #[test]
-fn the_help_parser_finds_flags_variables_and_defaults() {
-    let help = concat!(
-        "Options:\n",
-        "      --http-port <HTTP_PORT>  HTTP port [env: HTTP_PORT=] [default: 8081]\n",
-        "      --partitions <P>\n",
-        "          Partitions [env: TOPIC_PARTITIONS=]\n",
-        "          [default: 3]\n",
-        "  -h, --help  Print help\n",
-    );
-    let opts = options(help);
+fn the_command_reader_finds_flags_variables_and_defaults() {
+    use clap::{Arg, ArgAction};
+    let mut command = clap::Command::new("x")
+        .arg(Arg::new("http_port").long("http-port").env("HTTP_PORT").default_value("8081").help("HTTP port"))
+        .arg(Arg::new("partitions").long("partitions").value_name("P").env("TOPIC_PARTITIONS").default_value("3"))
+        .arg(Arg::new("secret").long("secret").env("SECRET").hide(true))
+        .arg(Arg::new("verbose").long("verbose").action(ArgAction::SetTrue));
+    command.build();
+    let opts = options(&command);
     let port = opts.by_env("HTTP_PORT").unwrap();
     assert_eq!((port.flag.as_str(), port.default.as_deref()), ("--http-port", Some("8081")));
     let partitions = opts.by_env("TOPIC_PARTITIONS").unwrap();
     assert_eq!((partitions.flag.as_str(), partitions.default.as_deref()), ("--partitions", Some("3")));
     assert!(opts.by_flag("--help").is_some_and(|o| o.env.is_none()));
+    assert!(opts.by_flag("--secret").is_none() && opts.by_env("SECRET").is_none(), "hidden, as in --help");
+    assert!(opts.by_flag("--verbose").is_some_and(|o| o.default.is_none()), "a switch shows no default");
+    // And on the binary's own command line.
+    let order = &binary().services["order"];
+    assert!(order.by_env("HTTP_PORT").is_some_and(|o| o.flag == "--http-port" && o.default.as_deref() == Some("8081")));
+    assert_eq!(binary().topics_create.by_env("TOPIC_PARTITIONS").map(|o| o.flag.as_str()), Some("--partitions"));
     assert_eq!(addresses("postgres://u:p@postgres:5432/order?sslmode=disable"), [("postgres".to_owned(), 5432)]);
     assert_eq!(addresses("a:1,http://b:2/x"), [("a".to_owned(), 1), ("b".to_owned(), 2)]);
     assert_eq!(image_name("confluentinc/cp-kafka:7.7.1"), KAFKA_IMAGE);

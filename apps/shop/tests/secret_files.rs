@@ -1,7 +1,7 @@
 //! Each service's `secret_files()` is exactly what it needs: started with a secrets folder
 //! holding only those files it serves (`/healthz` answers), and without any one of them it
 //! stops at once with an error that names the missing file. The deployments mount exactly
-//! these files (crates/shop/tests/manifests.rs), so this is what keeps a pod from lacking a
+//! these files (apps/shop/tests/manifests.rs), so this is what keeps a pod from lacking a
 //! file, or from being given one it never reads.
 //!
 //! Each service runs as the real binary, `shop serve <service>`, on free ports of
@@ -247,17 +247,14 @@ fn email_needs_exactly_its_secret_files() {
 
 #[test]
 fn every_service_has_a_check_and_every_generated_file_is_read_by_some_service() {
-    // The services here are the binary's: `shop serve --help` lists its subcommands.
-    let help = Command::new(env!("CARGO_BIN_EXE_shop")).args(["serve", "--help"]).env_clear().output().unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
-    let served: BTreeSet<String> = help
-        .lines()
-        .skip_while(|line| line.trim() != "Commands:")
-        .skip(1)
-        .take_while(|line| !line.trim().is_empty())
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != "help")
-        .map(str::to_owned)
+    // The services here are the binary's: the subcommands of `shop serve`.
+    let cli = <shop::cli::Cli as clap::CommandFactory>::command();
+    let serve = cli.find_subcommand("serve").expect("shop serve");
+    let served: BTreeSet<String> = serve
+        .get_subcommands()
+        .filter(|service| !service.is_hide_set())
+        .map(|service| service.get_name().to_owned())
+        .filter(|name| name != "help")
         .collect();
     let checked: BTreeSet<String> = services().into_iter().map(|(name, _)| name.to_owned()).collect();
     assert_eq!(checked, served, "a test per service of `shop serve`");
