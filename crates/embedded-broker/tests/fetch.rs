@@ -145,3 +145,29 @@ async fn a_topic_deleted_and_created_again_starts_empty() {
     assert_eq!(read(&fresh, 1).await, vec![(0, "new".to_owned())], "only the new record, at offset 0");
     broker.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_time_after_every_record_finds_no_offset_rather_than_the_first() {
+    let broker = broker().await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    send_one_batch(&brokers, &["record 0".to_owned(), "record 1".to_owned()]).await;
+    let consumer = consumer(&brokers, "by-time");
+    assert_eq!(watermarks(&consumer).await, (0, 2));
+
+    let at = |millis: i64| {
+        let mut times = TopicPartitionList::new();
+        times.add_partition_offset(TOPIC, 0, Offset::Offset(millis)).unwrap();
+        let found = consumer.offsets_for_times(times, Duration::from_secs(10)).unwrap();
+        found.find_partition(TOPIC, 0).unwrap().offset()
+    };
+    let now = now_millis();
+    // Kafka answers -1 (librdkafka's End) when no record is at or after the time: a client
+    // seeking there waits for new records instead of replaying the partition from 0.
+    assert_eq!(at(now + 3_600_000), Offset::End, "an hour from now");
+    assert_eq!(at(now - 3_600_000), Offset::Offset(0), "an hour ago: the first record");
+    broker.stop();
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}

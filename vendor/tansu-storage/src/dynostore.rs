@@ -1393,12 +1393,15 @@ impl Storage for DynoStore {
                     },
                 ))
             } else {
+                // shop patch: no record at or after the time asked for: Kafka answers offset
+                // and timestamp -1 ("none"), so a client seeking by time waits at the end. 0
+                // sent it back to the start of the partition, to replay all of it.
                 responses.push((
                     topition.to_owned(),
                     ListOffsetResponse {
                         error_code: ErrorCode::None,
-                        offset: Some(0),
-                        ..Default::default()
+                        offset: Some(-1),
+                        timestamp: None,
                     },
                 ))
             }
