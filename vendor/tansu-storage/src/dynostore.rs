@@ -50,7 +50,7 @@ use tansu_sans_io::{
     create_topics_request::{CreatableTopic, CreatableTopicConfig},
     delete_groups_response::DeletableGroupResult,
     delete_records_request::DeleteRecordsTopic,
-    delete_records_response::DeleteRecordsTopicResult,
+    delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult},
     describe_cluster_response::DescribeClusterBroker,
     describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult},
     describe_topic_partitions_response::{
@@ -713,9 +713,106 @@ impl Storage for DynoStore {
 
     async fn delete_records(
         &self,
-        _topics: &[DeleteRecordsTopic],
+        topics: &[DeleteRecordsTopic],
     ) -> Result<Vec<DeleteRecordsTopicResult>> {
-        todo!()
+        // shop patch: this was `todo!()`, a panic on every request. As a Kafka broker does:
+        // the log start moves up to the offset asked for (-1: the high watermark), never
+        // down; the batches entirely below it are dropped; a fetch below it is out of range.
+        let mut responses = vec![];
+
+        for topic in topics {
+            let known = self
+                .topic_metadata(&TopicId::Name(topic.name.clone()))
+                .await?
+                .is_some();
+            let mut partition_responses = vec![];
+
+            for partition in topic.partitions.as_deref().unwrap_or_default() {
+                let result = DeleteRecordsPartitionResult::default()
+                    .partition_index(partition.partition_index);
+                if !known {
+                    partition_responses.push(
+                        result
+                            .low_watermark(-1)
+                            .error_code(ErrorCode::UnknownTopicOrPartition.into()),
+                    );
+                    continue;
+                }
+
+                let topition = Topition::new(topic.name.clone(), partition.partition_index);
+                let moved = self
+                    .watermark(&topition)?
+                    .with_mut(&self.object_store, |watermark| {
+                        let high = watermark.high.unwrap_or(0);
+                        let low = watermark.low.unwrap_or(0);
+                        let wanted = if partition.offset == -1 { high } else { partition.offset };
+                        if wanted < 0 || wanted > high {
+                            return Ok(Err(low));
+                        }
+                        let low = low.max(wanted);
+                        watermark.low = Some(low);
+                        Ok(Ok(low))
+                    })
+                    .await?;
+
+                let low = match moved {
+                    Ok(low) => low,
+                    Err(low) => {
+                        partition_responses.push(
+                            result
+                                .low_watermark(low)
+                                .error_code(ErrorCode::OffsetOutOfRange.into()),
+                        );
+                        continue;
+                    }
+                };
+
+                let below: Vec<i64> = match &self.batch_index {
+                    Some(index) => index.lock().map(|mut index| {
+                        let Some(batches) = index.get_mut(&topition) else {
+                            return vec![];
+                        };
+                        let below: Vec<i64> = batches
+                            .iter()
+                            .take_while(|(_, next)| **next <= low)
+                            .map(|(base, _)| *base)
+                            .collect();
+                        for base in &below {
+                            _ = batches.remove(base);
+                        }
+                        below
+                    })?,
+                    // Without an index the batches stay stored; the log start hides them.
+                    None => vec![],
+                };
+
+                for base in below {
+                    let location = Path::from(format!(
+                        "clusters/{}/topics/{}/partitions/{:0>10}/records/{:0>20}.batch",
+                        self.cluster, topition.topic, topition.partition, base,
+                    ));
+                    self.object_store
+                        .delete(&location)
+                        .await
+                        .inspect_err(|error| error!(?error, %location))
+                        .map_err(|_| Error::Api(ErrorCode::UnknownServerError))?;
+                }
+
+                partition_responses.push(
+                    result
+                        .low_watermark(low)
+                        .error_code(ErrorCode::None.into()),
+                );
+            }
+
+            responses.push(
+                DeleteRecordsTopicResult::default()
+                    .name(topic.name.clone())
+                    .partitions(Some(partition_responses)),
+            );
+        }
+
+        Ok(responses)
     }
 
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {

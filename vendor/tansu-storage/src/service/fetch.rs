@@ -154,6 +154,30 @@ impl FetchService {
 
         let mut offset = fetch_partition.fetch_offset;
 
+        // shop patch: an offset below the log start (records deleted) or past the high
+        // watermark is out of range, as a Kafka broker answers, so the consumer resets by its
+        // `auto.offset.reset`; it was served nothing, and a consumer below the log start
+        // waited there for ever.
+        let stage = ctx
+            .state()
+            .offset_stage(&tp)
+            .await
+            .inspect_err(|error| error!(?error, ?tp))?;
+        if offset < stage.log_start() || offset > stage.high_watermark() {
+            return Ok(PartitionData::default()
+                .partition_index(partition_index)
+                .error_code(ErrorCode::OffsetOutOfRange.into())
+                .high_watermark(stage.high_watermark())
+                .last_stable_offset(Some(stage.last_stable()))
+                .log_start_offset(Some(stage.log_start()))
+                .diverging_epoch(None)
+                .current_leader(None)
+                .snapshot_id(None)
+                .aborted_transactions(Some([].into()))
+                .preferred_read_replica(Some(-1))
+                .records(None));
+        }
+
         loop {
             if *max_bytes == 0 {
                 break;

@@ -1,0 +1,99 @@
+// What Kafka's own Java client (kafka-clients 3.9) gets from a broker, for the operations the
+// embedded broker answered wrongly or by panicking: run by .ci/kafka-tools against `shop up`
+// and, to keep it honest, usable against any Kafka cluster:
+//   java -cp "dev/.kafka/lib/<version>/*" e2e/kafka/Conformance.java HOST:PORT [REPLICATION]
+// (REPLICATION: of the topics it creates, 1 unless given; 3 on dev/kafka-cluster).
+// Exits 1 with the checks that failed. Each check creates its own topic.
+
+import java.time.Duration;
+import java.util.*;
+import org.apache.kafka.clients.admin.*;
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.OffsetOutOfRangeException;
+import org.apache.kafka.common.serialization.*;
+
+public class Conformance {
+    static final List<String> failures = new ArrayList<>();
+    static short replication = 1;
+    static int checks = 0;
+
+    static void check(boolean ok, String what) {
+        checks++;
+        System.out.println((ok ? "ok   " : "FAIL ") + what);
+        if (!ok) failures.add(what);
+    }
+
+    public static void main(String[] args) throws Exception {
+        Properties common = new Properties();
+        common.put("bootstrap.servers", args[0]);
+        if (args.length > 1) replication = Short.parseShort(args[1]);
+        try (Admin admin = Admin.create(common)) {
+            deleteRecords(admin, common);
+            timestampLookups(admin, common);
+        }
+        System.out.println(checks + " checks, " + failures.size() + " failed");
+        System.exit(failures.isEmpty() ? 0 : 1);
+    }
+
+    /** A topic of one partition holding `count` records, each sent (and so stored) on its own. */
+    static TopicPartition topicWith(Admin admin, Properties common, String name, int count) throws Exception {
+        String topic = name + "-" + UUID.randomUUID();
+        admin.createTopics(List.of(new NewTopic(topic, 1, replication))).all().get();
+        Properties p = new Properties();
+        p.putAll(common);
+        p.put("key.serializer", StringSerializer.class.getName());
+        p.put("value.serializer", StringSerializer.class.getName());
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            for (int i = 0; i < count; i++) producer.send(new ProducerRecord<>(topic, "k", "v" + i)).get();
+        }
+        return new TopicPartition(topic, 0);
+    }
+
+    static void deleteRecords(Admin admin, Properties common) throws Exception {
+        TopicPartition tp = topicWith(admin, common, "delete-records", 8);
+        long low = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(5))).lowWatermarks().get(tp).get().lowWatermark();
+        check(low == 5, "delete-records before 5 answers low watermark 5 (got " + low + ")");
+        long earliest = admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp).offset();
+        check(earliest == 5, "the earliest offset is then 5 (got " + earliest + ")");
+        long again = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(3))).lowWatermarks().get(tp).get().lowWatermark();
+        check(again == 5, "delete-records before 3 does not move the log start back (got " + again + ")");
+        String beyond;
+        try {
+            admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(99))).all().get();
+            beyond = "accepted";
+        } catch (Exception e) {
+            beyond = e.getCause().getClass().getSimpleName();
+        }
+        check(beyond.equals(OffsetOutOfRangeException.class.getSimpleName()),
+                "delete-records past the end is OffsetOutOfRange (got " + beyond + ")");
+
+        Properties p = new Properties();
+        p.putAll(common);
+        p.put("group.id", "conformance-" + UUID.randomUUID());
+        p.put("auto.offset.reset", "earliest");
+        p.put("key.deserializer", StringDeserializer.class.getName());
+        p.put("value.deserializer", StringDeserializer.class.getName());
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(p)) {
+            consumer.assign(List.of(tp));
+            consumer.seek(tp, 2);
+            List<Long> read = new ArrayList<>();
+            long until = System.currentTimeMillis() + 30_000;
+            while (read.size() < 3 && System.currentTimeMillis() < until) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(200))) read.add(r.offset());
+            }
+            check(read.equals(List.of(5L, 6L, 7L)),
+                    "a consumer at a deleted offset is out of range and resets to the log start (read " + read + ")");
+        }
+    }
+
+    static void timestampLookups(Admin admin, Properties common) throws Exception {
+        TopicPartition tp = topicWith(admin, common, "by-time", 2);
+        long now = System.currentTimeMillis();
+        long future = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now + 3_600_000))).all().get().get(tp).offset();
+        check(future == -1, "a time after every record finds offset -1 (got " + future + ")");
+        long past = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now - 3_600_000))).all().get().get(tp).offset();
+        check(past == 0, "a time before every record finds the first, 0 (got " + past + ")");
+    }
+}
