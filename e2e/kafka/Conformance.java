@@ -11,6 +11,8 @@ import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.errors.OffsetOutOfRangeException;
 import org.apache.kafka.common.serialization.*;
 
@@ -32,6 +34,7 @@ public class Conformance {
         try (Admin admin = Admin.create(common)) {
             deleteRecords(admin, common);
             timestampLookups(admin, common);
+            describeConfigs(admin);
         }
         System.out.println(checks + " checks, " + failures.size() + " failed");
         System.exit(failures.isEmpty() ? 0 : 1);
@@ -95,5 +98,30 @@ public class Conformance {
         check(future == -1, "a time after every record finds offset -1 (got " + future + ")");
         long past = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now - 3_600_000))).all().get().get(tp).offset();
         check(past == 0, "a time before every record finds the first, 0 (got " + past + ")");
+    }
+
+    static void describeConfigs(Admin admin) throws Exception {
+        String topic = "configs-" + UUID.randomUUID();
+        NewTopic created = new NewTopic(topic, 1, replication).configs(Map.of("retention.ms", "3600000"));
+        admin.createTopics(List.of(created)).all().get();
+        ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        ConfigEntry retention = config.get("retention.ms");
+        check(retention != null && "3600000".equals(retention.value()),
+                "describe-configs shows the topic's retention.ms (got " + retention + ")");
+        check(retention != null && retention.source() == ConfigEntry.ConfigSource.DYNAMIC_TOPIC_CONFIG
+                        && !retention.isDefault(),
+                "an override is described as a topic config, not a default (got "
+                        + (retention == null ? null : retention.source()) + ")");
+        ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic-" + UUID.randomUUID());
+        String answer;
+        try {
+            admin.describeConfigs(List.of(missing)).all().get();
+            answer = "an answer";
+        } catch (Exception e) {
+            answer = e.getCause().getClass().getSimpleName();
+        }
+        check(answer.equals(UnknownTopicOrPartitionException.class.getSimpleName()),
+                "describe-configs of an unknown topic is UnknownTopicOrPartition (got " + answer + ")");
     }
 }

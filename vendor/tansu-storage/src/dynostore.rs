@@ -1846,53 +1846,57 @@ impl Storage for DynoStore {
         &self,
         name: &str,
         resource: ConfigResource,
-        _keys: Option<&[String]>,
+        keys: Option<&[String]>,
     ) -> Result<DescribeConfigsResult> {
-        match resource {
-            ConfigResource::Topic => match self.topic_metadata(&TopicId::Name(name.into())).await {
-                Ok(Some(topic_metadata)) => {
-                    let error_code = ErrorCode::None;
-
-                    Ok(DescribeConfigsResult::default()
-                        .error_code(error_code.into())
-                        .error_message(Some(error_code.to_string()))
-                        .resource_type(i8::from(resource))
-                        .resource_name(name.into())
-                        .configs(topic_metadata.topic.configs.map(|configs| {
-                            configs
-                                .iter()
-                                .map(|config| {
-                                    DescribeConfigsResourceResult::default()
-                                        .name(config.name.clone())
-                                        .value(config.value.clone())
-                                        .read_only(false)
-                                        .is_default(None)
-                                        .config_source(Some(ConfigSource::DefaultConfig.into()))
-                                        .is_sensitive(false)
-                                        .synonyms(Some([].into()))
-                                        .config_type(Some(ConfigType::String.into()))
-                                        .documentation(Some("".into()))
-                                })
-                                .collect()
-                        })))
-                }
-
-                Ok(None) => Ok(DescribeConfigsResult::default()
-                    .error_code(ErrorCode::None.into())
-                    .error_message(Some(ErrorCode::None.to_string()))
-                    .resource_type(i8::from(resource))
-                    .resource_name(name.into())
-                    .configs(Some(vec![]))),
-
-                Err(_) => todo!(),
-            },
-
-            _ => Ok(DescribeConfigsResult::default()
-                .error_code(ErrorCode::None.into())
-                .error_message(Some(ErrorCode::None.to_string()))
+        // shop patch: a topic's stored configs are its overrides, so they are described as
+        // Kafka describes them: source DYNAMIC_TOPIC_CONFIG, not default (`kafka-configs
+        // --describe` showed nothing, `--all` showed them labelled as defaults), only the keys
+        // asked for when some are; an unknown topic is UNKNOWN_TOPIC_OR_PARTITION, a storage
+        // error UNKNOWN_SERVER_ERROR (both were an empty answer or a panic).
+        let answer = |error_code: ErrorCode, message: Option<String>| {
+            DescribeConfigsResult::default()
+                .error_code(error_code.into())
+                .error_message(message)
                 .resource_type(i8::from(resource))
                 .resource_name(name.into())
-                .configs(Some(vec![]))),
+                .configs(Some(vec![]))
+        };
+        match resource {
+            ConfigResource::Topic => match self.topic_metadata(&TopicId::Name(name.into())).await {
+                Ok(Some(topic_metadata)) => Ok(answer(ErrorCode::None, None).configs(Some(
+                    topic_metadata
+                        .topic
+                        .configs
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|config| keys.is_none_or(|keys| keys.contains(&config.name)))
+                        .map(|config| {
+                            DescribeConfigsResourceResult::default()
+                                .name(config.name.clone())
+                                .value(config.value.clone())
+                                .read_only(false)
+                                .is_default(Some(false))
+                                .config_source(Some(ConfigSource::DynamicTopicConfig.into()))
+                                .is_sensitive(false)
+                                .synonyms(Some([].into()))
+                                .config_type(Some(ConfigType::String.into()))
+                                .documentation(Some("".into()))
+                        })
+                        .collect(),
+                ))),
+
+                Ok(None) => Ok(answer(
+                    ErrorCode::UnknownTopicOrPartition,
+                    Some(format!("topic {name} does not exist")),
+                )),
+
+                Err(error) => {
+                    error!(?error, name);
+                    Ok(answer(ErrorCode::UnknownServerError, None))
+                }
+            },
+
+            _ => Ok(answer(ErrorCode::None, None)),
         }
     }
 
