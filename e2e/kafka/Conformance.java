@@ -102,7 +102,7 @@ public class Conformance {
 
     static void describeConfigs(Admin admin) throws Exception {
         String topic = "configs-" + UUID.randomUUID();
-        NewTopic created = new NewTopic(topic, 1, replication).configs(Map.of("retention.ms", "3600000"));
+        NewTopic created = new NewTopic(topic, 1, replication).configs(Map.of("retention.ms", "3600000", "cleanup.policy", "delete"));
         admin.createTopics(List.of(created)).all().get();
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
         Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
@@ -113,6 +113,16 @@ public class Conformance {
                         && !retention.isDefault(),
                 "an override is described as a topic config, not a default (got "
                         + (retention == null ? null : retention.source()) + ")");
+        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND))))
+                .all().get();
+        String appended = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("cleanup.policy").value();
+        check("delete,compact".equals(appended), "APPEND adds to a list config (got " + appended + ")");
+        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+                new AlterConfigOp(new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.SUBTRACT))))
+                .all().get();
+        String subtracted = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("cleanup.policy").value();
+        check("compact".equals(subtracted), "SUBTRACT removes from it (got " + subtracted + ")");
         ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic-" + UUID.randomUUID());
         String answer;
         try {

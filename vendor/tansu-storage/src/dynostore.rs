@@ -218,20 +218,47 @@ impl Meta {
                 .unwrap_or_default()
                 .iter()
                 .fold(BTreeMap::new(), |mut acc, item| {
-                    _ = acc.insert(item.name.as_str(), item.value.as_deref());
+                    _ = acc.insert(item.name.clone(), item.value.clone());
                     acc
                 });
+
+            // shop patch: APPEND and SUBTRACT (list configs such as `cleanup.policy`) were
+            // `todo!()`, a panic; they add the items not yet in the list, or remove them.
+            let items = |value: Option<&str>| -> Vec<String> {
+                value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            };
 
             for change in changes {
                 match OpType::try_from(change.config_operation)? {
                     OpType::Set => {
-                        _ = configuration.insert(change.name.as_str(), change.value.as_deref());
+                        _ = configuration.insert(change.name.clone(), change.value.clone());
                     }
                     OpType::Delete => {
                         _ = configuration.remove(change.name.as_str());
                     }
-                    OpType::Append => todo!(),
-                    OpType::Subtract => todo!(),
+                    OpType::Append => {
+                        let mut list = items(configuration.get(&change.name).cloned().flatten().as_deref());
+                        for item in items(change.value.as_deref()) {
+                            if !list.contains(&item) {
+                                list.push(item);
+                            }
+                        }
+                        _ = configuration.insert(change.name.clone(), Some(list.join(",")));
+                    }
+                    OpType::Subtract => {
+                        let removed = items(change.value.as_deref());
+                        let list: Vec<String> = items(configuration.get(&change.name).cloned().flatten().as_deref())
+                            .into_iter()
+                            .filter(|item| !removed.contains(item))
+                            .collect();
+                        _ = configuration.insert(change.name.clone(), Some(list.join(",")));
+                    }
                 }
             }
 
@@ -243,9 +270,7 @@ impl Meta {
                         .into_iter()
                         .fold(Vec::new(), |mut acc, (key, value)| {
                             acc.push(
-                                CreatableTopicConfig::default()
-                                    .name(key.to_owned())
-                                    .value(value.map(|value| value.to_owned())),
+                                CreatableTopicConfig::default().name(key).value(value),
                             );
                             acc
                         }),
