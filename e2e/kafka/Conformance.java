@@ -98,6 +98,11 @@ public class Conformance {
         check(future == -1, "a time after every record finds offset -1 (got " + future + ")");
         long past = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now - 3_600_000))).all().get().get(tp).offset();
         check(past == 0, "a time before every record finds the first, 0 (got " + past + ")");
+        long max = admin.listOffsets(Map.of(tp, OffsetSpec.maxTimestamp())).all().get().get(tp).offset();
+        check(max == 1, "the record with the largest timestamp is the last sent, 1 (got " + max + ")");
+        TopicPartition empty = topicWith(admin, common, "empty", 0);
+        long none = admin.listOffsets(Map.of(empty, OffsetSpec.maxTimestamp())).all().get().get(empty).offset();
+        check(none == -1, "an empty partition has no record with a largest timestamp, -1 (got " + none + ")");
     }
 
     static void describeConfigs(Admin admin) throws Exception {

@@ -12,7 +12,11 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use std::{collections::BTreeSet, ops::Deref as _};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Deref as _,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use rama::{Context, Service};
 use tansu_sans_io::{
@@ -21,7 +25,49 @@ use tansu_sans_io::{
 };
 use tracing::{debug, error, instrument};
 
-use crate::{Error, Result, Storage, Topition};
+use crate::{Error, ListOffsetResponse, Result, Storage, Topition};
+
+/// shop patch: ListOffsets' timestamp asking for the record with the largest timestamp.
+const MAX_TIMESTAMP: i64 = -3;
+/// shop patch: ListOffsets' timestamp asking for the earliest offset on local storage.
+const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
+
+/// shop patch: the offset and time of the record with the largest timestamp in `topition`
+/// (the first of them on a tie), read batch by batch from the log start: within a batch, the
+/// last record is taken as the one with the batch's largest timestamp (producers stamp records
+/// in order). No records: offset -1 and no timestamp, as Kafka answers.
+async fn max_timestamp<G: Storage>(
+    ctx: &Context<G>,
+    topition: &Topition,
+    isolation_level: IsolationLevel,
+) -> Result<ListOffsetResponse> {
+    let stage = ctx.state().offset_stage(topition).await?;
+    let mut offset = stage.log_start();
+    let mut best: Option<(i64, i64)> = None;
+    while offset < stage.high_watermark() {
+        let batches = ctx
+            .state()
+            .fetch(topition, offset, 1, 1 << 20, isolation_level)
+            .await?;
+        let Some(last) = batches.last() else { break };
+        let next = last.base_offset + last.last_offset_delta as i64 + 1;
+        for batch in &batches {
+            let end = batch.base_offset + batch.last_offset_delta as i64;
+            if end >= offset && best.is_none_or(|(timestamp, _)| batch.max_timestamp > timestamp) {
+                best = Some((batch.max_timestamp, end));
+            }
+        }
+        offset = next;
+    }
+    Ok(match best {
+        Some((timestamp, offset)) => ListOffsetResponse {
+            offset: Some(offset),
+            timestamp: Some(UNIX_EPOCH + Duration::from_millis(timestamp.max(0) as u64)),
+            ..Default::default()
+        },
+        None => ListOffsetResponse { offset: Some(-1), ..Default::default() },
+    })
+}
 
 /// A [`Service`] using [`Storage`] as [`Context`] taking [`ListOffsetsRequest`] returning [`ListOffsetsResponse`].
 /// ```
@@ -121,12 +167,25 @@ where
 
         let topics = if let Some(topics) = req.topics {
             let mut offsets = vec![];
+            let mut special = BTreeMap::new();
 
             for topic in topics {
                 if let Some(ref partitions) = topic.partitions {
                     for partition in partitions {
                         let tp = Topition::new(topic.name.clone(), partition.partition_index);
-                        let offset = ListOffset::try_from(partition.timestamp)?;
+                        // shop patch: the special timestamps after -1 (latest) and -2
+                        // (earliest) failed `ListOffset::try_from` and closed the connection.
+                        // -3 (MAX_TIMESTAMP) is answered here; -4 (EARLIEST_LOCAL) is the log
+                        // start, as there is no remote tier; others go on to fail as before.
+                        let offset = match partition.timestamp {
+                            MAX_TIMESTAMP => {
+                                let found = max_timestamp(&ctx, &tp, isolation_level).await?;
+                                _ = special.insert(tp.clone(), found);
+                                ListOffset::Latest
+                            }
+                            EARLIEST_LOCAL_TIMESTAMP => ListOffset::Earliest,
+                            timestamp => ListOffset::try_from(timestamp)?,
+                        };
 
                         offsets.push((tp, offset));
                     }
@@ -138,6 +197,14 @@ where
                 .await
                 .inspect(|r| debug!(?r, ?offsets))
                 .inspect_err(|err| error!(?err, ?offsets))
+                .map(|mut offsets| {
+                    for (topition, response) in offsets.iter_mut() {
+                        if let Some(found) = special.get(topition) {
+                            *response = *found;
+                        }
+                    }
+                    offsets
+                })
                 .map(|offsets| {
                     offsets
                         .iter()
