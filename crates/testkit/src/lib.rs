@@ -95,7 +95,12 @@ impl System {
             producer,
             shutdown: Shutdown::new(),
             services: Vec::new(),
-            http: reqwest::Client::new(),
+            // Kept-alive connections are given up well before the services close idle ones
+            // (their header-read timeout), so none is reused as it is being closed.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+                .build()
+                .expect("an HTTP client"),
         }
     }
 
@@ -334,9 +339,28 @@ fn ends<C: Consumer<kafka::Context>>(consumer: &C, topic: &str) -> KafkaResult<H
     partitions.map(|p| consumer.fetch_watermarks(topic, p, timeout).map(|(_, high)| (p, high))).collect()
 }
 
-/// Where `group` stands on `topics`: the partitions it has not committed the end of yet,
-/// with what it committed and the end. Asked without joining the group.
-fn behind(brokers: &str, group: &str, topics: &[Topic]) -> KafkaResult<Vec<String>> {
+/// Where one partition of a group's topics stands.
+#[derive(Clone, Debug)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    /// The group's committed offset, if it committed one.
+    pub committed: Option<i64>,
+    /// The high watermark: one past the last record.
+    pub end: i64,
+}
+
+impl Position {
+    /// Has the group committed exactly the end? (Past it would skip the next record after a
+    /// restart; an empty partition needs nothing.)
+    pub fn caught_up(&self) -> bool {
+        self.end == 0 || self.committed == Some(self.end)
+    }
+}
+
+/// `group`'s position on every partition of `topics`, asked without joining the group; on
+/// the embedded broker as on a real cluster (the system tests use it too).
+pub fn positions(brokers: &str, group: &str, topics: &[&str], timeout: Duration) -> KafkaResult<Vec<Position>> {
     let consumer: BaseConsumer<kafka::Context> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -345,16 +369,33 @@ fn behind(brokers: &str, group: &str, topics: &[Topic]) -> KafkaResult<Vec<Strin
     let mut wanted = TopicPartitionList::new();
     let mut all_ends = Vec::new();
     for topic in topics {
-        for (partition, end) in ends(&consumer, topic.name())? {
-            wanted.add_partition(topic.name(), partition);
-            all_ends.push((topic.name(), partition, end));
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()).map(|p| p.id()) {
+            let (_, end) = consumer.fetch_watermarks(topic, partition, timeout)?;
+            wanted.add_partition(topic, partition);
+            all_ends.push((topic.to_string(), partition, end));
         }
     }
-    let committed = consumer.committed_offsets(wanted, Duration::from_secs(10))?;
-    let behind = all_ends.into_iter().filter_map(|(topic, partition, end)| {
-        let at = committed.find_partition(topic, partition).map(|e| e.offset());
-        (end > 0 && at != Some(Offset::Offset(end))).then(|| format!("{topic}/{partition}: at {at:?} of {end}"))
+    let committed = consumer.committed_offsets(wanted, timeout)?;
+    let positions = all_ends.into_iter().map(|(topic, partition, end)| {
+        let committed = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(offset)) => Some(offset),
+            _ => None,
+        };
+        Position { topic, partition, committed, end }
     });
+    Ok(positions.collect())
+}
+
+/// Where `group` stands on `topics`: the partitions it has not committed the end of yet,
+/// with what it committed and the end.
+fn behind(brokers: &str, group: &str, topics: &[Topic]) -> KafkaResult<Vec<String>> {
+    let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+    let positions = positions(brokers, group, &names, Duration::from_secs(10))?;
+    let behind = positions
+        .iter()
+        .filter(|p| !p.caught_up())
+        .map(|p| format!("{}/{}: at {:?} of {}", p.topic, p.partition, p.committed, p.end));
     Ok(behind.collect())
 }
 

@@ -109,7 +109,14 @@ impl System {
             child,
             log,
             data,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+            // A kept-alive connection is given up well before the services close an idle one
+            // (their header-read timeout also bounds the wait for a next request): reused at
+            // the moment the server closes it, a request fails with IncompleteMessage.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+                .build()
+                .unwrap(),
             brokers,
             order: [o1, o2],
             payment: [p1, p2],
@@ -643,39 +650,7 @@ pub mod kafka {
         producer.send(out, Duration::from_secs(10)).await.map_err(|(e, _)| e).expect("record produced");
     }
 
-    /// Where one partition of a group's topics stands.
-    pub struct Position {
-        pub topic: String,
-        pub partition: i32,
-        /// The group's committed offset, if it committed one.
-        pub committed: Option<i64>,
-        /// The high watermark: one past the last record.
-        pub end: i64,
-    }
-
-    /// `group`'s position on every partition of `topics`; None when the cluster does not answer.
-    pub fn positions(brokers: &str, group: &str, topics: &[&str], timeout: Duration) -> Option<Vec<Position>> {
-        let consumer = reader(brokers, group);
-        let mut wanted = TopicPartitionList::new();
-        let mut ends = Vec::new();
-        for topic in topics {
-            let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
-            for partition in metadata.topics()[0].partitions().iter().map(|p| p.id()) {
-                let (_, end) = consumer.fetch_watermarks(topic, partition, timeout).ok()?;
-                wanted.add_partition(topic, partition);
-                ends.push((topic.to_string(), partition, end));
-            }
-        }
-        let committed = consumer.committed_offsets(wanted, timeout).ok()?;
-        let positions = ends.into_iter().map(|(topic, partition, end)| {
-            let committed = match committed.find_partition(&topic, partition).map(|e| e.offset()) {
-                Some(Offset::Offset(offset)) => Some(offset),
-                _ => None,
-            };
-            Position { topic, partition, committed, end }
-        });
-        Some(positions.collect())
-    }
+    pub use shop_testkit::{positions, Position};
 
     /// Every group's position, one line per partition. For a failed test's report.
     pub fn report(brokers: &str) -> String {
@@ -683,10 +658,10 @@ pub mod kafka {
         for (group, topics) in shop_events::group::SUBSCRIPTIONS {
             let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
             match positions(brokers, group, &names, Duration::from_secs(2)) {
-                Some(positions) => lines.extend(positions.iter().map(|p| {
+                Ok(positions) => lines.extend(positions.iter().map(|p| {
                     format!("{group} {}/{}: committed {:?}, end {}", p.topic, p.partition, p.committed, p.end)
                 })),
-                None => lines.push(format!("{group}: the cluster did not answer")),
+                Err(error) => lines.push(format!("{group}: the cluster did not answer: {error}")),
             }
         }
         lines.join("\n")
@@ -695,7 +670,7 @@ pub mod kafka {
     /// Has `group` committed offsets up to the end of every partition of `topics`? Exactly up
     /// to it: a committed offset past the end would skip the next record after a restart.
     pub fn caught_up(brokers: &str, group: &str, topics: &[&str]) -> bool {
-        let Some(positions) = positions(brokers, group, topics, Duration::from_secs(10)) else { return false };
-        positions.iter().all(|p| p.end == 0 || p.committed == Some(p.end))
+        let Ok(positions) = positions(brokers, group, topics, Duration::from_secs(10)) else { return false };
+        positions.iter().all(Position::caught_up)
     }
 }

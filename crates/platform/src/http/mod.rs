@@ -6,7 +6,7 @@ pub mod limits;
 mod server;
 mod web;
 
-pub use server::serve;
+pub use server::{serve, HEADER_READ_TIMEOUT};
 pub use web::{finish, static_asset, Web, REQUEST_ID, SITE_PATH, UI_SCRIPT_PATH};
 
 use std::future::Future;
