@@ -118,6 +118,12 @@ pub struct TopicArgs {
     pub replication_factor: i32,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerStorage {
+    Disk,
+    Memory,
+}
+
 #[derive(Args, Clone)]
 pub struct UpArgs {
     /// Use this Kafka cluster instead of starting the embedded broker.
@@ -126,6 +132,10 @@ pub struct UpArgs {
     /// Port of the embedded broker.
     #[arg(long = "broker-port", default_value_t = 9092)]
     pub broker_port: u16,
+    /// Where the embedded broker keeps its records: `disk` (files in the data
+    /// folder, `broker/`, kept across restarts, also when killed) or `memory` (gone when it stops).
+    #[arg(long = "broker-storage", value_enum, default_value_t = BrokerStorage::Disk)]
+    pub broker_storage: BrokerStorage,
     /// Partitions of each topic it creates.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,

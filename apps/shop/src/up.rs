@@ -109,7 +109,13 @@ async fn start_broker(args: &UpArgs) -> anyhow::Result<(String, Option<Broker>)>
     }
     #[cfg(feature = "embedded-broker")]
     {
-        let broker = shop_embedded_broker::EmbeddedBroker::start(&args.host, &args.host, args.broker_port).await?;
+        use shop_embedded_broker::Storage;
+        let storage = match args.broker_storage {
+            crate::cli::BrokerStorage::Disk => Storage::Disk(args.data_dir.join("broker")),
+            crate::cli::BrokerStorage::Memory => Storage::Memory,
+        };
+        let broker =
+            shop_embedded_broker::EmbeddedBroker::start(&args.host, &args.host, args.broker_port, &storage).await?;
         let brokers = broker.bootstrap_servers().to_owned();
         wait_for_cluster(&brokers).await?;
         println!("Kafka: embedded broker at {brokers}");

@@ -1,7 +1,9 @@
 //! An in-process, Kafka-compatible broker for one laptop and the tests: tansu with its
-//! in-memory storage. Only `shop` and the tests depend on this crate (behind the default
+//! object-store engine on a folder of the local disk (records, watermarks and committed
+//! offsets kept across restarts, also when the process is killed) or in memory (records live
+//! as long as the process). Only `shop` and the tests depend on this crate (behind the default
 //! `embedded-broker` feature), so the services build and run against any Kafka cluster
-//! without it. Records live as long as the process: a restart starts with empty topics.
+//! without it.
 
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +15,30 @@ use tansu_storage::StorageContainer;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
+
+/// Where the broker keeps its records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory, for as long as the process lives.
+    Memory,
+    /// In a folder on disk, as files the broker alone writes, found again after a restart
+    /// (also after the process was killed); see vendor/README.md.
+    Disk(std::path::PathBuf),
+}
+
+impl Storage {
+    fn url(&self) -> anyhow::Result<Url> {
+        match self {
+            Storage::Memory => Ok(Url::parse("memory://tansu/")?),
+            Storage::Disk(path) => {
+                std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
+                let path = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+                Url::from_directory_path(&path)
+                    .map_err(|()| anyhow::anyhow!("{} is not a usable folder", path.display()))
+            }
+        }
+    }
+}
 
 /// A running broker. It serves on a runtime of its own, on its own threads, so that its
 /// clients in the same process cannot starve it: librdkafka's consumer close blocks its
@@ -26,7 +52,8 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts the broker on `host:port`, advertised to clients as `advertised_host:port`.
-    pub async fn start(host: &str, advertised_host: &str, port: u16) -> anyhow::Result<Self> {
+    pub async fn start(host: &str, advertised_host: &str, port: u16, storage: &Storage) -> anyhow::Result<Self> {
+        let storage = storage.url()?;
         // Fail early and clearly when the port is taken (tansu would only log it).
         drop(
             std::net::TcpListener::bind((host, port))
@@ -49,7 +76,7 @@ impl EmbeddedBroker {
                     .cluster_id("shop")
                     .incarnation_id(uuid::Uuid::now_v7())
                     .advertised_listener(advertised)
-                    .storage(Url::parse("memory://tansu/").expect("a valid URL"))
+                    .storage(storage)
                     .listener(listener)
                     .silent(true)
                     .build()

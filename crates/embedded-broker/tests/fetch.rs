@@ -2,7 +2,9 @@
 //! needed a patch (vendor/README.md): a group resuming at an offset inside a producer's batch
 //! gets the rest of that batch, and each later batch once; the high watermark is the offset
 //! after the last record; a topic deleted and created again starts empty (the broker keeps
-//! each partition's watermark in memory, not in its store).
+//! each partition's watermark in memory, not in its store). On disk, records, watermarks and
+//! committed offsets outlive the broker, and a batch whose offsets were taken but which was
+//! never stored (the process killed in between) neither stops a consumer nor is reused.
 
 use std::time::{Duration, Instant};
 
@@ -12,14 +14,38 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use shop_embedded_broker::EmbeddedBroker;
+use shop_embedded_broker::{EmbeddedBroker, Storage};
+
+/// Runs each test on both storages: in memory, and on disk in a fresh folder.
+macro_rules! on_each_storage {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn in_memory() {
+                super::$test(super::Storage::Memory).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn on_disk() {
+                let folder = tempfile::tempdir().unwrap();
+                super::$test(super::Storage::Disk(folder.path().to_owned())).await
+            }
+        }
+    )*};
+}
+
+on_each_storage!(
+    a_group_resuming_inside_a_batch_gets_the_rest_of_it,
+    a_topic_deleted_and_created_again_starts_empty,
+    a_time_after_every_record_finds_no_offset_rather_than_the_first,
+);
 
 const TOPIC: &str = "batches";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-async fn broker() -> EmbeddedBroker {
+async fn broker(storage: &Storage) -> EmbeddedBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port).await.unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage).await.unwrap();
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", broker.bootstrap_servers()).create().unwrap();
     let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1));
@@ -87,9 +113,8 @@ async fn watermarks(consumer: &StreamConsumer) -> (i64, i64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it() {
-    let broker = broker().await;
+async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it(storage: Storage) {
+    let broker = broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
     let values: Vec<String> = (0..5).map(|i| format!("record {i}")).collect();
     send_one_batch(&brokers, &values).await;
@@ -120,9 +145,8 @@ async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it() {
     broker.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_topic_deleted_and_created_again_starts_empty() {
-    let broker = broker().await;
+async fn a_topic_deleted_and_created_again_starts_empty(storage: Storage) {
+    let broker = broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
     let old: Vec<String> = (0..3).map(|i| format!("old {i}")).collect();
     send_one_batch(&brokers, &old).await;
@@ -146,9 +170,8 @@ async fn a_topic_deleted_and_created_again_starts_empty() {
     broker.stop();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_time_after_every_record_finds_no_offset_rather_than_the_first() {
-    let broker = broker().await;
+async fn a_time_after_every_record_finds_no_offset_rather_than_the_first(storage: Storage) {
+    let broker = broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
     send_one_batch(&brokers, &["record 0".to_owned(), "record 1".to_owned()]).await;
     let consumer = consumer(&brokers, "by-time");
@@ -170,4 +193,75 @@ async fn a_time_after_every_record_finds_no_offset_rather_than_the_first() {
 
 fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The files of the batches of partition 0 of the test topic, oldest first.
+fn batch_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let records = folder.join(format!("clusters/shop/topics/{TOPIC}/partitions/0000000000/records"));
+    let mut files: Vec<_> = std::fs::read_dir(records).unwrap().map(|entry| entry.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+async fn broker_again(storage: &Storage) -> EmbeddedBroker {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_disk_records_and_committed_offsets_outlive_the_broker() {
+    let folder = tempfile::tempdir().unwrap();
+    let storage = Storage::Disk(folder.path().to_owned());
+    let broker = broker(&storage).await;
+    let first: Vec<String> = (0..3).map(|i| format!("first {i}")).collect();
+    let second: Vec<String> = (3..5).map(|i| format!("second {i}")).collect();
+    send_one_batch(broker.bootstrap_servers(), &first).await;
+    send_one_batch(broker.bootstrap_servers(), &second).await;
+    let reader = consumer(broker.bootstrap_servers(), "survivor");
+    assert_eq!(read(&reader, 4).await.len(), 4);
+    let mut resume_at = TopicPartitionList::new();
+    resume_at.add_partition_offset(TOPIC, 0, Offset::Offset(4)).unwrap();
+    reader.commit(&resume_at, CommitMode::Sync).unwrap();
+    drop(reader);
+    broker.stop();
+
+    let broker = broker_again(&storage).await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    let fresh = consumer(&brokers, "fresh");
+    assert_eq!(watermarks(&fresh).await, (0, 5), "the five records are there again");
+    let all: Vec<(i64, String)> =
+        first.iter().chain(&second).cloned().enumerate().map(|(i, v)| (i as i64, v)).collect();
+    assert_eq!(read(&fresh, 5).await, all);
+    let resumed = consumer(&brokers, "survivor");
+    assert_eq!(read(&resumed, 1).await, vec![(4, "second 4".to_owned())], "the group resumes at its committed offset");
+    send_one_batch(&brokers, &["after".to_owned()]).await;
+    assert_eq!(read(&resumed, 1).await, vec![(5, "after".to_owned())], "new records follow the old ones");
+    broker.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused() {
+    let folder = tempfile::tempdir().unwrap();
+    let storage = Storage::Disk(folder.path().to_owned());
+    let broker = broker(&storage).await;
+    for batch in 0..4 {
+        send_one_batch(broker.bootstrap_servers(), &[format!("{batch}a"), format!("{batch}b")]).await;
+    }
+    broker.stop();
+    // As if the broker had been killed after taking the offsets of batches 1 and 3 and before
+    // storing them (their producers were never answered).
+    let files = batch_files(folder.path());
+    assert_eq!(files.len(), 4);
+    std::fs::remove_file(&files[1]).unwrap();
+    std::fs::remove_file(&files[3]).unwrap();
+
+    let broker = broker_again(&storage).await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    let reader = consumer(&brokers, "over-the-hole");
+    assert_eq!(watermarks(&reader).await, (0, 6), "the end comes back to the last batch stored");
+    send_one_batch(&brokers, &["after".to_owned()]).await;
+    let expected: Vec<(i64, String)> =
+        vec![(0, "0a".into()), (1, "0b".into()), (4, "2a".into()), (5, "2b".into()), (6, "after".into())];
+    assert_eq!(read(&reader, 5).await, expected, "the hole at 2..4 is passed over; offset 6 is taken afresh");
+    broker.stop();
 }

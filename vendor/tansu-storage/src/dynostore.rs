@@ -71,6 +71,7 @@ use tracing::{debug, error, instrument, warn};
 use url::Url;
 use uuid::Uuid;
 
+mod local;
 mod metadata;
 mod opticon;
 
@@ -100,6 +101,10 @@ pub struct DynoStore {
     // (memory). A fetch then finds its batches here instead of listing every batch the
     // partition ever stored.
     batch_index: Option<Arc<Mutex<BTreeMap<Topition, BTreeMap<i64, i64>>>>>,
+
+    // shop patch: the exclusive store is a folder on disk (`DynoStore::on_disk`), so the
+    // broker's own state is written through to it and read back by `recover`.
+    durable: bool,
 }
 
 type Group = String;
@@ -392,7 +397,112 @@ impl DynoStore {
             )),
 
             batch_index: None,
+            durable: false,
         }
+    }
+
+    /// shop patch: a broker that keeps its records in the folder `path`, as its only writer,
+    /// and finds them there again after a restart (`recover`).
+    pub fn on_disk(cluster: &str, node: i32, path: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(path)?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(path)?;
+        let store = Self::new(cluster, node, local::Exclusive::new(local)).exclusive();
+        Ok(Self {
+            meta: store.meta.clone().durable(),
+            durable: true,
+            ..store
+        })
+    }
+
+    /// shop patch: reads back what a broker `on_disk` left in its folder: the metadata, each
+    /// partition's watermarks, and where each stored batch starts and ends. A batch whose
+    /// offsets were taken but which was never stored (the process was killed in between; its
+    /// producer was never answered) leaves a gap: below the last stored batch the gap is kept
+    /// as a hole a fetch passes over, as a Kafka consumer passes over offsets a compaction
+    /// removed; at the end the high watermark comes back to the last stored batch.
+    pub async fn recover(self) -> Result<Self> {
+        if !self.durable {
+            return Ok(self);
+        }
+        self.meta.get(&self.object_store).await?;
+
+        let prefix = Path::from(format!("clusters/{}/topics/", self.cluster));
+        let objects: Vec<ObjectMeta> = self.object_store.list(Some(&prefix)).try_collect().await?;
+
+        let mut batches: Vec<(Topition, i64, Path)> = vec![];
+        let mut watermarks: BTreeSet<Topition> = BTreeSet::new();
+        for object in objects {
+            let parts: Vec<&str> = object.location.as_ref().split('/').collect();
+            // clusters/{cluster}/topics/{topic}/partitions/{partition}/...
+            let (Some(topic), Some(partition)) = (parts.get(3), parts.get(5).and_then(|p| p.parse::<i32>().ok())) else {
+                continue;
+            };
+            let topition = Topition::new(topic.to_string(), partition);
+            match (parts.get(6), parts.get(7)) {
+                (Some(&"watermark.json"), None) => _ = watermarks.insert(topition),
+                (Some(&"records"), Some(name)) => {
+                    if let Some(base) = name.strip_suffix(".batch").and_then(|base| base.parse::<i64>().ok()) {
+                        batches.push((topition, base, object.location.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Where each batch ends: its last offset delta, at byte 23 of the batch header.
+        let store = self.object_store.clone();
+        let ends: Vec<(Topition, i64, i64)> = futures::stream::iter(batches)
+            .map(|(topition, base, location)| {
+                let store = store.clone();
+                async move {
+                    let header = store.get_range(&location, 23..27).await?;
+                    let delta = i32::from_be_bytes(header[..4].try_into().map_err(|_| Error::Message(format!("{location}: a short batch header")))?);
+                    Ok::<_, Error>((topition, base, base + delta as i64 + 1))
+                }
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await?;
+
+        let mut index: BTreeMap<Topition, BTreeMap<i64, i64>> = BTreeMap::new();
+        for (topition, base, next) in ends {
+            _ = index.entry(topition).or_default().insert(base, next);
+        }
+
+        let topitions: BTreeSet<Topition> = watermarks.iter().cloned().chain(index.keys().cloned()).collect();
+        for topition in topitions {
+            let watermark = self.watermark(&topition)?;
+            if watermarks.contains(&topition) {
+                watermark.get(&self.object_store).await?;
+            }
+            let batches = index.entry(topition.clone()).or_default();
+            let mut holes = vec![];
+            let mut expected: Option<i64> = None;
+            for (base, next) in batches.iter() {
+                if let Some(expected) = expected.filter(|expected| expected < base) {
+                    holes.push((expected, *base));
+                }
+                expected = Some(*next);
+            }
+            if !holes.is_empty() {
+                warn!(?topition, ?holes, "offsets taken but never stored before a restart; fetches pass over them");
+            }
+            batches.extend(holes);
+            let end = batches.values().max().copied();
+            _ = watermark
+                .with_mut(&self.object_store, |watermark| {
+                    let low = watermark.low.unwrap_or(0);
+                    watermark.high = Some(end.unwrap_or(low).max(low));
+                    watermark.timestamps = None;
+                    Ok(())
+                })
+                .await?;
+        }
+
+        if let Some(batch_index) = &self.batch_index {
+            *batch_index.lock()? = index;
+        }
+        Ok(self)
     }
 
     /// shop patch: this process is the only writer of an object store that starts empty (as
@@ -415,7 +525,9 @@ impl DynoStore {
                     .entry(topition.to_owned())
                     .or_insert_with(|| {
                         let watermark = OptiCon::<Watermark>::new(self.cluster.as_str(), topition);
-                        if self.batch_index.is_some() {
+                        if self.durable {
+                            watermark.durable()
+                        } else if self.batch_index.is_some() {
                             watermark.exclusive()
                         } else {
                             watermark
@@ -816,11 +928,14 @@ impl Storage for DynoStore {
                         "clusters/{}/topics/{}/partitions/{:0>10}/records/{:0>20}.batch",
                         self.cluster, topition.topic, topition.partition, base,
                     ));
-                    self.object_store
-                        .delete(&location)
-                        .await
-                        .inspect_err(|error| error!(?error, %location))
-                        .map_err(|_| Error::Api(ErrorCode::UnknownServerError))?;
+                    match self.object_store.delete(&location).await {
+                        // a hole `recover` found: nothing was stored there
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(error) => {
+                            error!(?error, %location);
+                            return Err(Error::Api(ErrorCode::UnknownServerError));
+                        }
+                    }
                 }
 
                 partition_responses.push(
@@ -1257,12 +1372,13 @@ impl Storage for DynoStore {
                 self.cluster, topition.topic, topition.partition, base,
             ));
 
-            let get_result = self
-                .object_store
-                .get(&location)
-                .await
-                .inspect_err(|error| error!(?error, ?topition, ?offset, ?min_bytes, ?max_bytes))
-                .map_err(|_| Error::Api(ErrorCode::UnknownServerError))?;
+            let get_result = match self.object_store.get(&location).await {
+                // shop patch: a hole `recover` found (offsets taken, batch never stored).
+                Err(object_store::Error::NotFound { .. }) if self.durable => continue,
+                otherwise => otherwise
+                    .inspect_err(|error| error!(?error, ?topition, ?offset, ?min_bytes, ?max_bytes))
+                    .map_err(|_| Error::Api(ErrorCode::UnknownServerError))?,
+            };
 
             let size = get_result.meta.size;
 

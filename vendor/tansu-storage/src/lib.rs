@@ -1753,6 +1753,24 @@ impl Builder<i32, String, Url, Url> {
                     .map_err(Into::into)
             }
 
+            // shop patch: `file:///path/to/folder`, the object store engine on a folder of
+            // the local disk that this broker alone writes to, kept across restarts.
+            #[cfg(feature = "dynostore")]
+            "file" => DynoStore::on_disk(
+                self.cluster_id.as_str(),
+                self.node_id,
+                &self
+                    .storage
+                    .to_file_path()
+                    .map_err(|()| Error::UnsupportedStorageUrl(self.storage.clone()))?,
+            )?
+            .advertised_listener(self.advertised_listener.clone())
+            .schemas(self.schema_registry)
+            .lake(self.lake_house.clone())
+            .recover()
+            .await
+            .map(StorageContainer::DynoStore),
+
             #[cfg(feature = "dynostore")]
             "memory" => Ok(StorageContainer::DynoStore(
                 DynoStore::new(self.cluster_id.as_str(), self.node_id, InMemory::new())

@@ -300,6 +300,38 @@ impl System {
         panic!("no running {instance} under shop up");
     }
 
+    /// SIGKILLs `shop up` and every service process it started, all at once (as when the
+    /// machine's power goes, short of the page cache), and waits until `shop up` is gone.
+    pub fn kill_everything(&mut self) {
+        let parent = self.child.id().to_string();
+        let mut pids = vec![self.child.id() as i32];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+            if status.lines().any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == parent)) {
+                pids.push(pid.parse().unwrap());
+            }
+        }
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        self.child.wait().unwrap();
+        // The services were killed too; wait until none is left holding a port or a file.
+        for pid in &pids[1..] {
+            let path = format!("/proc/{pid}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::path::Path::new(&path).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The customers of the orders this system created, for a system started again on its
+    /// data folder (`remember`).
+    pub fn owners(&self) -> Vec<(String, String)> {
+        self.owners.lock().unwrap().iter().map(|(id, email)| (id.clone(), email.clone())).collect()
+    }
+
     /// Creates an order as the customer `email` and returns (orderId, paymentId).
     pub async fn create_order(&self, port: u16, email: &str, key: Option<&str>) -> (String, String) {
         let mut request =
@@ -369,6 +401,22 @@ impl System {
         for (order_id, _) in orders {
             let (order, pushes, emails, actions) = observed(self, order_id).await;
             assert_once_each(&order, pushes, emails, &actions);
+        }
+    }
+
+    /// Each stage event of each order was published once (an event id at most repeated).
+    pub async fn assert_each_stage_published_once(&self, orders: &[(String, String)]) {
+        for topic in shop_events::Topic::STAGES.map(shop_events::Topic::name) {
+            let (brokers, t) = (self.brokers(), topic.to_owned());
+            let all = tokio::task::spawn_blocking(move || kafka::read_all(&brokers, &t)).await.unwrap();
+            for (order_id, _) in orders {
+                let ids: BTreeSet<&str> = all
+                    .iter()
+                    .filter(|r| r.key.as_deref() == Some(order_id.as_str()))
+                    .filter_map(|r| r.header("event-id"))
+                    .collect();
+                assert_eq!(ids.len(), 1, "{topic} has {} distinct events for {order_id}", ids.len());
+            }
         }
     }
 

@@ -70,6 +70,11 @@ pub(super) struct OptiCon<D> {
     // the cached data is the object: `with` reads it and `with_mut` changes it in place,
     // neither asking the store (which never holds it).
     exclusive: bool,
+
+    // shop patch: with `exclusive`, the store is a folder on disk that outlives the process:
+    // every change is also written out (whole, replacing the file) before `with_mut` returns,
+    // one writer at a time, so the file always holds the latest change.
+    durable: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl<D> OptiCon<D> {
@@ -80,6 +85,7 @@ impl<D> OptiCon<D> {
             attributes: Default::default(),
             data_version: Default::default(),
             exclusive: false,
+            durable: None,
         }
     }
 
@@ -90,6 +96,15 @@ impl<D> OptiCon<D> {
             ..self
         }
     }
+
+    /// shop patch: see `durable`.
+    pub(super) fn durable(self) -> Self {
+        Self {
+            exclusive: true,
+            durable: Some(Arc::new(tokio::sync::Mutex::new(()))),
+            ..self
+        }
+    }
 }
 
 impl<D> OptiCon<D>
@@ -97,7 +112,7 @@ where
     D: Clone + Debug + Default + DeserializeOwned + PartialEq + Serialize,
 {
     #[instrument(skip_all, fields(path = %self.path))]
-    async fn get(&self, object_store: &impl ObjectStore) -> Result<()> {
+    pub(super) async fn get(&self, object_store: &impl ObjectStore) -> Result<()> {
         const METHOD: &str = "get";
         REQUESTS.add(1, &[KeyValue::new("method", METHOD)]);
 
@@ -262,10 +277,30 @@ where
             // (a put of the whole object after each change, JSON and all, was the costliest
             // part of a produce request) and not written out: nothing reads this object but
             // through this copy.
-            return self.data_version.lock().map(|mut guard| {
+            let Some(durable) = &self.durable else {
+                return self.data_version.lock().map(|mut guard| {
+                    let dv = guard.get_or_insert_with(DataVersion::default);
+                    f(&mut dv.data)
+                })?;
+            };
+            let _writing = durable.lock().await;
+            let (outcome, payload) = self.data_version.lock().map(|mut guard| {
                 let dv = guard.get_or_insert_with(DataVersion::default);
-                f(&mut dv.data)
+                let outcome = f(&mut dv.data);
+                (outcome, serde_json::to_vec(&dv.data))
             })?;
+            let outcome = outcome?;
+            _ = object_store
+                .put_opts(
+                    &self.path,
+                    PutPayload::from(Bytes::from(payload?)),
+                    PutOptions {
+                        mode: PutMode::Overwrite,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            return Ok(outcome);
         }
 
         const METHOD: &str = "with_mut";
