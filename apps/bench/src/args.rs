@@ -55,6 +55,9 @@ pub struct BenchArgs {
     /// Passed to the `shop up` started here: the kernel places its service processes.
     #[arg(long = "no-cpu-pinning")]
     pub no_cpu_pinning: bool,
+    /// Passed to the `shop up` started here: where its embedded broker keeps its records.
+    #[arg(long = "broker-storage", default_value = "disk", value_parser = ["disk", "memory"])]
+    pub broker_storage: String,
     /// `RUST_LOG` for the `shop up` started here (default: the services' own default, info).
     #[arg(long = "rust-log")]
     pub rust_log: Option<String>,

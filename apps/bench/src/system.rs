@@ -124,7 +124,7 @@ async fn start(args: &BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Res
             brokers.clone()
         }
         None => {
-            command.args(["--broker-port", &broker.to_string()]);
+            command.args(["--broker-port", &broker.to_string(), "--broker-storage", &args.broker_storage]);
             format!("127.0.0.1:{broker}")
         }
     };

@@ -136,6 +136,14 @@ pub struct UpArgs {
     /// folder, `broker/`, kept across restarts, also when killed) or `memory` (gone when it stops).
     #[arg(long = "broker-storage", value_enum, default_value_t = BrokerStorage::Disk)]
     pub broker_storage: BrokerStorage,
+    /// How long the embedded broker keeps a record, for a topic without its own `retention.ms`
+    /// (milliseconds; -1: for ever). Default: a day.
+    #[arg(long = "broker-retention-ms", default_value_t = 86_400_000, allow_negative_numbers = true)]
+    pub broker_retention_ms: i64,
+    /// How many bytes of records the embedded broker keeps per partition, for a topic without
+    /// its own `retention.bytes` (-1: no bound). Default: 64 MiB (about 2 GiB for the 33).
+    #[arg(long = "broker-retention-bytes", default_value_t = 67_108_864, allow_negative_numbers = true)]
+    pub broker_retention_bytes: i64,
     /// Partitions of each topic it creates.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,

@@ -114,8 +114,14 @@ async fn start_broker(args: &UpArgs) -> anyhow::Result<(String, Option<Broker>)>
             crate::cli::BrokerStorage::Disk => Storage::Disk(args.data_dir.join("broker")),
             crate::cli::BrokerStorage::Memory => Storage::Memory,
         };
-        let broker =
-            shop_embedded_broker::EmbeddedBroker::start(&args.host, &args.host, args.broker_port, &storage).await?;
+        let broker = shop_embedded_broker::EmbeddedBroker::start(
+            &args.host,
+            &args.host,
+            args.broker_port,
+            &storage,
+            &shop_embedded_broker::Retention { ms: args.broker_retention_ms, bytes: args.broker_retention_bytes },
+        )
+        .await?;
         let brokers = broker.bootstrap_servers().to_owned();
         wait_for_cluster(&brokers).await?;
         println!("Kafka: embedded broker at {brokers}");

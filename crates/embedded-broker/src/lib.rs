@@ -27,18 +27,41 @@ pub enum Storage {
 }
 
 impl Storage {
-    fn url(&self) -> anyhow::Result<Url> {
-        match self {
-            Storage::Memory => Ok(Url::parse("memory://tansu/")?),
+    fn url(&self, retention: &Retention) -> anyhow::Result<Url> {
+        let mut url = match self {
+            Storage::Memory => Url::parse("memory://tansu/")?,
             Storage::Disk(path) => {
                 std::fs::create_dir_all(path).with_context(|| format!("cannot create {}", path.display()))?;
                 let path = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
                 Url::from_directory_path(&path)
-                    .map_err(|()| anyhow::anyhow!("{} is not a usable folder", path.display()))
+                    .map_err(|()| anyhow::anyhow!("{} is not a usable folder", path.display()))?
             }
-        }
+        };
+        url.query_pairs_mut()
+            .append_pair("retention.ms", &retention.ms.to_string())
+            .append_pair("retention.bytes", &retention.bytes.to_string())
+            .append_pair("maintenance_interval", MAINTENANCE_INTERVAL);
+        Ok(url)
     }
 }
+
+/// How long and how much the broker keeps of each partition of a topic that does not set its
+/// own `retention.ms` / `retention.bytes` (Kafka's names and meaning; -1: no bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub ms: i64,
+    pub bytes: i64,
+}
+
+impl Default for Retention {
+    /// For a laptop: a day, and 64 MiB per partition (about 2 GiB for the system's 33).
+    fn default() -> Self {
+        Self { ms: 24 * 60 * 60 * 1000, bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// How often the broker enforces retention.
+const MAINTENANCE_INTERVAL: &str = "5s";
 
 /// A running broker. It serves on a runtime of its own, on its own threads, so that its
 /// clients in the same process cannot starve it: librdkafka's consumer close blocks its
@@ -52,8 +75,14 @@ pub struct EmbeddedBroker {
 
 impl EmbeddedBroker {
     /// Starts the broker on `host:port`, advertised to clients as `advertised_host:port`.
-    pub async fn start(host: &str, advertised_host: &str, port: u16, storage: &Storage) -> anyhow::Result<Self> {
-        let storage = storage.url()?;
+    pub async fn start(
+        host: &str,
+        advertised_host: &str,
+        port: u16,
+        storage: &Storage,
+        retention: &Retention,
+    ) -> anyhow::Result<Self> {
+        let storage = storage.url(retention)?;
         // Fail early and clearly when the port is taken (tansu would only log it).
         drop(
             std::net::TcpListener::bind((host, port))

@@ -14,7 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use shop_embedded_broker::{EmbeddedBroker, Storage};
+use shop_embedded_broker::{EmbeddedBroker, Retention, Storage};
 
 /// Runs each test on both storages: in memory, and on disk in a fresh folder.
 macro_rules! on_each_storage {
@@ -35,6 +35,7 @@ macro_rules! on_each_storage {
 }
 
 on_each_storage!(
+    retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches,
     a_group_resuming_inside_a_batch_gets_the_rest_of_it,
     a_topic_deleted_and_created_again_starts_empty,
     a_time_after_every_record_finds_no_offset_rather_than_the_first,
@@ -45,7 +46,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn broker(storage: &Storage) -> EmbeddedBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage).await.unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage, &Retention::default()).await.unwrap();
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", broker.bootstrap_servers()).create().unwrap();
     let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1));
@@ -55,6 +56,10 @@ async fn broker(storage: &Storage) -> EmbeddedBroker {
 
 /// Sends `values` so that the producer puts them in one batch (one request, long linger).
 async fn send_one_batch(brokers: &str, values: &[String]) {
+    send_one_batch_to(brokers, TOPIC, values).await
+}
+
+async fn send_one_batch_to(brokers: &str, topic: &str, values: &[String]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "200")
@@ -63,7 +68,7 @@ async fn send_one_batch(brokers: &str, values: &[String]) {
         .unwrap();
     let sends: Vec<_> = values
         .iter()
-        .map(|value| producer.send_result(FutureRecord::to(TOPIC).key("k").payload(value)).unwrap())
+        .map(|value| producer.send_result(FutureRecord::to(topic).key("k").payload(value)).unwrap())
         .collect();
     for send in sends {
         send.await.unwrap().unwrap();
@@ -100,15 +105,19 @@ async fn read(consumer: &StreamConsumer, count: usize) -> Vec<(i64, String)> {
 /// The partition's low and high watermarks, asked again while the client's metadata does not
 /// know the partition yet (just after the topic was created again), until the deadline.
 async fn watermarks(consumer: &StreamConsumer) -> (i64, i64) {
+    watermarks_of(consumer, TOPIC).await
+}
+
+async fn watermarks_of(consumer: &StreamConsumer, topic: &str) -> (i64, i64) {
     let until = Instant::now() + DEADLINE;
     loop {
-        match consumer.fetch_watermarks(TOPIC, 0, Duration::from_secs(10)) {
+        match consumer.fetch_watermarks(topic, 0, Duration::from_secs(10)) {
             Ok(watermarks) => return watermarks,
             Err(error) if Instant::now() < until => {
                 eprintln!("watermarks not known yet ({error}); asking again");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(error) => panic!("no watermarks of {TOPIC}/0 within {DEADLINE:?}: {error}"),
+            Err(error) => panic!("no watermarks of {topic}/0 within {DEADLINE:?}: {error}"),
         }
     }
 }
@@ -205,7 +214,7 @@ fn batch_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 async fn broker_again(storage: &Storage) -> EmbeddedBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage).await.unwrap()
+    EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage, &Retention::default()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -263,5 +272,47 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     let expected: Vec<(i64, String)> =
         vec![(0, "0a".into()), (1, "0b".into()), (4, "2a".into()), (5, "2b".into()), (6, "after".into())];
     assert_eq!(read(&reader, 5).await, expected, "the hole at 2..4 is passed over; offset 6 is taken afresh");
+    broker.stop();
+}
+
+/// A topic's own `retention.bytes` and `retention.ms` are enforced (within the broker's
+/// maintenance interval), as a Kafka broker's log cleaner does: the log start moves past the
+/// batches dropped and a reader from the earliest offset gets only what is kept; a topic under
+/// the broker's default retention keeps everything.
+async fn retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches(storage: Storage) {
+    let broker = broker(&storage).await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let by_size = NewTopic::new("by-size", 1, TopicReplication::Fixed(1)).set("retention.bytes", "1");
+    let by_age = NewTopic::new("by-age", 1, TopicReplication::Fixed(1)).set("retention.ms", "1000");
+    let created = admin.create_topics([&by_size, &by_age], &AdminOptions::new()).await.unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    for topic in [TOPIC, "by-size", "by-age"] {
+        for batch in 0..3 {
+            send_one_batch_to(&brokers, topic, &[format!("{batch}a"), format!("{batch}b")]).await;
+        }
+    }
+    let watcher = consumer(&brokers, "retention");
+    for topic in ["by-size", "by-age"] {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let (low, high) = watermarks_of(&watcher, topic).await;
+            assert_eq!(high, 6, "{topic}: retention never moves the end");
+            if low == high {
+                break;
+            }
+            assert!(Instant::now() < until, "{topic}: the log start is still {low} after {DEADLINE:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(watermarks(&watcher).await, (0, 6), "the default retention (a day, 64 MiB) keeps all");
+    if let Storage::Disk(folder) = &storage {
+        let records = folder.join("clusters/shop/topics/by-size/partitions/0000000000/records");
+        assert_eq!(std::fs::read_dir(records).unwrap().count(), 0, "the batches' files are deleted");
+    }
+    // New records after retention are kept (the newest is no older than a second).
+    send_one_batch_to(&brokers, "by-age", &["fresh".to_owned()]).await;
+    assert_eq!(watermarks_of(&watcher, "by-age").await, (6, 7));
     broker.stop();
 }

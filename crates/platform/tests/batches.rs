@@ -124,8 +124,15 @@ fn first_dead_letter(brokers: &str) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_records_go_as_a_batch_and_a_bad_batch_goes_record_by_record() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker =
-        EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, &shop_embedded_broker::Storage::Memory).await.unwrap();
+    let broker = EmbeddedBroker::start(
+        "127.0.0.1",
+        "127.0.0.1",
+        port,
+        &shop_embedded_broker::Storage::Memory,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let brokers = broker.bootstrap_servers().to_owned();
     kafka::create_topics(&brokers, &[TOPIC.name().to_owned()], 1, 1).await.unwrap();
     let producer = kafka::producer(&brokers, "test-producer").unwrap();

@@ -82,10 +82,15 @@ impl System {
     pub async fn start() -> System {
         let keys = TestKeys::new();
         let data = tempfile::tempdir().expect("a temporary data folder");
-        let broker =
-            EmbeddedBroker::start("127.0.0.1", "127.0.0.1", free_port(), &shop_embedded_broker::Storage::Memory)
-                .await
-                .expect("the embedded broker");
+        let broker = EmbeddedBroker::start(
+            "127.0.0.1",
+            "127.0.0.1",
+            free_port(),
+            &shop_embedded_broker::Storage::Memory,
+            &Default::default(),
+        )
+        .await
+        .expect("the embedded broker");
         let brokers = broker.bootstrap_servers().to_owned();
         let topics: Vec<String> = Topic::ALL.iter().map(|t| t.name().to_owned()).collect();
         kafka::create_topics(&brokers, &topics, 3, 1).await.expect("the topics are created");

@@ -100,11 +100,42 @@ pub struct DynoStore {
     // partition, when this process is the only writer of an object store that started empty
     // (memory). A fetch then finds its batches here instead of listing every batch the
     // partition ever stored.
-    batch_index: Option<Arc<Mutex<BTreeMap<Topition, BTreeMap<i64, i64>>>>>,
+    batch_index: Option<Arc<Mutex<BTreeMap<Topition, BTreeMap<i64, Stored>>>>>,
+
+    // shop patch: the retention of a topic without its own `retention.ms` / `retention.bytes`
+    // (-1: none, as in Kafka), enforced by `maintain` where the batches are indexed.
+    retention: Retention,
 
     // shop patch: the exclusive store is a folder on disk (`DynoStore::on_disk`), so the
     // broker's own state is written through to it and read back by `recover`.
     durable: bool,
+}
+
+/// shop patch: a batch in the index: the offset after its last record, its size, and the
+/// largest timestamp of its records (what retention by age goes by, as Kafka's does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stored {
+    next: i64,
+    bytes: u64,
+    max_timestamp: i64,
+}
+
+/// shop patch: retention by age and size, per partition, as Kafka's `retention.ms` and
+/// `retention.bytes` (-1: unbounded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    pub ms: i64,
+    pub bytes: i64,
+}
+
+impl Default for Retention {
+    /// Kafka's defaults: a week, and no bound on size.
+    fn default() -> Self {
+        Self {
+            ms: 7 * 24 * 60 * 60 * 1000,
+            bytes: -1,
+        }
+    }
 }
 
 type Group = String;
@@ -398,7 +429,13 @@ impl DynoStore {
 
             batch_index: None,
             durable: false,
+            retention: Retention::default(),
         }
+    }
+
+    /// shop patch: the retention of topics without their own.
+    pub fn retention(self, retention: Retention) -> Self {
+        Self { retention, ..self }
     }
 
     /// shop patch: a broker that keeps its records in the folder `path`, as its only writer,
@@ -429,7 +466,7 @@ impl DynoStore {
         let prefix = Path::from(format!("clusters/{}/topics/", self.cluster));
         let objects: Vec<ObjectMeta> = self.object_store.list(Some(&prefix)).try_collect().await?;
 
-        let mut batches: Vec<(Topition, i64, Path)> = vec![];
+        let mut batches: Vec<(Topition, i64, Path, u64)> = vec![];
         let mut watermarks: BTreeSet<Topition> = BTreeSet::new();
         for object in objects {
             let parts: Vec<&str> = object.location.as_ref().split('/').collect();
@@ -442,32 +479,74 @@ impl DynoStore {
                 (Some(&"watermark.json"), None) => _ = watermarks.insert(topition),
                 (Some(&"records"), Some(name)) => {
                     if let Some(base) = name.strip_suffix(".batch").and_then(|base| base.parse::<i64>().ok()) {
-                        batches.push((topition, base, object.location.clone()));
+                        batches.push((topition, base, object.location.clone(), object.size));
                     }
                 }
                 _ => {}
             }
         }
 
-        // Where each batch ends: its last offset delta, at byte 23 of the batch header.
+        // From each batch's header: the last offset delta (byte 23), the max timestamp (35),
+        // the producer id (43), its epoch (51) and the base sequence (53).
         let store = self.object_store.clone();
-        let ends: Vec<(Topition, i64, i64)> = futures::stream::iter(batches)
-            .map(|(topition, base, location)| {
-                let store = store.clone();
-                async move {
-                    let header = store.get_range(&location, 23..27).await?;
-                    let delta = i32::from_be_bytes(header[..4].try_into().map_err(|_| Error::Message(format!("{location}: a short batch header")))?);
-                    Ok::<_, Error>((topition, base, base + delta as i64 + 1))
-                }
-            })
-            .buffer_unordered(32)
-            .try_collect()
-            .await?;
+        let stored: Vec<(Topition, i64, Stored, (ProducerId, ProducerEpoch, Sequence))> =
+            futures::stream::iter(batches)
+                .map(|(topition, base, location, bytes)| {
+                    let store = store.clone();
+                    async move {
+                        let header = store.get_range(&location, 23..57).await?;
+                        let field = |at: usize, len: usize| {
+                            header.get(at - 23..at - 23 + len).ok_or_else(|| {
+                                Error::Message(format!("{location}: a short batch header"))
+                            })
+                        };
+                        let delta = i32::from_be_bytes(field(23, 4)?.try_into().unwrap_or_default());
+                        let max_timestamp = i64::from_be_bytes(field(35, 8)?.try_into().unwrap_or_default());
+                        let producer_id = i64::from_be_bytes(field(43, 8)?.try_into().unwrap_or_default());
+                        let epoch = i16::from_be_bytes(field(51, 2)?.try_into().unwrap_or_default());
+                        let base_sequence = i32::from_be_bytes(field(53, 4)?.try_into().unwrap_or_default());
+                        let stored = Stored {
+                            next: base + delta as i64 + 1,
+                            bytes,
+                            max_timestamp,
+                        };
+                        let next_sequence = base_sequence.saturating_add(delta + 1);
+                        Ok::<_, Error>((topition, base, stored, (producer_id, epoch, next_sequence)))
+                    }
+                })
+                .buffer_unordered(32)
+                .try_collect()
+                .await?;
 
-        let mut index: BTreeMap<Topition, BTreeMap<i64, i64>> = BTreeMap::new();
-        for (topition, base, next) in ends {
-            _ = index.entry(topition).or_default().insert(base, next);
+        let mut index: BTreeMap<Topition, BTreeMap<i64, Stored>> = BTreeMap::new();
+        let mut sequences: Vec<(Topition, ProducerId, ProducerEpoch, Sequence)> = vec![];
+        for (topition, base, batch, (producer_id, epoch, next_sequence)) in stored {
+            if producer_id >= 0 && next_sequence > 0 {
+                sequences.push((topition.clone(), producer_id, epoch, next_sequence));
+            }
+            _ = index.entry(topition).or_default().insert(base, batch);
         }
+        // An idempotent producer's next sequence per partition is not written out on each
+        // produce (`with_mut_derived`): it follows from the last batch it stored.
+        self.meta
+            .with_mut(&self.object_store, |meta| {
+                for (topition, producer_id, epoch, next_sequence) in &sequences {
+                    if let Some(by_partition) = meta
+                        .producers
+                        .get_mut(producer_id)
+                        .and_then(|detail| detail.sequences.get_mut(epoch))
+                    {
+                        let sequence = by_partition
+                            .entry(topition.topic.clone())
+                            .or_default()
+                            .entry(topition.partition)
+                            .or_default();
+                        *sequence = (*sequence).max(*next_sequence);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
 
         let topitions: BTreeSet<Topition> = watermarks.iter().cloned().chain(index.keys().cloned()).collect();
         for topition in topitions {
@@ -478,17 +557,18 @@ impl DynoStore {
             let batches = index.entry(topition.clone()).or_default();
             let mut holes = vec![];
             let mut expected: Option<i64> = None;
-            for (base, next) in batches.iter() {
+            for (base, batch) in batches.iter() {
                 if let Some(expected) = expected.filter(|expected| expected < base) {
-                    holes.push((expected, *base));
+                    // Nothing stored: no size, and old enough for any retention.
+                    holes.push((expected, Stored { next: *base, bytes: 0, max_timestamp: i64::MIN }));
                 }
-                expected = Some(*next);
+                expected = Some(batch.next);
             }
             if !holes.is_empty() {
                 warn!(?topition, ?holes, "offsets taken but never stored before a restart; fetches pass over them");
             }
             batches.extend(holes);
-            let end = batches.values().max().copied();
+            let end = batches.values().map(|batch| batch.next).max();
             _ = watermark
                 .with_mut(&self.object_store, |watermark| {
                     let low = watermark.low.unwrap_or(0);
@@ -538,6 +618,126 @@ impl DynoStore {
             .map_err(Into::into)
     }
 
+    /// shop patch: drops the batches of `topition` entirely below `low` (the log start, already
+    /// moved there) from the index and the store. Without an index they stay stored, hidden by
+    /// the log start.
+    async fn drop_below(&self, topition: &Topition, low: i64) -> Result<()> {
+        let below: Vec<i64> = match &self.batch_index {
+            Some(index) => index.lock().map(|mut index| {
+                let Some(batches) = index.get_mut(topition) else {
+                    return vec![];
+                };
+                let below: Vec<i64> = batches
+                    .iter()
+                    .take_while(|(_, batch)| batch.next <= low)
+                    .map(|(base, _)| *base)
+                    .collect();
+                for base in &below {
+                    _ = batches.remove(base);
+                }
+                below
+            })?,
+            None => vec![],
+        };
+
+        for base in below {
+            let location = Path::from(format!(
+                "clusters/{}/topics/{}/partitions/{:0>10}/records/{:0>20}.batch",
+                self.cluster, topition.topic, topition.partition, base,
+            ));
+            match self.object_store.delete(&location).await {
+                // a hole `recover` found: nothing was stored there
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    error!(?error, %location);
+                    return Err(Error::Api(ErrorCode::UnknownServerError));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// shop patch: the retention of each indexed partition, as a Kafka broker's log cleaner
+    /// enforces it for `cleanup.policy=delete`: from the oldest, the batches whose records are
+    /// all older than `retention.ms`, then as many more as keep the partition within
+    /// `retention.bytes`, are deleted, and the log start moves past them. (Kafka deletes whole
+    /// segments, so `segment.bytes` decides how much goes at once; here each batch is its own
+    /// file, so retention is exact to the batch and `segment.bytes` has no part.)
+    async fn enforce_retention(&self, now: SystemTime) -> Result<()> {
+        let Some(index) = &self.batch_index else {
+            return Ok(());
+        };
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as i64);
+        let topics: Vec<(String, Option<Vec<CreatableTopicConfig>>)> = self
+            .meta
+            .with(&self.object_store, |meta| {
+                Ok(meta
+                    .topics
+                    .iter()
+                    .map(|(name, metadata)| (name.clone(), metadata.topic.configs.clone()))
+                    .collect())
+            })
+            .await?;
+
+        for (topic, configs) in topics {
+            let config = |name: &str| {
+                configs
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|config| config.name == name)
+                    .and_then(|config| config.value.clone())
+            };
+            if config("cleanup.policy").is_some_and(|policy| !policy.split(',').any(|p| p.trim() == "delete")) {
+                continue;
+            }
+            let ms = config("retention.ms").and_then(|v| v.parse().ok()).unwrap_or(self.retention.ms);
+            let bytes = config("retention.bytes").and_then(|v| v.parse().ok()).unwrap_or(self.retention.bytes);
+
+            let partitions: Vec<(Topition, i64)> = index.lock().map(|index| {
+                index
+                    .iter()
+                    .filter(|(topition, _)| topition.topic == topic)
+                    .filter_map(|(topition, batches)| {
+                        let mut size: i64 = batches.values().map(|batch| batch.bytes as i64).sum();
+                        let mut low = None;
+                        for batch in batches.values() {
+                            // A hole (nothing stored) goes when it is the oldest; a batch
+                            // without timestamps (-1) is not aged out.
+                            let too_old = ms >= 0
+                                && (batch.bytes == 0
+                                    || (batch.max_timestamp >= 0
+                                        && batch.max_timestamp < now.saturating_sub(ms)));
+                            let too_big = bytes >= 0 && size > bytes;
+                            if !too_old && !too_big {
+                                break;
+                            }
+                            size -= batch.bytes as i64;
+                            low = Some(batch.next);
+                        }
+                        low.map(|low| (topition.clone(), low))
+                    })
+                    .collect()
+            })?;
+
+            for (topition, wanted) in partitions {
+                let low = self
+                    .watermark(&topition)?
+                    .with_mut(&self.object_store, |watermark| {
+                        let low = watermark.low.unwrap_or(0).max(wanted);
+                        watermark.low = Some(low);
+                        Ok(low)
+                    })
+                    .await?;
+                debug!(?topition, low, "retention");
+                self.drop_below(&topition, low).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// shop patch: the base offsets of the stored batches of `topition` from the one holding
     /// `offset` (a consumer may resume in the middle of a batch) up to `high_watermark`.
     async fn batch_offsets(
@@ -556,7 +756,7 @@ impl DynoStore {
                             let start = batches
                                 .range(..=offset)
                                 .next_back()
-                                .filter(|(_, next)| **next > offset)
+                                .filter(|(_, batch)| batch.next > offset)
                                 .map_or(offset, |(base, _)| *base);
 
                             // Only an unbroken run from `offset`: produce requests for a
@@ -564,12 +764,12 @@ impl DynoStore {
                             // before an earlier one; serving it first would skip the earlier.
                             let mut expected = offset;
                             let mut bases = vec![];
-                            for (base, next) in batches.range(start..high_watermark) {
+                            for (base, batch) in batches.range(start..high_watermark) {
                                 if *base > expected {
                                     break;
                                 }
                                 bases.push(*base);
-                                expected = *next;
+                                expected = batch.next;
                             }
                             bases
                         })
@@ -904,39 +1104,7 @@ impl Storage for DynoStore {
                     }
                 };
 
-                let below: Vec<i64> = match &self.batch_index {
-                    Some(index) => index.lock().map(|mut index| {
-                        let Some(batches) = index.get_mut(&topition) else {
-                            return vec![];
-                        };
-                        let below: Vec<i64> = batches
-                            .iter()
-                            .take_while(|(_, next)| **next <= low)
-                            .map(|(base, _)| *base)
-                            .collect();
-                        for base in &below {
-                            _ = batches.remove(base);
-                        }
-                        below
-                    })?,
-                    // Without an index the batches stay stored; the log start hides them.
-                    None => vec![],
-                };
-
-                for base in below {
-                    let location = Path::from(format!(
-                        "clusters/{}/topics/{}/partitions/{:0>10}/records/{:0>20}.batch",
-                        self.cluster, topition.topic, topition.partition, base,
-                    ));
-                    match self.object_store.delete(&location).await {
-                        // a hole `recover` found: nothing was stored there
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(error) => {
-                            error!(?error, %location);
-                            return Err(Error::Api(ErrorCode::UnknownServerError));
-                        }
-                    }
-                }
+                self.drop_below(&topition, low).await?;
 
                 partition_responses.push(
                     result
@@ -1092,7 +1260,7 @@ impl Storage for DynoStore {
             let watermark = self.watermark(&topition)?;
 
             let offset = watermark
-                .with_mut(&self.object_store, |watermark| {
+                .with_mut_derived(&self.object_store, |watermark| {
                     debug!(?watermark);
 
                     let offset = watermark.high.unwrap_or_default();
@@ -1146,7 +1314,7 @@ impl Storage for DynoStore {
         } else {
             if deflated.is_idempotent() {
                 self.meta
-                .with_mut(&self.object_store, |meta| {
+                .with_mut_derived(&self.object_store, |meta| {
                     let Some(pd) = meta.producers.get_mut(&deflated.producer_id) else {
                         debug!(producer_id = deflated.producer_id, ?meta.producers);
                         return Err(Error::Api(ErrorCode::UnknownProducerId));
@@ -1214,7 +1382,7 @@ impl Storage for DynoStore {
             let watermark = self.watermark(&topition)?;
 
             let offset = watermark
-                .with_mut(&self.object_store, |watermark| {
+                .with_mut_derived(&self.object_store, |watermark| {
                     debug!(?watermark);
 
                     let offset = watermark.high.unwrap_or_default();
@@ -1304,7 +1472,9 @@ impl Storage for DynoStore {
             ));
 
             let last_offset_delta = deflated.last_offset_delta;
+            let max_timestamp = deflated.max_timestamp;
             let payload = self.encode(deflated).inspect_err(|err| debug!(?err))?;
+            let bytes = payload.content_length() as u64;
 
             _ = self
                 .object_store
@@ -1328,7 +1498,14 @@ impl Storage for DynoStore {
                         index
                             .entry(topition.to_owned())
                             .or_default()
-                            .insert(offset, offset + last_offset_delta as i64 + 1)
+                            .insert(
+                                offset,
+                                Stored {
+                                    next: offset + last_offset_delta as i64 + 1,
+                                    bytes,
+                                    max_timestamp,
+                                },
+                            )
                     })?;
             }
 
@@ -2959,7 +3136,9 @@ impl Storage for DynoStore {
         Ok(ErrorCode::None)
     }
 
-    async fn maintain(&self, _now: SystemTime) -> Result<()> {
+    async fn maintain(&self, now: SystemTime) -> Result<()> {
+        self.enforce_retention(now).await?;
+
         if let Some(ref lake) = self.lake {
             return lake
                 .maintain()

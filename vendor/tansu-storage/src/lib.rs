@@ -1716,6 +1716,24 @@ impl<N, C, A, S> Builder<N, C, A, S> {
     }
 }
 
+/// shop patch: the retention of topics without their own, from the storage URL's
+/// `retention.ms` and `retention.bytes` (e.g. `file:///var/shop/broker/?retention.ms=86400000`);
+/// Kafka's defaults otherwise.
+#[cfg(feature = "dynostore")]
+fn retention(storage: &Url) -> dynostore::Retention {
+    let default = dynostore::Retention::default();
+    let pair = |name: &str| {
+        storage
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.parse::<i64>().ok())
+    };
+    dynostore::Retention {
+        ms: pair("retention.ms").unwrap_or(default.ms),
+        bytes: pair("retention.bytes").unwrap_or(default.bytes),
+    }
+}
+
 impl Builder<i32, String, Url, Url> {
     pub async fn build(self) -> Result<StorageContainer> {
         let storage = match self.storage.scheme() {
@@ -1767,6 +1785,7 @@ impl Builder<i32, String, Url, Url> {
             .advertised_listener(self.advertised_listener.clone())
             .schemas(self.schema_registry)
             .lake(self.lake_house.clone())
+            .retention(retention(&self.storage))
             .recover()
             .await
             .map(StorageContainer::DynoStore),
@@ -1775,6 +1794,7 @@ impl Builder<i32, String, Url, Url> {
             "memory" => Ok(StorageContainer::DynoStore(
                 DynoStore::new(self.cluster_id.as_str(), self.node_id, InMemory::new())
                     .exclusive()
+                    .retention(retention(&self.storage))
                     .advertised_listener(self.advertised_listener.clone())
                     .schemas(self.schema_registry)
                     .lake(self.lake_house.clone()),

@@ -266,6 +266,24 @@ where
         )
     }
 
+    /// shop patch: as `with_mut`, but with `durable` the change is not written out: for what
+    /// `DynoStore::recover` derives again from the stored batches after a restart (a
+    /// partition's high watermark, an idempotent producer's sequences), changed on every
+    /// produce, where a write of the whole object each time cost more than the rest.
+    pub(super) async fn with_mut_derived<E, F>(&self, object_store: &impl ObjectStore, f: F) -> Result<E>
+    where
+        E: Debug,
+        F: Fn(&mut D) -> Result<E>,
+    {
+        if self.durable.is_some() {
+            return self.data_version.lock().map(|mut guard| {
+                let dv = guard.get_or_insert_with(DataVersion::default);
+                f(&mut dv.data)
+            })?;
+        }
+        self.with_mut(object_store, f).await
+    }
+
     #[instrument(skip_all, fields(path = %self.path))]
     pub(super) async fn with_mut<E, F>(&self, object_store: &impl ObjectStore, f: F) -> Result<E>
     where
