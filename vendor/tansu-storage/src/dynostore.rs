@@ -433,6 +433,14 @@ impl DynoStore {
         }
     }
 
+    /// shop patch: what a batch of `len` bytes takes in the store, as retention counts it. On
+    /// disk each batch is a file, and a file takes whole blocks (4 KiB on the usual file
+    /// systems), so `retention.bytes` bounds the folder, not just the records' bytes.
+    fn footprint(&self, len: u64) -> u64 {
+        const BLOCK: u64 = 4096;
+        if self.durable { len.div_ceil(BLOCK) * BLOCK } else { len }
+    }
+
     /// shop patch: the retention of topics without their own.
     pub fn retention(self, retention: Retention) -> Self {
         Self { retention, ..self }
@@ -479,7 +487,7 @@ impl DynoStore {
                 (Some(&"watermark.json"), None) => _ = watermarks.insert(topition),
                 (Some(&"records"), Some(name)) => {
                     if let Some(base) = name.strip_suffix(".batch").and_then(|base| base.parse::<i64>().ok()) {
-                        batches.push((topition, base, object.location.clone(), object.size));
+                        batches.push((topition, base, object.location.clone(), self.footprint(object.size)));
                     }
                 }
                 _ => {}
@@ -1474,7 +1482,7 @@ impl Storage for DynoStore {
             let last_offset_delta = deflated.last_offset_delta;
             let max_timestamp = deflated.max_timestamp;
             let payload = self.encode(deflated).inspect_err(|err| debug!(?err))?;
-            let bytes = payload.content_length() as u64;
+            let bytes = self.footprint(payload.content_length() as u64);
 
             _ = self
                 .object_store
