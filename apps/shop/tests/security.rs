@@ -81,6 +81,8 @@ fn signed(key: &SigningKey, iss: &str, sub: &str, aud: &str, role: Role, exp_in:
 async fn without_credentials_or_with_bad_ones_nothing_is_read_or_changed() {
     let system = System::start().await;
     let (order, payment) = system.create_order(system.order[0], "victim@example.com", None).await;
+    // Its first two pushes and mails are in before the snapshot, so that none arrives between.
+    system.notifications(&order, 2).await;
     let before = snapshot(&system, &order, &payment).await;
 
     // Forged and broken tokens, each for a role that would otherwise pass somewhere.

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tansu_broker::broker::Broker;
-use tansu_broker::coordinator::group::administrator::Controller;
 use tansu_storage::StorageContainer;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use url::Url;
+
+pub mod groups;
 
 /// Where the broker keeps its records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +101,7 @@ impl EmbeddedBroker {
             .context("cannot start the embedded broker's runtime")?;
         let thread = std::thread::Builder::new().name("embedded-broker".into()).spawn(move || {
             runtime.block_on(async move {
-                let built = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+                let built = Broker::<groups::Coordinator<StorageContainer>, StorageContainer>::builder()
                     .node_id(tansu_broker::NODE_ID)
                     .cluster_id("shop")
                     .incarnation_id(uuid::Uuid::now_v7())
@@ -108,7 +109,7 @@ impl EmbeddedBroker {
                     .storage(storage)
                     .listener(listener)
                     .silent(true)
-                    .build()
+                    .build_with(|storage| Ok(groups::Coordinator::new(storage, groups::Settings::default())))
                     .await;
                 let mut broker = match built {
                     Ok(broker) => broker,

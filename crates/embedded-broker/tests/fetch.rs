@@ -16,23 +16,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shop_embedded_broker::{EmbeddedBroker, Retention, Storage};
 
-/// Runs each test on both storages: in memory, and on disk in a fresh folder.
-macro_rules! on_each_storage {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread")]
-            async fn in_memory() {
-                super::$test(super::Storage::Memory).await
-            }
-
-            #[tokio::test(flavor = "multi_thread")]
-            async fn on_disk() {
-                let folder = tempfile::tempdir().unwrap();
-                super::$test(super::Storage::Disk(folder.path().to_owned())).await
-            }
-        }
-    )*};
-}
+#[macro_use]
+mod support;
 
 on_each_storage!(
     retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches,
@@ -44,9 +29,9 @@ on_each_storage!(
 const TOPIC: &str = "batches";
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A broker on `storage` with the test topic created.
 async fn broker(storage: &Storage) -> EmbeddedBroker {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage, &Retention::default()).await.unwrap();
+    let broker = start_broker(storage).await;
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", broker.bootstrap_servers()).create().unwrap();
     let topic = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(1));
@@ -212,7 +197,8 @@ fn batch_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
-async fn broker_again(storage: &Storage) -> EmbeddedBroker {
+/// A broker on `storage`, e.g. again on the folder of one stopped before.
+async fn start_broker(storage: &Storage) -> EmbeddedBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage, &Retention::default()).await.unwrap()
 }
@@ -234,7 +220,7 @@ async fn on_disk_records_and_committed_offsets_outlive_the_broker() {
     drop(reader);
     broker.stop();
 
-    let broker = broker_again(&storage).await;
+    let broker = start_broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
     let fresh = consumer(&brokers, "fresh");
     assert_eq!(watermarks(&fresh).await, (0, 5), "the five records are there again");
@@ -264,7 +250,7 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     std::fs::remove_file(&files[1]).unwrap();
     std::fs::remove_file(&files[3]).unwrap();
 
-    let broker = broker_again(&storage).await;
+    let broker = start_broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
     let reader = consumer(&brokers, "over-the-hole");
     assert_eq!(watermarks(&reader).await, (0, 6), "the end comes back to the last batch stored");
@@ -314,5 +300,8 @@ async fn retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches(
     // New records after retention are kept (the newest is no older than a second).
     send_one_batch_to(&brokers, "by-age", &["fresh".to_owned()]).await;
     assert_eq!(watermarks_of(&watcher, "by-age").await, (6, 7));
+    // The consumer leaves its group while the broker still answers (a consumer closing after
+    // its broker went waits for it).
+    drop(watcher);
     broker.stop();
 }

@@ -43,11 +43,15 @@ where
         _req: ApiVersionsRequest,
     ) -> Result<Self::Response, Self::Error> {
         Ok::<_, E>(
+            // shop patch: the tagged fields (supported and finalized features, their epoch,
+            // ZooKeeper migration) are left out, as Kafka leaves out a tagged field at its
+            // default value; librdkafka 2.0 (Debian 12's kcat) misread the four defaults
+            // written out and could not connect ("Read underflow").
             ApiVersionsResponse::default()
-                .finalized_features(Some([].into()))
-                .finalized_features_epoch(Some(-1))
-                .supported_features(Some([].into()))
-                .zk_migration_ready(Some(false))
+                .finalized_features(None)
+                .finalized_features_epoch(None)
+                .supported_features(None)
+                .zk_migration_ready(None)
                 .error_code(ErrorCode::None.into())
                 .api_keys(Some(
                     RootMessageMeta::messages()
@@ -208,6 +212,13 @@ where
         self.routes
             .insert(api_key, service)
             .map_or(Ok(self), |_existing| Err(Error::DuplicateRoute(api_key)))
+    }
+
+    /// shop patch: removes the route of `api_key`, if there is one, so that another service
+    /// can take its place or the API is no longer offered (nor listed by ApiVersions).
+    pub fn without_route(mut self, api_key: i16) -> Self {
+        _ = self.routes.remove(&api_key);
+        self
     }
 
     pub fn build(self) -> Result<FrameRouteService<State, E>, Error> {

@@ -446,6 +446,19 @@ impl DynoStore {
         Self { retention, ..self }
     }
 
+    /// shop patch: the topic configs this engine goes by, at their values for a topic that
+    /// does not set its own (described with source DEFAULT_CONFIG).
+    fn topic_config_defaults(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("cleanup.policy", "delete".into()),
+            ("compression.type", "producer".into()),
+            ("message.timestamp.type", "CreateTime".into()),
+            ("min.insync.replicas", "1".into()),
+            ("retention.bytes", self.retention.bytes.to_string()),
+            ("retention.ms", self.retention.ms.to_string()),
+        ]
+    }
+
     /// shop patch: a broker that keeps its records in the folder `path`, as its only writer,
     /// and finds them there again after a restart (`recover`).
     pub fn on_disk(cluster: &str, node: i32, path: &std::path::Path) -> Result<Self> {
@@ -1054,6 +1067,56 @@ impl Storage for DynoStore {
 
             error @ Err(_) => error,
         }
+    }
+
+    async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(ErrorCode, Option<String>)> {
+        // shop patch: a topic's partitions are its metadata's count and a watermark each, so
+        // adding some is raising the count and starting their watermarks empty.
+        let added = self
+            .meta
+            .with_mut(&self.object_store, |meta| {
+                let Some(topic) = meta.topics.get_mut(name) else {
+                    return Ok(Err((
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("Topic '{name}' does not exist."),
+                    )));
+                };
+                let current = topic.topic.num_partitions;
+                if count <= current {
+                    return Ok(Err((
+                        ErrorCode::InvalidPartitions,
+                        format!(
+                            "Topic currently has {current} partitions, which is higher than the requested {count}."
+                        ),
+                    )));
+                }
+                if !validate_only {
+                    topic.topic.num_partitions = count;
+                }
+                Ok(Ok(current))
+            })
+            .await?;
+        let current = match added {
+            Ok(current) => current,
+            Err((code, message)) => return Ok((code, Some(message))),
+        };
+        if !validate_only {
+            for partition in current..count {
+                self.watermark(&Topition::new(name, partition))?
+                    .with_mut(&self.object_store, |watermark| {
+                        _ = watermark.high.take();
+                        _ = watermark.low.take();
+                        Ok(())
+                    })
+                    .await?;
+            }
+        }
+        Ok((ErrorCode::None, None))
     }
 
     async fn delete_records(
@@ -2178,7 +2241,9 @@ impl Storage for DynoStore {
         // Kafka describes them: source DYNAMIC_TOPIC_CONFIG, not default (`kafka-configs
         // --describe` showed nothing, `--all` showed them labelled as defaults), only the keys
         // asked for when some are; an unknown topic is UNKNOWN_TOPIC_OR_PARTITION, a storage
-        // error UNKNOWN_SERVER_ERROR (both were an empty answer or a panic).
+        // error UNKNOWN_SERVER_ERROR (both were an empty answer or a panic). After the
+        // overrides come the defaults of the configs this engine goes by, as Kafka lists every
+        // topic config (source DEFAULT_CONFIG; `kafka-configs --describe --all` shows them).
         let answer = |error_code: ErrorCode, message: Option<String>| {
             DescribeConfigsResult::default()
                 .error_code(error_code.into())
@@ -2189,27 +2254,34 @@ impl Storage for DynoStore {
         };
         match resource {
             ConfigResource::Topic => match self.topic_metadata(&TopicId::Name(name.into())).await {
-                Ok(Some(topic_metadata)) => Ok(answer(ErrorCode::None, None).configs(Some(
-                    topic_metadata
-                        .topic
-                        .configs
-                        .unwrap_or_default()
+                Ok(Some(topic_metadata)) => {
+                    let overrides = topic_metadata.topic.configs.unwrap_or_default();
+                    let defaults = self.topic_config_defaults();
+                    let described = overrides
                         .iter()
-                        .filter(|config| keys.is_none_or(|keys| keys.contains(&config.name)))
-                        .map(|config| {
+                        .map(|config| (config.name.clone(), config.value.clone(), ConfigSource::DynamicTopicConfig))
+                        .chain(
+                            defaults
+                                .into_iter()
+                                .filter(|(name, _)| !overrides.iter().any(|config| config.name == *name))
+                                .map(|(name, value)| (name.to_owned(), Some(value), ConfigSource::DefaultConfig)),
+                        )
+                        .filter(|(name, _, _)| keys.is_none_or(|keys| keys.contains(name)))
+                        .map(|(name, value, source)| {
                             DescribeConfigsResourceResult::default()
-                                .name(config.name.clone())
-                                .value(config.value.clone())
+                                .name(name)
+                                .value(value)
                                 .read_only(false)
-                                .is_default(Some(false))
-                                .config_source(Some(ConfigSource::DynamicTopicConfig.into()))
+                                .is_default(Some(source == ConfigSource::DefaultConfig))
+                                .config_source(Some(source.into()))
                                 .is_sensitive(false)
                                 .synonyms(Some([].into()))
                                 .config_type(Some(ConfigType::String.into()))
                                 .documentation(Some("".into()))
                         })
-                        .collect(),
-                ))),
+                        .collect();
+                    Ok(answer(ErrorCode::None, None).configs(Some(described)))
+                }
 
                 Ok(None) => Ok(answer(
                     ErrorCode::UnknownTopicOrPartition,

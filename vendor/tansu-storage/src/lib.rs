@@ -207,7 +207,8 @@ mod service;
 
 pub use service::{
     AlterUserScramCredentialsService, ChannelRequestLayer, ChannelRequestService,
-    ConsumerGroupDescribeService, CreateAclsService, CreateTopicsService, DeleteGroupsService,
+    ConsumerGroupDescribeService, CreateAclsService, CreatePartitionsService, CreateTopicsService,
+    DeleteGroupsService,
     DeleteRecordsService, DeleteTopicsService, DescribeAclsService, DescribeClusterService,
     DescribeConfigsService, DescribeGroupsService, DescribeTopicPartitionsService,
     DescribeUserScramCredentialsService, FetchService, FindCoordinatorService,
@@ -1336,6 +1337,22 @@ pub trait Storage: Clone + Debug + Send + Sync + 'static {
     /// Delete a topic from this storage.
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode>;
 
+    /// shop patch: adds partitions to topic `name` so that it has `count` in all
+    /// (CreatePartitions), or only checks that it could (`validate_only`). The error code and
+    /// message for the topic; engines that cannot add partitions answer UNSUPPORTED_VERSION.
+    async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(ErrorCode, Option<String>)> {
+        let _ = (name, count, validate_only);
+        Ok((
+            ErrorCode::UnsupportedVersion,
+            Some("this storage engine cannot add partitions to a topic".into()),
+        ))
+    }
+
     /// Query the brokers registered with this storage.
     async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>>;
 
@@ -2141,6 +2158,25 @@ impl Storage for StorageContainer {
         .inspect_err(|_| {
             STORAGE_CONTAINER_ERRORS.add(1, &attributes);
         })
+    }
+
+    #[instrument(skip_all)]
+    async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(ErrorCode, Option<String>)> {
+        match self {
+            #[cfg(feature = "dynostore")]
+            Self::DynoStore(engine) => engine.create_partitions(name, count, validate_only).await,
+
+            #[allow(unreachable_patterns)]
+            _ => Ok((
+                ErrorCode::UnsupportedVersion,
+                Some("this storage engine cannot add partitions to a topic".into()),
+            )),
+        }
     }
 
     #[instrument(skip_all)]

@@ -15,6 +15,7 @@
 mod alter_user_scram_credentials;
 mod consumer_group_describe;
 mod create_acls;
+mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_records;
@@ -48,6 +49,7 @@ pub use alter_user_scram_credentials::AlterUserScramCredentialsService;
 use async_trait::async_trait;
 pub use consumer_group_describe::ConsumerGroupDescribeService;
 pub use create_acls::CreateAclsService;
+pub use create_partitions::CreatePartitionsService;
 pub use create_topics::CreateTopicsService;
 pub use delete_groups::DeleteGroupsService;
 pub use delete_records::DeleteRecordsService;

@@ -280,38 +280,40 @@ impl System {
         self.brokers.clone()
     }
 
-    /// SIGKILLs the service process `instance` (e.g. `order-1`) that this system's `shop up`
-    /// started; `shop up` then restarts it. Returns the pid killed.
-    pub fn kill_service(&self, instance: &str) -> i32 {
+    /// The processes this system's `shop up` started: pid and command line.
+    fn children(&self) -> Vec<(i32, Vec<String>)> {
         let parent = self.child.id().to_string();
+        let mut children = vec![];
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
             let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-            let is_child = status.lines().any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == parent));
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<String> =
-                cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-            if is_child && args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance) {
-                let pid: i32 = pid.parse().unwrap();
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-                return pid;
+            if !status.lines().any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == parent)) {
+                continue;
             }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            children.push((pid.parse().unwrap(), args));
         }
-        panic!("no running {instance} under shop up");
+        children
+    }
+
+    /// SIGKILLs the service process `instance` (e.g. `order-1`) that this system's `shop up`
+    /// started; `shop up` then restarts it. Returns the pid killed.
+    pub fn kill_service(&self, instance: &str) -> i32 {
+        let (pid, _) = self
+            .children()
+            .into_iter()
+            .find(|(_, args)| args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance))
+            .unwrap_or_else(|| panic!("no running {instance} under shop up"));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        pid
     }
 
     /// SIGKILLs `shop up` and every service process it started, all at once (as when the
     /// machine's power goes, short of the page cache), and waits until `shop up` is gone.
     pub fn kill_everything(&mut self) {
-        let parent = self.child.id().to_string();
         let mut pids = vec![self.child.id() as i32];
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
-            if status.lines().any(|l| l.strip_prefix("PPid:").is_some_and(|p| p.trim() == parent)) {
-                pids.push(pid.parse().unwrap());
-            }
-        }
+        pids.extend(self.children().into_iter().map(|(pid, _)| pid));
         for pid in &pids {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
         }
