@@ -40,6 +40,18 @@ pub struct System {
     owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
+/// A service process stopped with SIGSTOP.
+pub struct Paused {
+    pid: i32,
+}
+
+impl Paused {
+    /// Lets the process run on (SIGCONT).
+    pub fn resume(self) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGCONT).unwrap();
+    }
+}
+
 /// Free ports, all held at once while choosing so none is handed out twice.
 /// What `shop up` prints once every service answers.
 const UP_LINE: &str = "Shop is up.";
@@ -300,13 +312,25 @@ impl System {
     /// SIGKILLs the service process `instance` (e.g. `order-1`) that this system's `shop up`
     /// started; `shop up` then restarts it. Returns the pid killed.
     pub fn kill_service(&self, instance: &str) -> i32 {
-        let (pid, _) = self
-            .children()
-            .into_iter()
-            .find(|(_, args)| args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance))
-            .unwrap_or_else(|| panic!("no running {instance} under shop up"));
+        let pid = self.service_pid(instance);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
         pid
+    }
+
+    /// Freezes the service process `instance` with SIGSTOP, as a machine stalling would, until
+    /// `resume` (or the end of the test: the system's end kills it stopped or not).
+    pub fn pause_service(&self, instance: &str) -> Paused {
+        let pid = self.service_pid(instance);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Paused { pid }
+    }
+
+    fn service_pid(&self, instance: &str) -> i32 {
+        self.children()
+            .into_iter()
+            .find(|(_, args)| args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance))
+            .unwrap_or_else(|| panic!("no running {instance} under shop up"))
+            .0
     }
 
     /// SIGKILLs `shop up` and every service process it started, all at once (as when the
@@ -701,6 +725,26 @@ pub mod kafka {
     }
 
     pub use shop_testkit::{positions, Position};
+
+    /// Every consumer group of the system as the broker describes it: its state and its
+    /// members' client ids, sorted.
+    pub fn groups(brokers: &str) -> Vec<(String, String, Vec<String>)> {
+        let client = reader(brokers, "groups-observer");
+        let mut groups: Vec<(String, String, Vec<String>)> = shop_events::group::SUBSCRIPTIONS
+            .iter()
+            .map(|(group, _)| {
+                let list = client.fetch_group_list(Some(group), Duration::from_secs(10)).expect("groups described");
+                let info = list.groups().iter().find(|g| g.name() == *group);
+                let state = info.map_or("absent", |g| g.state()).to_owned();
+                let mut members: Vec<String> =
+                    info.map(|g| g.members().iter().map(|m| m.client_id().to_owned()).collect()).unwrap_or_default();
+                members.sort();
+                ((*group).to_owned(), state, members)
+            })
+            .collect();
+        groups.sort();
+        groups
+    }
 
     /// Every group's position, one line per partition. For a failed test's report.
     pub fn report(brokers: &str) -> String {
