@@ -183,8 +183,9 @@ struct Group {
     initial_delay: Option<(Instant, Instant)>,
 }
 
+/// What a member says of itself each time it joins.
 #[derive(Debug)]
-struct Member {
+struct Said {
     instance_id: Option<String>,
     client_id: String,
     client_host: String,
@@ -194,6 +195,12 @@ struct Member {
     /// The assignors the member supports, in its order of preference, each with its
     /// subscription.
     protocols: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug)]
+struct Member {
+    /// As it last joined.
+    said: Said,
     assignment: Bytes,
     joining: Option<oneshot::Sender<JoinGroupResponse>>,
     syncing: Option<oneshot::Sender<SyncGroupResponse>>,
@@ -203,7 +210,8 @@ struct Member {
 
 impl Member {
     fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols
+        self.said
+            .protocols
             .iter()
             .find(|(name, _)| name == protocol)
             .map(|(_, metadata)| metadata.clone())
@@ -211,24 +219,18 @@ impl Member {
     }
 
     fn supports(&self, protocol: &str) -> bool {
-        self.protocols.iter().any(|(name, _)| name == protocol)
+        self.said.protocols.iter().any(|(name, _)| name == protocol)
     }
 
     fn heard_from(&mut self, now: Instant) {
-        self.expires = now + self.session_timeout;
+        self.expires = now + self.said.session_timeout;
     }
 }
 
-/// What a member asked for when it joined.
+/// A JoinGroup: the member id it gives (none the first time) and what it says of itself.
 struct Join {
     member_id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    protocol_type: String,
-    protocols: Vec<(String, Bytes)>,
+    said: Said,
     /// Whether the client knows MEMBER_ID_REQUIRED (JoinGroup v4 and later).
     requires_member_id: bool,
 }
@@ -299,6 +301,7 @@ impl Group {
         let mut members = self.members.values();
         let first = members.next()?;
         let candidates: Vec<&str> = first
+            .said
             .protocols
             .iter()
             .map(|(name, _)| name.as_str())
@@ -306,7 +309,8 @@ impl Group {
             .collect();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
-            if let Some((name, _)) = member.protocols.iter().find(|(name, _)| candidates.contains(&name.as_str())) {
+            if let Some((name, _)) = member.said.protocols.iter().find(|(name, _)| candidates.contains(&name.as_str()))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
@@ -329,7 +333,7 @@ impl Group {
     }
 
     fn rebalance_timeout(&self) -> Duration {
-        self.members.values().map(|member| member.rebalance_timeout).max().unwrap_or(Duration::ZERO)
+        self.members.values().map(|member| member.said.rebalance_timeout).max().unwrap_or(Duration::ZERO)
     }
 
     /// Starts a rebalance unless one is under way.
@@ -373,7 +377,7 @@ impl Group {
         let left_out: Vec<String> = self
             .members
             .iter()
-            .filter(|(_, member)| member.joining.is_none() && member.instance_id.is_none())
+            .filter(|(_, member)| member.joining.is_none() && member.said.instance_id.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         for id in left_out {
@@ -416,7 +420,7 @@ impl Group {
             .map(|(id, member)| {
                 JoinGroupResponseMember::default()
                     .member_id(id.clone())
-                    .group_instance_id(member.instance_id.clone())
+                    .group_instance_id(member.said.instance_id.clone())
                     .metadata(member.metadata(&protocol))
             })
             .collect();
@@ -434,7 +438,7 @@ impl Group {
     /// Removes a member: its waiting join or sync gets `error`, and the group rebalances.
     fn remove(&mut self, member_id: &str, error: ErrorCode) -> bool {
         let Some(mut member) = self.members.remove(member_id) else { return false };
-        if let Some(instance_id) = &member.instance_id {
+        if let Some(instance_id) = &member.said.instance_id {
             self.instances.remove(instance_id);
         }
         if let Some(joining) = member.joining.take() {
@@ -489,17 +493,18 @@ impl Group {
     }
 
     fn join(&mut self, join: Join, now: Instant, settings: &Settings) -> Joined {
-        if !self.accepts(&join.protocol_type, &join.protocols) {
+        if !self.accepts(&join.said.protocol_type, &join.said.protocols) {
             return Joined::Now(join_error(ErrorCode::InconsistentGroupProtocol, &join.member_id));
         }
         if join.member_id.is_empty() {
-            let prefix = join.instance_id.clone().unwrap_or_else(|| join.client_id.clone());
+            let prefix = join.said.instance_id.clone().unwrap_or_else(|| join.said.client_id.clone());
             let member_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
-            if let Some(old) = join.instance_id.as_ref().and_then(|instance| self.instances.get(instance)).cloned() {
+            if let Some(old) = join.said.instance_id.as_ref().and_then(|instance| self.instances.get(instance)).cloned()
+            {
                 return self.rejoin_static(old, member_id, join, now);
             }
-            if join.instance_id.is_none() && join.requires_member_id {
-                self.pending.insert(member_id.clone(), now + join.session_timeout);
+            if join.said.instance_id.is_none() && join.requires_member_id {
+                self.pending.insert(member_id.clone(), now + join.said.session_timeout);
                 return Joined::Now(join_error(ErrorCode::MemberIdRequired, &member_id));
             }
             return self.add(member_id, join, now, settings);
@@ -508,12 +513,12 @@ impl Group {
             let member_id = join.member_id.clone();
             return self.add(member_id, join, now, settings);
         }
-        if let Some(error) = self.check_member(&join.member_id, join.instance_id.as_deref()) {
+        if let Some(error) = self.check_member(&join.member_id, join.said.instance_id.as_deref()) {
             return Joined::Now(join_error(error, &join.member_id));
         }
         let member_id = join.member_id.clone();
         let member = &self.members[&member_id];
-        let unchanged = member.protocols == join.protocols;
+        let unchanged = member.said.protocols == join.said.protocols;
         match self.state {
             State::Empty => Joined::Now(join_error(ErrorCode::UnknownMemberId, &member_id)),
             State::CompletingRebalance if unchanged => Joined::Now(self.current(&member_id, true)),
@@ -531,27 +536,16 @@ impl Group {
     /// A new member, joining a rebalance (which starts if none is under way).
     fn add(&mut self, member_id: String, join: Join, now: Instant, settings: &Settings) -> Joined {
         let (sender, receiver) = oneshot::channel();
-        if let Some(instance_id) = &join.instance_id {
+        if let Some(instance_id) = &join.said.instance_id {
             self.instances.insert(instance_id.clone(), member_id.clone());
         }
         if self.members.is_empty() {
-            self.protocol_type = Some(join.protocol_type.clone());
+            self.protocol_type = Some(join.said.protocol_type.clone());
         }
+        let expires = now + join.said.session_timeout;
         self.members.insert(
             member_id.clone(),
-            Member {
-                instance_id: join.instance_id,
-                client_id: join.client_id,
-                client_host: join.client_host,
-                session_timeout: join.session_timeout,
-                rebalance_timeout: join.rebalance_timeout,
-                protocol_type: join.protocol_type,
-                protocols: join.protocols,
-                assignment: Bytes::new(),
-                joining: Some(sender),
-                syncing: None,
-                expires: now + join.session_timeout,
-            },
+            Member { said: join.said, assignment: Bytes::new(), joining: Some(sender), syncing: None, expires },
         );
         if self.leader.is_none() {
             self.leader = Some(member_id);
@@ -568,12 +562,7 @@ impl Group {
     fn update(&mut self, member_id: &str, join: Join, now: Instant) -> oneshot::Receiver<JoinGroupResponse> {
         let (sender, receiver) = oneshot::channel();
         let member = self.members.get_mut(member_id).expect("a known member");
-        member.client_id = join.client_id;
-        member.client_host = join.client_host;
-        member.session_timeout = join.session_timeout;
-        member.rebalance_timeout = join.rebalance_timeout;
-        member.protocol_type = join.protocol_type;
-        member.protocols = join.protocols;
+        member.said = join.said;
         member.heard_from(now);
         if let Some(previous) = member.joining.replace(sender) {
             let _ = previous.send(join_error(ErrorCode::RebalanceInProgress, member_id));
@@ -598,7 +587,7 @@ impl Group {
         if self.leader.as_deref() == Some(old.as_str()) {
             self.leader = Some(member_id.clone());
         }
-        if let Some(instance_id) = &join.instance_id {
+        if let Some(instance_id) = &join.said.instance_id {
             self.instances.insert(instance_id.clone(), member_id.clone());
         }
         self.members.insert(member_id.clone(), member);
@@ -629,7 +618,7 @@ impl Group {
                 .map(|(id, member)| {
                     JoinGroupResponseMember::default()
                         .member_id(id.clone())
-                        .group_instance_id(member.instance_id.clone())
+                        .group_instance_id(member.said.instance_id.clone())
                         .metadata(member.metadata(&protocol))
                 })
                 .collect()
@@ -774,9 +763,9 @@ impl Group {
                 };
                 DescribedGroupMember::default()
                     .member_id(id.clone())
-                    .group_instance_id(member.instance_id.clone())
-                    .client_id(member.client_id.clone())
-                    .client_host(member.client_host.clone())
+                    .group_instance_id(member.said.instance_id.clone())
+                    .client_id(member.said.client_id.clone())
+                    .client_host(member.said.client_host.clone())
                     .member_metadata(metadata)
                     .member_assignment(assignment)
             })
@@ -831,14 +820,16 @@ where
         let session_timeout = millis(request.session_timeout_ms);
         let join = Join {
             member_id: request.member_id.clone(),
-            instance_id: request.group_instance_id.clone(),
-            client_id: client_id.to_owned(),
-            client_host,
-            session_timeout,
-            // Version 0 has none: the session timeout serves.
-            rebalance_timeout: request.rebalance_timeout_ms.map_or(session_timeout, millis),
-            protocol_type: request.protocol_type.clone(),
-            protocols: request.protocols.unwrap_or_default().into_iter().map(|p| (p.name, p.metadata)).collect(),
+            said: Said {
+                instance_id: request.group_instance_id.clone(),
+                client_id: client_id.to_owned(),
+                client_host,
+                session_timeout,
+                // Version 0 has none: the session timeout serves.
+                rebalance_timeout: request.rebalance_timeout_ms.map_or(session_timeout, millis),
+                protocol_type: request.protocol_type.clone(),
+                protocols: request.protocols.unwrap_or_default().into_iter().map(|p| (p.name, p.metadata)).collect(),
+            },
             requires_member_id: version >= 4,
         };
         if request.group_id.is_empty() {
@@ -847,7 +838,7 @@ where
         if !(MIN_SESSION_TIMEOUT..=MAX_SESSION_TIMEOUT).contains(&session_timeout) {
             return join_error(ErrorCode::InvalidSessionTimeout, &join.member_id);
         }
-        if join.protocol_type.is_empty() || join.protocols.is_empty() {
+        if join.said.protocol_type.is_empty() || join.said.protocols.is_empty() {
             return join_error(ErrorCode::InconsistentGroupProtocol, &join.member_id);
         }
         let joined = {
