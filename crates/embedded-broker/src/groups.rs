@@ -1059,7 +1059,15 @@ where
     /// Groups the storage knows by their committed offsets only (none of their members has
     /// joined since the broker started): Empty, as Kafka shows such a group.
     async fn stored_groups(&self) -> Result<BTreeSet<String>, Error> {
-        Ok(self.shared.storage.list_groups(None).await?.into_iter().map(|group| group.group_id).collect())
+        let storage = &self.shared.storage;
+        let mut stored = BTreeSet::new();
+        for group in storage.list_groups(None).await? {
+            // On disk a deleted group's folder outlives its offsets (an empty directory).
+            if !storage.committed_offset_topitions(&group.group_id).await?.is_empty() {
+                stored.insert(group.group_id);
+            }
+        }
+        Ok(stored)
     }
 
     async fn describe(&self, request: DescribeGroupsRequest) -> Result<DescribeGroupsResponse, Error> {

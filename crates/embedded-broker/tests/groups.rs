@@ -10,19 +10,26 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::groups::GroupInfo;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use shop_embedded_broker::{EmbeddedBroker, Retention, Storage};
+
+#[macro_use]
+mod support;
 
 const TOPIC: &str = "shared";
 const PARTITIONS: i32 = 4;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 async fn broker() -> EmbeddedBroker {
+    broker_on(&Storage::Memory).await
+}
+
+async fn broker_on(storage: &Storage) -> EmbeddedBroker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker =
-        EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, &Storage::Memory, &Retention::default()).await.unwrap();
+    let broker = EmbeddedBroker::start("127.0.0.1", "127.0.0.1", port, storage, &Retention::default()).await.unwrap();
     let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1));
     admin(broker.bootstrap_servers()).create_topics([&topic], &AdminOptions::new()).await.unwrap();
     broker
@@ -133,12 +140,19 @@ async fn a_static_member_that_stops_heartbeating_is_expired_and_its_partitions_m
     assert_eq!(members[0].1, "stall-b");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn groups_are_listed_with_their_state_and_deleted_only_when_empty() {
-    let broker = broker().await;
+on_each_storage!(groups_are_listed_with_their_state_and_deleted_only_when_empty);
+
+async fn groups_are_listed_with_their_state_and_deleted_only_when_empty(storage: Storage) {
+    let broker = broker_on(&storage).await;
     let brokers = broker.bootstrap_servers();
     let consumer = member(brokers, "short-lived", None);
     poll_until(&[&consumer], "the member gets every partition", |sizes| sizes == [PARTITIONS as usize]).await;
+    // Committed offsets: what the storage knows the group by, and deletes with it.
+    let mut offsets = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        offsets.add_partition_offset(TOPIC, partition, Offset::Offset(0)).unwrap();
+    }
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
 
     let options = AdminOptions::new();
     let deleted = admin(brokers).delete_groups(&["short-lived"], &options).await.unwrap();

@@ -20,7 +20,7 @@ use std::{
 
 use rama::{Context, Service};
 use tansu_sans_io::{
-    ApiKey, IsolationLevel, ListOffset, ListOffsetsRequest, ListOffsetsResponse,
+    ApiKey, IsolationLevel, record::inflated, ListOffset, ListOffsetsRequest, ListOffsetsResponse,
     list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse},
 };
 use tracing::{debug, error, instrument};
@@ -33,9 +33,9 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL_TIMESTAMP: i64 = -4;
 
 /// shop patch: the offset and time of the record with the largest timestamp in `topition`
-/// (the first of them on a tie), read batch by batch from the log start: within a batch, the
-/// last record is taken as the one with the batch's largest timestamp (producers stamp records
-/// in order). No records: offset -1 and no timestamp, as Kafka answers.
+/// (the first of them on a tie, as Kafka answers: records sent together often share a
+/// millisecond), read record by record from the log start. No records: offset -1 and no
+/// timestamp, as Kafka answers.
 async fn max_timestamp<G: Storage>(
     ctx: &Context<G>,
     topition: &Topition,
@@ -52,9 +52,13 @@ async fn max_timestamp<G: Storage>(
         let Some(last) = batches.last() else { break };
         let next = last.base_offset + last.last_offset_delta as i64 + 1;
         for batch in &batches {
-            let end = batch.base_offset + batch.last_offset_delta as i64;
-            if end >= offset && best.is_none_or(|(timestamp, _)| batch.max_timestamp > timestamp) {
-                best = Some((batch.max_timestamp, end));
+            let records = inflated::Batch::try_from(batch)?;
+            for record in &records.records {
+                let at = batch.base_offset + record.offset_delta as i64;
+                let timestamp = records.base_timestamp + record.timestamp_delta;
+                if at >= offset && best.is_none_or(|(largest, _)| timestamp > largest) {
+                    best = Some((timestamp, at));
+                }
             }
         }
         offset = next;
