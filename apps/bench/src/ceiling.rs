@@ -1,5 +1,5 @@
 //! The broker's own ceiling on this machine: the services' producer (the platform's, so the
-//! same settings: idempotent, acks=all, linger 2 ms) and consumer (fetch.wait.max.ms 20)
+//! same settings: idempotent, acks=all, linger 2 ms) and consumer (librdkafka's fetch wait)
 //! move records shaped like the system's (a ~600-byte JSON envelope keyed by a fresh order
 //! id) through a scratch topic shaped like the system's topics, as fast as they can.
 //! Nothing else in the system does work meanwhile, so this is what Kafka alone allows.

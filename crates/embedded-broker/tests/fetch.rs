@@ -20,6 +20,7 @@ use shop_embedded_broker::{EmbeddedBroker, Retention, Storage};
 mod support;
 
 on_each_storage!(
+    a_waiting_fetch_is_answered_as_soon_as_a_record_is_stored,
     retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches,
     a_group_resuming_inside_a_batch_gets_the_rest_of_it,
     a_topic_deleted_and_created_again_starts_empty,
@@ -136,7 +137,7 @@ async fn a_group_resuming_inside_a_batch_gets_the_rest_of_it(storage: Storage) {
     let expected: Vec<(i64, String)> =
         (5..8).map(|i| (i, more[i as usize - 5].clone())).chain([(8, "end".into())]).collect();
     assert_eq!(later, expected);
-    broker.stop();
+    stop(broker, [second]);
 }
 
 async fn a_topic_deleted_and_created_again_starts_empty(storage: Storage) {
@@ -161,7 +162,30 @@ async fn a_topic_deleted_and_created_again_starts_empty(storage: Storage) {
     send_one_batch(&brokers, &["new".to_owned()]).await;
     let fresh = consumer(&brokers, "after-recreate");
     assert_eq!(read(&fresh, 1).await, vec![(0, "new".to_owned())], "only the new record, at offset 0");
-    broker.stop();
+    stop(broker, [watcher, fresh]);
+}
+
+async fn a_waiting_fetch_is_answered_as_soon_as_a_record_is_stored(storage: Storage) {
+    let broker = broker(&storage).await;
+    let brokers = broker.bootstrap_servers().to_owned();
+    // Each fetch may wait five minutes for records: only an answer as soon as one is stored
+    // brings it within the test's deadline (tansu held every fetch for half its wait at least).
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "long-wait")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "300000")
+        .create()
+        .unwrap();
+    reader.subscribe(&[TOPIC]).unwrap();
+    // After the first record, the reader's next fetch finds nothing and waits.
+    for round in 0..3 {
+        let value = format!("round {round}");
+        send_one_batch(&brokers, std::slice::from_ref(&value)).await;
+        assert_eq!(read(&reader, 1).await, vec![(round, value)], "each record comes while the fetch waits");
+    }
+    stop(broker, [reader]);
 }
 
 async fn a_time_after_every_record_finds_no_offset_rather_than_the_first(storage: Storage) {
@@ -182,7 +206,7 @@ async fn a_time_after_every_record_finds_no_offset_rather_than_the_first(storage
     // seeking there waits for new records instead of replaying the partition from 0.
     assert_eq!(at(now + 3_600_000), Offset::End, "an hour from now");
     assert_eq!(at(now - 3_600_000), Offset::Offset(0), "an hour ago: the first record");
-    broker.stop();
+    stop(broker, [consumer]);
 }
 
 fn now_millis() -> i64 {
@@ -195,6 +219,14 @@ fn batch_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(records).unwrap().map(|entry| entry.unwrap().path()).collect();
     files.sort();
     files
+}
+
+/// Closes the consumers, then stops the broker. In that order: a consumer closing after its
+/// broker went can wait for ever (its group's rebalance callback asks the client's own
+/// thread, which waits for the broker).
+fn stop<const N: usize>(broker: EmbeddedBroker, consumers: [StreamConsumer; N]) {
+    drop(consumers);
+    broker.stop();
 }
 
 /// A broker on `storage`, e.g. again on the folder of one stopped before.
@@ -231,7 +263,7 @@ async fn on_disk_records_and_committed_offsets_outlive_the_broker() {
     assert_eq!(read(&resumed, 1).await, vec![(4, "second 4".to_owned())], "the group resumes at its committed offset");
     send_one_batch(&brokers, &["after".to_owned()]).await;
     assert_eq!(read(&resumed, 1).await, vec![(5, "after".to_owned())], "new records follow the old ones");
-    broker.stop();
+    stop(broker, [fresh, resumed]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -258,7 +290,7 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     let expected: Vec<(i64, String)> =
         vec![(0, "0a".into()), (1, "0b".into()), (4, "2a".into()), (5, "2b".into()), (6, "after".into())];
     assert_eq!(read(&reader, 5).await, expected, "the hole at 2..4 is passed over; offset 6 is taken afresh");
-    broker.stop();
+    stop(broker, [reader]);
 }
 
 /// A topic's own `retention.bytes` and `retention.ms` are enforced (within the broker's
@@ -300,8 +332,5 @@ async fn retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches(
     // New records after retention are kept (the newest is no older than a second).
     send_one_batch_to(&brokers, "by-age", &["fresh".to_owned()]).await;
     assert_eq!(watermarks_of(&watcher, "by-age").await, (6, 7));
-    // The consumer leaves its group while the broker still answers (a consumer closing after
-    // its broker went waits for it).
-    drop(watcher);
-    broker.stop();
+    stop(broker, [watcher]);
 }

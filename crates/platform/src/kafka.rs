@@ -95,7 +95,6 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupCons
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("fetch.wait.max.ms", "5")
         .set("enable.partition.eof", "false")
         .create_with_context(Context)
 }

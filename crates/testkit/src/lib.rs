@@ -224,7 +224,7 @@ impl System {
         let group = format!("testkit-{}", uuid::Uuid::new_v4().simple());
         let consumer = Arc::new(kafka::consumer(&self.brokers, &group, &group).expect("a test consumer"));
         let mut assignment = TopicPartitionList::new();
-        for partition in high_watermarks(&consumer, topic).await.into_keys() {
+        for partition in high_watermarks(&self.brokers, topic).await.into_keys() {
             assignment.add_partition_offset(topic, partition, Offset::Stored).expect("a partition to read");
         }
         consumer.assign(&assignment).unwrap_or_else(|e| panic!("cannot read {topic}: {e}"));
@@ -269,7 +269,7 @@ impl System {
                 .map(String::from_utf8_lossy);
             assert_eq!(event_id.as_deref(), Some(envelope.id.to_string().as_str()), "the event-id of {envelope:?}");
             if ends.is_none() && until(&envelope) {
-                ends = Some(high_watermarks(&consumer, topic).await);
+                ends = Some(high_watermarks(&self.brokers, topic).await);
             }
             read.push(envelope);
         }
@@ -333,9 +333,15 @@ impl Drop for System {
 }
 
 /// The end (the offset after the last record) of every partition of `topic`.
-async fn high_watermarks(consumer: &Arc<kafka::GroupConsumer>, topic: &str) -> HashMap<i32, i64> {
-    let (consumer, name) = (consumer.clone(), topic.to_owned());
-    let ends = tokio::task::spawn_blocking(move || ends(consumer.as_ref(), &name));
+/// Asked with a client of its own: one that is fetching would send the question behind its
+/// fetch, which the broker holds until records come or its wait (500 ms) is over.
+async fn high_watermarks(brokers: &str, topic: &str) -> HashMap<i32, i64> {
+    let (brokers, name) = (brokers.to_owned(), topic.to_owned());
+    let ends = tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer<kafka::Context> =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create_with_context(kafka::Context)?;
+        ends(&client, &name)
+    });
     ends.await.expect("the watermarks are asked for").unwrap_or_else(|e| panic!("the watermarks of {topic}: {e}"))
 }
 

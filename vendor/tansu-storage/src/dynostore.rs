@@ -69,6 +69,7 @@ use tansu_schema::{
 };
 use tracing::{debug, error, instrument, warn};
 use url::Url;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 mod local;
@@ -109,6 +110,10 @@ pub struct DynoStore {
     // shop patch: the exclusive store is a folder on disk (`DynoStore::on_disk`), so the
     // broker's own state is written through to it and read back by `recover`.
     durable: bool,
+
+    // shop patch: counts the batches produced, so that a fetch waiting for records wakes when
+    // one is stored (`Storage::produced`), where this process is the only writer.
+    produced: Arc<watch::Sender<u64>>,
 }
 
 /// shop patch: a batch in the index: the offset after its last record, its size, and the
@@ -430,6 +435,7 @@ impl DynoStore {
             batch_index: None,
             durable: false,
             retention: Retention::default(),
+            produced: Arc::new(watch::channel(0).0),
         }
     }
 
@@ -1069,6 +1075,11 @@ impl Storage for DynoStore {
         }
     }
 
+    fn produced(&self) -> Option<watch::Receiver<u64>> {
+        // shop patch: only where this process is the only writer does it see every produce.
+        self.batch_index.as_ref().map(|_| self.produced.subscribe())
+    }
+
     async fn create_partitions(
         &self,
         name: &str,
@@ -1303,10 +1314,15 @@ impl Storage for DynoStore {
         topition: &Topition,
         deflated: deflated::Batch,
     ) -> Result<i64> {
-        let config = self
-            .describe_config(topition.topic(), ConfigResource::Topic, None)
-            .await
-            .inspect_err(|err| debug!(?err))?;
+        // shop patch: the topic's configs are described only where a lake needs them; they
+        // were described (a metadata read) on every produce.
+        let config = if self.lake.is_some() {
+            self.describe_config(topition.topic(), ConfigResource::Topic, None)
+                .await
+                .inspect_err(|err| debug!(?err))?
+        } else {
+            DescribeConfigsResult::default()
+        };
 
         if self.lake.is_some()
             && config
@@ -1578,6 +1594,8 @@ impl Storage for DynoStore {
                                 },
                             )
                     })?;
+                // shop patch: fetches waiting for records look again.
+                self.produced.send_modify(|produced| *produced += 1);
             }
 
             Ok(offset)

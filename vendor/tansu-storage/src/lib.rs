@@ -1337,6 +1337,14 @@ pub trait Storage: Clone + Debug + Send + Sync + 'static {
     /// Delete a topic from this storage.
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode>;
 
+    /// shop patch: a receiver whose value changes whenever a batch is produced to this
+    /// storage, so that a fetch waiting for records wakes as soon as one is stored instead of
+    /// asking again and again; None where the storage cannot tell (other brokers may write to
+    /// it), and a waiting fetch then asks again after a while.
+    fn produced(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// shop patch: adds partitions to topic `name` so that it has `count` in all
     /// (CreatePartitions), or only checks that it could (`validate_only`). The error code and
     /// message for the topic; engines that cannot add partitions answer UNSUPPORTED_VERSION.
@@ -2158,6 +2166,16 @@ impl Storage for StorageContainer {
         .inspect_err(|_| {
             STORAGE_CONTAINER_ERRORS.add(1, &attributes);
         })
+    }
+
+    fn produced(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        match self {
+            #[cfg(feature = "dynostore")]
+            Self::DynoStore(engine) => engine.produced(),
+
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 
     #[instrument(skip_all)]
