@@ -47,7 +47,7 @@ impl Apply for DeliveryHandler {
         let message = format!("Delivery {} opened, waiting for the courier", delivery.id);
         let audit = Audit { instance: &self.instance, action: "delivery.opened", message };
         self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
-        tracing::info!(delivery_id = %delivery.id, %order_id, "Delivery opened");
+        tracing::debug!(delivery_id = %delivery.id, %order_id, "Delivery opened");
         Ok(Some(()))
     }
 }

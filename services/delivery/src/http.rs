@@ -133,7 +133,7 @@ async fn courier(
     let audit = Audit { instance: &state.instance, action: &action, message };
     state.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&trace)).await?;
     state.outbox.commit(tx).await?;
-    tracing::info!(status = to.as_str(), "Courier action accepted");
+    tracing::debug!(status = to.as_str(), "Courier action accepted");
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))
 }
 

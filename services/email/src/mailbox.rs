@@ -49,7 +49,7 @@ impl Mailbox {
         }
         tx.commit().await?;
         if inserted.rows_affected() == 1 {
-            tracing::info!(order_id = order_id.as_deref().unwrap_or("-"), %subject, "Mail received");
+            tracing::debug!(order_id = order_id.as_deref().unwrap_or("-"), %subject, "Mail received");
         } else {
             tracing::debug!(%message_id, "Mail received again; kept once");
         }

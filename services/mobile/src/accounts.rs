@@ -149,7 +149,7 @@ pub async fn register(
     if inserted.rows_affected() == 0 {
         return Err(ApiError::conflict("this email has an account already: sign in"));
     }
-    tracing::info!("Customer account opened");
+    tracing::debug!("Customer account opened");
     Ok((StatusCode::CREATED, Json(state.identity.token(&email, Role::Customer)?)).into_response())
 }
 

@@ -64,7 +64,7 @@ pub async fn receive(
     .execute(&state.pool)
     .await?;
     if inserted.rows_affected() == 1 {
-        tracing::info!(order_id = %push.order_id, stage = %push.stage, "Push received");
+        tracing::debug!(order_id = %push.order_id, stage = %push.stage, "Push received");
         // No open stream is no error: the push is stored and listed all the same.
         let _ = state.arrivals.send(Received { push, received_at: rfc3339(received_at) });
         Ok(StatusCode::CREATED)

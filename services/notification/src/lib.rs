@@ -143,7 +143,7 @@ impl NotifyHandler {
         self.channel.send(&outgoing).await?;
         let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
         counter.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(channel = self.channel.name(), stage = %notice.stage, order_id = %envelope.order_id, "Customer notified");
+        tracing::debug!(channel = self.channel.name(), stage = %notice.stage, order_id = %envelope.order_id, "Customer notified");
         Ok(())
     }
 }

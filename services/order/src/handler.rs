@@ -51,7 +51,7 @@ impl Apply for OrderHandler {
         let message = format!("Order is {} (was {})", next.as_str(), was.as_str());
         let audit = Audit { instance: &self.instance, action: &action, message };
         self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
-        tracing::info!(status = next.as_str(), %order_id, "Order moved on");
+        tracing::debug!(status = next.as_str(), %order_id, "Order moved on");
         Ok(Some(()))
     }
 

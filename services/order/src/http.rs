@@ -173,7 +173,7 @@ async fn create_order(
     state.outbox.enqueue(&mut tx, order.id, &event, audit, Some(&trace)).await?;
     state.outbox.commit(tx).await?;
     state.changes.send_modify(|n| *n += 1);
-    tracing::info!(total = %order.total, "Order created");
+    tracing::debug!(total = %order.total, "Order created");
     let history = OrderStatus::Created.stages_on_entry().iter().map(|stage| (*stage, now)).collect();
     Ok((StatusCode::CREATED, Json(view(order, history))).into_response())
 }

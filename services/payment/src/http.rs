@@ -124,7 +124,7 @@ async fn create_payment(
     let audit = Audit { instance: &state.instance, action: "payment.created", message };
     state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
     state.outbox.commit(tx).await?;
-    tracing::info!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
+    tracing::debug!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
     Ok((StatusCode::CREATED, Json(state.view(payment))).into_response())
 }
 
@@ -197,7 +197,7 @@ async fn pay(
     let audit = Audit { instance: &state.instance, action: "payment.made", message };
     state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
     state.outbox.commit(tx).await?;
-    tracing::info!(order_id = %payment.order_id, "Payment made");
+    tracing::debug!(order_id = %payment.order_id, "Payment made");
     Ok(Json(state.view(payment)))
 }
 
