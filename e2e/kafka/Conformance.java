@@ -51,7 +51,27 @@ public class Conformance {
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             for (int i = 0; i < count; i++) producer.send(new ProducerRecord<>(topic, "k", "v" + i)).get();
         }
-        return new TopicPartition(topic, 0);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        knownToTheLeader(admin, tp);
+        return tp;
+    }
+
+    /**
+     * Waits until the partition's leader answers a lookup: on a cluster, createTopics returns once
+     * the controller made the topic, and the other brokers learn of it a moment later (a lookup
+     * before that is UnknownTopicOrPartition, as Kafka documents).
+     */
+    static void knownToTheLeader(Admin admin, TopicPartition tp) throws Exception {
+        long until = System.currentTimeMillis() + 30_000;
+        while (true) {
+            try {
+                admin.listOffsets(Map.of(tp, OffsetSpec.latest())).all().get();
+                return;
+            } catch (java.util.concurrent.ExecutionException e) {
+                if (!(e.getCause() instanceof UnknownTopicOrPartitionException) || System.currentTimeMillis() > until) throw e;
+                Thread.sleep(100);
+            }
+        }
     }
 
     static void deleteRecords(Admin admin, Properties common) throws Exception {
@@ -109,6 +129,7 @@ public class Conformance {
         String topic = "configs-" + UUID.randomUUID();
         NewTopic created = new NewTopic(topic, 1, replication).configs(Map.of("retention.ms", "3600000", "cleanup.policy", "delete"));
         admin.createTopics(List.of(created)).all().get();
+        knownToTheLeader(admin, new TopicPartition(topic, 0));
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
         Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
         ConfigEntry retention = config.get("retention.ms");
