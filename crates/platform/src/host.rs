@@ -68,6 +68,11 @@ impl Parts {
         Consumer { subscription, handler: Arc::new(handler), producer: self.producer.clone() }
     }
 
+    /// The bootstrap servers of the service's Kafka cluster.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
     /// The relay publishing what `outbox` holds in this service's database.
     pub fn relay(&self, outbox: &Outbox) -> Relay {
         Relay::new(self.pool.clone(), self.producer.clone(), outbox, &self.instance)

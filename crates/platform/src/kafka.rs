@@ -2,6 +2,7 @@
 //! and dead letters, consumers that store offsets only after the effect is durable, and the
 //! admin calls that create topics.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -167,6 +168,44 @@ pub async fn producer_ready(producer: &Producer) -> bool {
     })
     .await
     .unwrap_or(false)
+}
+
+/// A consumer of no group reading every partition of `topics` from its end, as records
+/// arrive: for a process that wants to hear that something happened, not to process it (no
+/// offsets stored, nothing committed, no group joined or balanced). The ends are looked up
+/// before it returns, so every record produced after that is read. Partitions added to the
+/// topics later are not followed until the process restarts.
+pub async fn tail(brokers: &str, client_id: &str, topics: &[&str]) -> Result<GroupConsumer, KafkaError> {
+    let consumer: GroupConsumer = base(brokers, client_id)
+        // librdkafka assigns partitions only to a consumer with a group; this one never joins
+        // it (no subscribe) and never commits, so the group stays unknown to the brokers.
+        .set("group.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .create_with_context(Context)?;
+    let consumer = Arc::new(consumer);
+    let (probe, topics) = (consumer.clone(), topics.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
+    let assignment = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
+        let timeout = Duration::from_secs(10);
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for topic in &topics {
+            let metadata = probe.fetch_metadata(Some(topic), timeout)?;
+            let partitions = metadata.topics().first().map(|t| (t.error(), t.partitions().len()));
+            let Some((None, count)) = partitions.filter(|(_, count)| *count > 0) else {
+                return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+            };
+            for partition in 0..count as i32 {
+                let (_, end) = probe.fetch_watermarks(topic, partition, timeout)?;
+                assignment.add_partition_offset(topic, partition, rdkafka::Offset::Offset(end))?;
+            }
+        }
+        Ok(assignment)
+    })
+    .await
+    .map_err(|_| KafkaError::Canceled)??;
+    consumer.assign(&assignment)?;
+    Ok(Arc::into_inner(consumer).expect("the lookup's handle is dropped"))
 }
 
 pub(crate) fn subscribe(consumer: &GroupConsumer, topics: &[&str]) -> Result<(), KafkaError> {

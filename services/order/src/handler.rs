@@ -3,28 +3,28 @@
 //! all in one transaction with the inbox entry that makes a redelivery a no-op.
 
 use async_trait::async_trait;
-use shop_events::group;
+use shop_events::{group, OrderId};
 use shop_platform::consumer::{HandleError, Incoming};
 use shop_platform::db::{now_millis, Transaction};
 use shop_platform::inbox;
 use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::transactional::Apply;
-use tokio::sync::watch;
 
+use crate::live::Followers;
 use crate::status::OrderTrigger;
 use crate::store;
 
 pub struct OrderHandler {
     pub outbox: Outbox,
     pub instance: String,
-    pub changes: watch::Sender<u64>,
+    pub followers: Followers,
 }
 
 #[async_trait]
 impl Apply for OrderHandler {
-    type Applied = ();
+    type Applied = OrderId;
 
-    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<()>, HandleError> {
+    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<OrderId>, HandleError> {
         let Some(trigger) = OrderTrigger::of(&incoming.event) else {
             return Err(HandleError::Permanent(format!("order does not handle {}", incoming.event.event_type())));
         };
@@ -52,10 +52,12 @@ impl Apply for OrderHandler {
         let audit = Audit { instance: &self.instance, action: &action, message };
         self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
         tracing::debug!(status = next.as_str(), %order_id, "Order moved on");
-        Ok(Some(()))
+        Ok(Some(order_id))
     }
 
-    fn committed(&self, applied: Vec<()>) {
-        self.changes.send_modify(|n| *n += applied.len() as u64);
+    fn committed(&self, applied: Vec<OrderId>) {
+        for order_id in applied {
+            self.followers.changed(order_id);
+        }
     }
 }

@@ -22,9 +22,9 @@ use shop_platform::http::limits;
 use shop_platform::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use shop_platform::outbox::{Audit, Outbox};
 use shop_platform::trace::TraceParent;
-use tokio::sync::watch;
 
 use crate::catalogue;
+use crate::live::{Follow, Followers};
 use crate::new_order::{CreateOrderRequest, NewOrder};
 use crate::payment_client::{PaymentClient, PaymentError};
 use crate::status::OrderStatus;
@@ -35,6 +35,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Orders one customer may place at once, and how soon they may place one more.
 const ORDER_BURST: u32 = 20;
 const ORDER_EVERY: Duration = Duration::from_millis(500);
+/// How soon a live stream reads the history again after the database failed it.
+const HISTORY_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -42,8 +44,8 @@ pub struct AppState {
     pub outbox: Outbox,
     pub instance: String,
     pub payments: PaymentClient,
-    /// Bumped whenever this replica changes an order, so live streams look at once.
-    pub changes: watch::Sender<u64>,
+    /// The live streams open on this replica, woken when their order changes.
+    pub followers: Followers,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -172,7 +174,6 @@ async fn create_order(
     let audit = Audit { instance: &state.instance, action: "order.created", message };
     state.outbox.enqueue(&mut tx, order.id, &event, audit, Some(&trace)).await?;
     state.outbox.commit(tx).await?;
-    state.changes.send_modify(|n| *n += 1);
     tracing::debug!(total = %order.total, "Order created");
     let history = OrderStatus::Created.stages_on_entry().iter().map(|stage| (*stage, now)).collect();
     Ok((StatusCode::CREATED, Json(view(order, history))).into_response())
@@ -238,23 +239,24 @@ fn not_found(id: OrderId) -> ApiError {
     ApiError::not_found(format!("no order {id}"))
 }
 
-/// Streams each stage the order reaches, from the first, as a `stage` event. A change made
-/// by this replica is seen at once; one made by the other replica within the poll period.
+/// Streams each stage the order reaches, from the first, as a `stage` event, and ends after
+/// `delivered`. A stage either replica writes is seen at once (`live`).
 async fn order_events(
     State(state): State<AppState>,
     customer: Customer,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // Follow before the first look, so nothing changed between the two goes unheard.
+    let follow = state.followers.follow(id);
     owned(store::find(&state.pool, id).await?, &customer, id)?;
     struct Cursor {
         pool: Pool,
         id: OrderId,
         sent: usize,
         pending: VecDeque<HistoryEntry>,
-        changes: watch::Receiver<u64>,
+        follow: Follow,
     }
-    let cursor =
-        Cursor { pool: state.pool.clone(), id, sent: 0, pending: VecDeque::new(), changes: state.changes.subscribe() };
+    let cursor = Cursor { pool: state.pool.clone(), id, sent: 0, pending: VecDeque::new(), follow };
     let stream = futures::stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(next) = cursor.pending.pop_front() {
@@ -272,12 +274,11 @@ async fn order_events(
                     cursor.sent += cursor.pending.len();
                     continue;
                 }
-                Ok(_) => {}
-                Err(error) => tracing::warn!(%error, "Cannot read order history for a live stream"),
-            }
-            tokio::select! {
-                _ = cursor.changes.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                Ok(_) => cursor.follow.changed().await,
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot read order history for a live stream; trying again");
+                    tokio::time::sleep(HISTORY_RETRY).await;
+                }
             }
         }
     });

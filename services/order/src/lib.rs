@@ -6,6 +6,7 @@ mod catalogue;
 mod config;
 mod handler;
 mod http;
+mod live;
 mod new_order;
 mod payment_client;
 mod status;
@@ -43,19 +44,28 @@ impl Service {
                 .await?;
         let credential = ServiceCredential::new(SigningKey::load(&parts.secrets, SERVICE)?, service::PAYMENT);
         let outbox = Outbox::new(SERVICE);
-        let (changes, _) = tokio::sync::watch::channel(0);
+        let followers = live::Followers::default();
         let state = http::AppState {
             pool: parts.pool.clone(),
             outbox: outbox.clone(),
             instance: parts.instance.clone(),
             payments: payment_client::PaymentClient::new(config.payment_urls.clone(), credential),
-            changes: changes.clone(),
+            followers: followers.clone(),
         };
-        let apply = handler::OrderHandler { outbox: outbox.clone(), instance: parts.instance.clone(), changes };
+        let apply = handler::OrderHandler {
+            outbox: outbox.clone(),
+            instance: parts.instance.clone(),
+            followers: followers.clone(),
+        };
         let handler = InTransaction { pool: parts.pool.clone(), apply, outbox: Some(outbox.clone()) };
         let consumer = parts.consumer(group::ORDER_SERVICE, handler);
         let relay = parts.relay(&outbox);
-        let host = parts.host(http::router(state)).with_consumer(consumer).with_relay(relay);
+        let (brokers, client_id) = (parts.brokers().to_owned(), format!("{}-live", parts.instance));
+        let host = parts
+            .host(http::router(state))
+            .with_consumer(consumer)
+            .with_relay(relay)
+            .with_task(move |shutdown| followers.hear_stages(brokers, client_id, shutdown));
         Ok(Service { host })
     }
 

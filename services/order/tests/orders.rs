@@ -245,3 +245,63 @@ async fn a_paid_order_becomes_ready_to_ship_once_however_often_the_payment_is_to
     assert_eq!(published.len(), 1, "ready to ship once: {published:?}");
     orders.system.stop().await;
 }
+
+/// `GET /orders/{id}/events` on `port`, open (its answer's head read).
+async fn open_stream(system: &System, port: u16, id: OrderId, email: &str) -> reqwest::Response {
+    let url = system.url(port, &format!("/orders/{id}/events"));
+    let response = system.http().get(url).header("authorization", system.keys().customer(email)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
+/// The stages a stream tells, read until `last`.
+async fn told_until(stream: reqwest::Response, last: &str) -> Vec<String> {
+    use futures::StreamExt;
+    let (mut body, mut text, mut stages) = (stream.bytes_stream(), String::new(), Vec::new());
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = text.find('\n') {
+            let line: String = text.drain(..=end).collect();
+            if let Some(data) = line.strip_prefix("data:") {
+                let stage: Value = serde_json::from_str(data.trim()).unwrap();
+                stages.push(stage["stage"].as_str().unwrap().to_owned());
+                if stages.last().is_some_and(|stage| stage == last) {
+                    return stages;
+                }
+            }
+        }
+    }
+    panic!("the stream ended after {stages:?}, before {last}")
+}
+
+/// Either replica may move an order on (its partition decides which), and the customer's
+/// stream may be open on the other: both replicas' streams tell the stage. Neither looks on a
+/// timer, so a stream that only heard its own replica would wait past the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_either_replica_writes_is_told_by_the_streams_of_both() {
+    let mut orders = Orders::start().await;
+    let payment_url = format!("http://127.0.0.1:{}", orders.payment);
+    let args = orders.system.kafka_args(&["--payment-url", &payment_url, "--instance-id", "order-2"]);
+    let second = shop_order::Service::build(config(&args)).await.unwrap();
+    let second = orders.system.run(second.port(), |stop| second.run_until_stopped(stop));
+    let order = orders.create_as("ada@example.com", None).await;
+    let id = order_id(&order);
+    let system = &orders.system;
+    let streams = [
+        open_stream(system, orders.order, id, "ada@example.com").await,
+        open_stream(system, second, id, "ada@example.com").await,
+    ];
+
+    let customer = Customer::parse("Ada Lovelace", "ada@example.com", "+44 20 7946 0000").unwrap();
+    let payment_made = Event::PaymentMade(PaymentMade {
+        payment_id: PaymentId::parse(order["paymentId"].as_str().unwrap()).unwrap(),
+        amount: serde_json::from_value(order["total"].clone()).unwrap(),
+        customer,
+    });
+    system.publish(&RawEnvelope::wrap(id, "payment", &payment_made)).await;
+    let told = futures::future::join_all(streams.map(|stream| told_until(stream, "readyToShip")));
+    let told = tokio::time::timeout(shop_testkit::DEADLINE, told).await.expect("both streams tell readyToShip");
+    let expected = ["created", "paymentCreated", "paymentMade", "readyToShip"].map(str::to_owned).to_vec();
+    assert_eq!(told, [expected.clone(), expected]);
+    orders.system.stop().await;
+}
