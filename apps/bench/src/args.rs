@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 /// `shop bench`: starts the system (`shop up` on free ports, fresh data, embedded broker unless
 /// `--kafka-brokers`) or targets a running one (`--order-url` ...), and drives customers
@@ -27,7 +27,11 @@ pub struct BenchArgs {
     /// customer starts the next journey as soon as the last one ends).
     #[arg(long)]
     pub rate: Option<f64>,
-    /// How often a waiting customer asks `GET /orders/{id}` for the status.
+    /// How a waiting customer follows the order: through its event stream, as the app does
+    /// (`GET /orders/{id}/events`), or by asking `GET /orders/{id}` every `--poll-interval`.
+    #[arg(long, value_enum, default_value_t = Follow::Stream)]
+    pub follow: Follow,
+    /// How often a waiting customer asks `GET /orders/{id}` for the status (`--follow poll`).
     #[arg(long = "poll-interval", value_parser = crate::duration::parse, default_value = "10ms")]
     pub poll_interval: Duration,
     /// A journey not delivered within this long fails.
@@ -92,4 +96,14 @@ pub struct BenchArgs {
     /// The pid of the running system's `shop up`, to read its processes' CPU and memory.
     #[arg(long = "up-pid")]
     pub up_pid: Option<u32>,
+}
+
+/// How a customer learns that the order moved on.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Follow {
+    /// One `GET /orders/{id}/events` per journey, read as stages come.
+    Stream,
+    /// `GET /orders/{id}` every `--poll-interval`.
+    Poll,
 }

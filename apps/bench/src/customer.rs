@@ -1,14 +1,20 @@
 //! One customer slot, over and over, each journey a new customer with a token of their own:
-//! create an order, pay, wait until it ships (polling
-//! `GET /orders/{id}` every `--poll-interval`, spreading calls over the replicas as a load
-//! balancer would), act as the courier (shipped, then delivered), wait for each stage.
-//! Every call is timed on the client; the journey's orders are kept for the hop harvest.
+//! create an order, follow it (its event stream, opened on the other order replica than the
+//! one that took the order, as a load balancer may; or polling `GET /orders/{id}` every
+//! `--poll-interval`, spreading calls over the replicas), pay, wait until it ships, act as the
+//! courier (shipped, then delivered), wait for each stage. Every call is timed on the client;
+//! the journey's orders are kept for the hop harvest.
 
 use std::time::{Duration, Instant};
 
+use eventsource_stream::{EventStream, Eventsource};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde_json::{json, Value};
+use shop_events::Stage;
 use shop_order::OrderStatus;
 
+use crate::args::Follow;
 use crate::latency::Latencies;
 use crate::schedule::Schedule;
 use crate::system::Endpoints;
@@ -19,11 +25,13 @@ pub const PAY: &str = "POST /payments/{id}/pay";
 pub const SHIPPED: &str = "POST /deliveries/{id}/shipped";
 pub const DELIVERED: &str = "POST /deliveries/{id}/delivered";
 pub const POLL: &str = "GET /orders/{id}";
+/// Until the stream's head is read: it is open.
+pub const STREAM: &str = "GET /orders/{id}/events (opened)";
 /// Until `OrderStatus::ReadyToShip` is seen (a test pins the name).
 pub const PAY_TO_READY: &str = "pay sent → readyToShip seen";
 /// Until `OrderStatus::Delivered` is seen (a test pins the name).
 pub const JOURNEY: &str = "whole journey (create → delivered seen)";
-pub const CLIENT_METRICS: [&str; 7] = [CREATE, PAY, SHIPPED, DELIVERED, POLL, PAY_TO_READY, JOURNEY];
+pub const CLIENT_METRICS: [&str; 8] = [CREATE, STREAM, PAY, SHIPPED, DELIVERED, POLL, PAY_TO_READY, JOURNEY];
 
 const FAILURE_PAUSE: Duration = Duration::from_millis(200);
 
@@ -46,12 +54,15 @@ pub struct Outcome {
     pub measured: Vec<Delivered>,
     pub failures: Vec<String>,
     pub polls: u64,
+    /// Event streams opened (one per journey when following streams).
+    pub streams: u64,
 }
 
 pub struct Customer {
     pub number: usize,
     pub http: reqwest::Client,
     pub endpoints: Endpoints,
+    pub follow: Follow,
     pub poll_interval: Duration,
     pub journey_timeout: Duration,
 }
@@ -63,9 +74,10 @@ impl Customer {
         let mut turn = self.number;
         while let Some(ticket) = schedule.next_journey().await {
             turn += 1;
-            let mut journey = Journey { customer: &self, turn, timings: Vec::new(), polls: 0 };
+            let mut journey = Journey { customer: &self, turn, timings: Vec::new(), polls: 0, stream: None };
             let result = tokio::time::timeout(self.journey_timeout, journey.run()).await;
             outcome.polls += journey.polls;
+            outcome.streams += u64::from(journey.stream.is_some());
             schedule.finished(ticket);
             let failed = !matches!(result, Ok(Ok(_)));
             match result {
@@ -100,7 +112,11 @@ struct Journey<'a> {
     /// a journey's own histograms would cost an allocation and a merge each.
     timings: Vec<(&'static str, Duration)>,
     polls: u64,
+    /// The order's event stream, when following it, and the furthest stage it told.
+    stream: Option<(Stages, Option<Stage>)>,
 }
+
+type Stages = EventStream<BoxStream<'static, reqwest::Result<bytes::Bytes>>>;
 
 impl Journey<'_> {
     async fn run(&mut self) -> anyhow::Result<Delivered> {
@@ -118,6 +134,14 @@ impl Journey<'_> {
         let created = self.call(CREATE, create, 201).await?;
         let order_id = text(&created, "orderId")?;
         let payment_id = text(&created, "paymentId")?;
+        if self.customer.follow == Follow::Stream {
+            let url = format!("{}/orders/{order_id}/events", pick(&endpoints.order, self.turn + 1));
+            let sent = Instant::now();
+            let response = http.get(url).header("authorization", &token).send().await?;
+            anyhow::ensure!(response.status() == 200, "{STREAM} answered {}", response.status());
+            self.timings.push((STREAM, sent.elapsed()));
+            self.stream = Some((response.bytes_stream().boxed().eventsource(), None));
+        }
 
         let pay_url = format!("{}/payments/{payment_id}/pay", pick(&endpoints.payment, self.turn));
         let pay_sent = Instant::now();
@@ -154,8 +178,19 @@ impl Journey<'_> {
         Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
     }
 
-    /// Polls the order, as its customer (`token`), until it is at `status` or beyond.
+    /// Waits until the order is at `status` or beyond: reads its stream, or polls it as its
+    /// customer (`token`).
     async fn wait_for(&mut self, order_id: &str, status: OrderStatus, token: &str) -> anyhow::Result<()> {
+        if let Some((stream, told)) = &mut self.stream {
+            let wanted = status.stage();
+            while told.is_none_or(|told| told < wanted) {
+                let event =
+                    stream.next().await.ok_or_else(|| anyhow::anyhow!("the stream ended before {wanted:?}"))??;
+                let data: Value = serde_json::from_str(&event.data)?;
+                *told = Some(serde_json::from_value(data["stage"].clone())?);
+            }
+            return Ok(());
+        }
         let wanted = rank(status);
         loop {
             tokio::time::sleep(self.customer.poll_interval).await;

@@ -115,6 +115,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
                 number,
                 http: http.clone(),
                 endpoints: system.endpoints.clone(),
+                follow: args.follow,
                 poll_interval: args.poll_interval,
                 journey_timeout: args.journey_timeout,
             };
@@ -139,6 +140,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
         outcome.measured.extend(done.measured);
         outcome.latencies.merge(done.latencies);
         outcome.polls += done.polls;
+        outcome.streams += done.streams;
     }
     outcome.failures.truncate(FAILURES_SHOWN);
     let completed_in_window = outcome.completions.iter().filter(|t| **t >= start.at && **t <= end.at).count() as u64;
@@ -195,6 +197,7 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
             warmup_seconds: args.warmup.as_secs_f64(),
             window_seconds: window,
             rate: args.rate,
+            follow: args.follow,
             poll_interval_ms: args.poll_interval.as_secs_f64() * 1000.0,
         },
         journeys: Journeys {
@@ -236,15 +239,11 @@ fn token_checks(
     /// replica it calls: an upper bound.
     const FIRST: f64 = 3.0;
     let journeys = outcome.completions.len().max(1) as f64;
-    let per_journey = FIXED + outcome.polls as f64 / journeys;
+    let per_journey = FIXED + (outcome.polls + outcome.streams) as f64 / journeys;
     let first_per_journey = FIRST.min(per_journey);
     let cpu_ms_per_journey =
         (first_per_journey * times.first + (per_journey - first_per_journey) * times.again) / 1000.0;
-    let services: f64 = processes
-        .iter()
-        .filter(|p| !p.name.starts_with("bench") && !p.name.starts_with("shop up"))
-        .map(|p| p.cpu_seconds)
-        .sum();
+    let services: f64 = processes.iter().filter(|p| p.is_service()).map(|p| p.cpu_seconds).sum();
     let services_ms_per_journey = services * 1000.0 / completed_in_window.max(1) as f64;
     report::TokenChecks {
         per_journey,

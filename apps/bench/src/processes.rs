@@ -75,6 +75,14 @@ pub struct Cost {
     pub restarted: bool,
 }
 
+impl Cost {
+    /// One of the system's services: not the bench, not `shop up` (which hosts the embedded
+    /// broker and relays the services' log lines).
+    pub fn is_service(&self) -> bool {
+        !self.name.starts_with("bench") && !self.name.starts_with("shop up")
+    }
+}
+
 /// Compares the readings at the start and the end of a window of `seconds`.
 pub fn costs(start: &BTreeMap<String, Reading>, end: &BTreeMap<String, Reading>, seconds: f64) -> Vec<Cost> {
     end.iter()

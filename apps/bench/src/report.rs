@@ -10,10 +10,14 @@ use crate::ceiling::Ceiling;
 use crate::latency::Summary;
 use crate::processes::Cost;
 
-/// The goals of issue 7.
+/// The goals of issues 7 and 15.
 pub const GOAL_JOURNEYS_PER_SECOND: f64 = 300.0;
 pub const GOAL_HOP_P99_MS: f64 = 50.0;
 pub const GOAL_SERVICE_RSS_MIB: f64 = 50.0;
+/// Half of what a Spring Boot + Kafka Streams peer spent per record on the real cluster (0.57 ms).
+pub const GOAL_SERVICES_MS_PER_RECORD: f64 = 0.285;
+/// The system's records/s against a bare producer's and consumer's on the same broker (issue 15).
+pub const GOAL_SHARE_OF_CEILING: f64 = 0.06;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -41,7 +45,7 @@ pub struct Report {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenChecks {
-    /// Checks per journey: the customer's and the courier's calls (create, pay, polls, two
+    /// Checks per journey: the customer's and the courier's calls (create, pay, polls or the stream, two
     /// courier actions) and the services' own (order → payment once, notification → mobile 7 times).
     pub per_journey: f64,
     /// Of those, first sights of a token: the journey's customer is new, so at most the order
@@ -75,6 +79,8 @@ pub struct Settings {
     pub window_seconds: f64,
     /// Journeys started per second when paced (`--rate`); null when each customer goes flat out.
     pub rate: Option<f64>,
+    /// How customers follow their orders: `stream` or `poll`.
+    pub follow: crate::args::Follow,
     pub poll_interval_ms: f64,
 }
 
@@ -158,8 +164,32 @@ impl Report {
                 None => "unknown",
             },
         });
-        let services: Vec<&Cost> =
-            self.processes.iter().filter(|p| !p.name.starts_with("shop up") && !p.name.starts_with("bench")).collect();
+        let services: Vec<&Cost> = self.processes.iter().filter(|p| p.is_service()).collect();
+        let services_cpu: f64 = services.iter().map(|p| p.cpu_seconds).sum();
+        let kafka = self.kafka.as_ref().filter(|k| k.records > 0);
+        goals.push(Goal {
+            goal: format!("the services' CPU per Kafka record ≤ {GOAL_SERVICES_MS_PER_RECORD} ms"),
+            measured: match kafka {
+                Some(k) => format!("{:.3} ms ({} records)", services_cpu * 1000.0 / k.records as f64, k.records),
+                None => "no Kafka records counted".to_owned(),
+            },
+            status: match kafka {
+                Some(k) => status(services_cpu * 1000.0 / k.records as f64 <= GOAL_SERVICES_MS_PER_RECORD),
+                None => "unknown",
+            },
+        });
+        let ratio = kafka.and_then(|k| k.ratio_to_ceiling);
+        goals.push(Goal {
+            goal: format!("records/s ≥ {:.0} % of the broker's ceiling", GOAL_SHARE_OF_CEILING * 100.0),
+            measured: match ratio {
+                Some(ratio) => format!("{:.1} %", ratio * 100.0),
+                None => "ceiling not measured".to_owned(),
+            },
+            status: match ratio {
+                Some(ratio) => status(ratio >= GOAL_SHARE_OF_CEILING),
+                None => "unknown",
+            },
+        });
         let heaviest = services.iter().max_by(|a, b| a.peak_rss_mib.total_cmp(&b.peak_rss_mib));
         goals.push(Goal {
             goal: format!("each service < {GOAL_SERVICE_RSS_MIB} MiB resident (peak)"),
@@ -182,12 +212,15 @@ impl Report {
         let _ = writeln!(out, "\nShop bench: {}", self.system);
         let _ = writeln!(
             out,
-            "{} customers, {:.0} s warm-up, {:.1} s measured window, {}, polling every {} ms; {} CPUs, load {:.2} → {:.2}",
+            "{} customers, {:.0} s warm-up, {:.1} s measured window, {}, {}; {} CPUs, load {:.2} → {:.2}",
             s.customers,
             s.warmup_seconds,
             s.window_seconds,
             s.rate.map_or("unpaced".to_owned(), |r| format!("paced at {r} journeys/s")),
-            s.poll_interval_ms,
+            match s.follow {
+                crate::args::Follow::Stream => "following each order's event stream".to_owned(),
+                crate::args::Follow::Poll => format!("polling each order every {} ms", s.poll_interval_ms),
+            },
             self.machine.cpus,
             self.machine.load_before,
             self.machine.load_after,
@@ -263,7 +296,8 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "\nConsumer backlog when the window closed (records): {}", groups.join(", "));
         }
-        out.push_str(&process_table(&self.processes, s.window_seconds));
+        let records = self.kafka.as_ref().map(|k| k.records);
+        out.push_str(&process_table(&self.processes, s.window_seconds, j.completed_in_window, records));
         let t = &self.token_checks;
         let _ = writeln!(
             out,
@@ -311,29 +345,56 @@ pub fn latency_table(title: &str, rows: &[Row]) -> String {
     out
 }
 
-fn process_table(processes: &[Cost], seconds: f64) -> String {
-    let width = processes.iter().map(|p| p.name.chars().count()).max().unwrap_or(0).max(7);
-    let mut out = format!("\nProcesses (CPU over the {seconds:.1} s window; memory at its end)\n");
+/// CPU and memory of each process, with its CPU per journey completed in the window and per
+/// Kafka record stored in it; then the services together (not the bench, not `shop up`) and
+/// everything.
+fn process_table(processes: &[Cost], seconds: f64, journeys: u64, records: Option<i64>) -> String {
+    let width = processes.iter().map(|p| p.name.chars().count()).max().unwrap_or(0).max(8);
+    let per = |cpu_seconds: f64, count: f64| {
+        if count > 0.0 {
+            format!("{:.3}", cpu_seconds * 1000.0 / count)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let (journeys, records) = (journeys as f64, records.unwrap_or(0) as f64);
+    let mut out = format!(
+        "\nProcesses (CPU over the {seconds:.1} s window, and per journey completed and per Kafka record stored in it; memory at its end)\n"
+    );
     let _ = writeln!(
         out,
-        "  {:<width$} {:>8} {:>8} {:>10} {:>8} {:>9}",
-        "", "pid", "CPU s", "% of core", "RSS MiB", "peak MiB"
+        "  {:<width$} {:>8} {:>8} {:>10} {:>11} {:>10} {:>8} {:>9}",
+        "", "pid", "CPU s", "% of core", "ms/journey", "ms/record", "RSS MiB", "peak MiB"
     );
     for p in processes {
         let _ = writeln!(
             out,
-            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>8.1} {:>9.1}{}",
+            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>11} {:>10} {:>8.1} {:>9.1}{}",
             p.name,
             p.pid,
             p.cpu_seconds,
             p.cpu_percent_of_one_core,
+            per(p.cpu_seconds, journeys),
+            per(p.cpu_seconds, records),
             p.rss_mib,
             p.peak_rss_mib,
             if p.restarted { "  (restarted)" } else { "" }
         );
     }
+    let services: f64 = processes.iter().filter(|p| p.is_service()).map(|p| p.cpu_seconds).sum();
     let total: f64 = processes.iter().map(|p| p.cpu_seconds).sum();
-    let _ = writeln!(out, "  {:<width$} {:>8} {:>8.2} {:>10.1}", "total", "", total, total / seconds.max(1e-9) * 100.0);
+    for (name, cpu) in [("services", services), ("total", total)] {
+        let _ = writeln!(
+            out,
+            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>11} {:>10}",
+            name,
+            "",
+            cpu,
+            cpu / seconds.max(1e-9) * 100.0,
+            per(cpu, journeys),
+            per(cpu, records)
+        );
+    }
     out
 }
 
@@ -355,6 +416,7 @@ mod tests {
                 warmup_seconds: 0.0,
                 window_seconds: 2.0,
                 rate: None,
+                follow: crate::args::Follow::Poll,
                 poll_interval_ms: 10.0,
             },
             journeys: Journeys {
@@ -426,8 +488,11 @@ mod tests {
         assert_eq!(json["processes"][0]["cpuPercentOfOneCore"], 50.0);
         let statuses: Vec<&str> =
             json["goals"].as_array().unwrap().iter().map(|g| g["status"].as_str().unwrap()).collect();
-        assert_eq!(statuses, ["not met", "not met", "met"]);
+        assert_eq!(statuses, ["not met", "not met", "not met", "unknown", "met"]);
         assert!(json["goals"][1]["measured"].as_str().unwrap().contains("orders-created → email"));
+        // One CPU second of the services over 40 records; no ceiling measured.
+        assert_eq!(json["goals"][2]["measured"], "25.000 ms (40 records)");
+        assert_eq!(json["goals"][3]["measured"], "ceiling not measured");
     }
 
     #[test]
@@ -446,5 +511,10 @@ mod tests {
         ] {
             assert!(table.contains(expected), "{expected} missing from:\n{table}");
         }
+        // order-1's second over 2 journeys and 40 records, as the services' too.
+        let order = table.lines().find(|line| line.trim_start().starts_with("order-1")).unwrap();
+        assert!(order.contains(" 500.000 ") && order.contains(" 25.000 "), "{order}");
+        let services = table.lines().find(|line| line.trim_start().starts_with("services")).unwrap();
+        assert!(services.contains(" 500.000 ") && services.contains(" 25.000"), "{services}");
     }
 }
