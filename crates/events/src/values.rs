@@ -281,6 +281,35 @@ mod tests {
     }
 
     #[test]
+    fn every_address_and_name_accepted_can_be_put_on_a_mail() {
+        let phone = "+44 20 7946 0000";
+        for (name, email) in [
+            ("Ada", "user@münchen.de"),
+            ("Smith (Jr)", "ada@example.com"),
+            ("Foo: Bar; [baz] @ \\ \"q\"", "o'brien+shop@example.co.uk"),
+            ("Zoë Ünal", "δοκιμή@παράδειγμα.δοκιμή"),
+        ] {
+            let customer = Customer::parse(name, email, phone).unwrap_or_else(|e| panic!("{name} <{email}>: {e}"));
+            let to = lettre::message::Mailbox::new(Some(customer.name().to_owned()), email.parse().unwrap());
+            assert!(lettre::Message::builder()
+                .from("shop@example.com".parse().unwrap())
+                .to(to)
+                .body(String::new())
+                .is_ok());
+        }
+        let long = format!("{}@example.com", "a".repeat(65));
+        for email in
+            ["a..b@example.com", ".a@example.com", "a.@example.com", "user@[127.0.0.1]", "user@localhost", &long]
+        {
+            assert_eq!(Customer::parse("Ada", email, phone).unwrap_err(), CustomerError::Email, "{email}");
+        }
+        assert!(Customer::parse("Ada", &format!("{}@example.com", "a".repeat(64)), phone).is_ok());
+        for name in ["Ada\u{2028}Lovelace", "Ada\u{2029}L", "Ada\nLovelace", "Ada\u{7}"] {
+            assert_eq!(Customer::parse(name, "ada@example.com", phone).unwrap_err(), CustomerError::Name, "{name:?}");
+        }
+    }
+
+    #[test]
     fn money_refuses_negative_and_fractional_cents() {
         assert_eq!(Money::from_decimal(-1.0), Err(MoneyError::Negative));
         assert_eq!(Money::from_decimal(0.001), Err(MoneyError::TooPrecise));
@@ -291,9 +320,12 @@ mod tests {
 /// Why a customer's details were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CustomerError {
-    #[error("customer.name must be 1 to 100 characters")]
+    #[error("customer.name must be 1 to 100 characters on one line")]
     Name,
-    #[error("customer.email must be an address like name@example.com")]
+    #[error(
+        "customer.email must be a mailbox on a domain name, like name@example.com or name@münchen.de: \
+         at most 64 characters before the @, no leading, trailing or doubled dot, no address literal"
+    )]
     Email,
     #[error("customer.phone must have 5 to 20 digits (spaces, +, -, parentheses allowed)")]
     Phone,
@@ -313,10 +345,15 @@ impl Customer {
         &self.phone
     }
 
-    /// Checks the details at the edge; past it a `Customer` is known to be reachable.
+    /// Checks the details at the edge; past it a `Customer` is known to be reachable: every
+    /// name and address accepted here can be put on a mail (`notification`) and delivered.
     pub fn parse(name: &str, email: &str, phone: &str) -> Result<Customer, CustomerError> {
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        // Any printable text, punctuation included ("Smith (Jr)", "Foo: Bar"): the mail quotes
+        // or encodes it. Not control characters nor the Unicode line and paragraph separators,
+        // which would break a header or a push's single line.
+        let breaks_a_line = |c: char| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}');
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(breaks_a_line) {
             return Err(CustomerError::Name);
         }
         let email = Self::parse_email(email)?;
@@ -329,17 +366,20 @@ impl Customer {
         Ok(Customer { name: name.to_owned(), email, phone: phone.to_owned() })
     }
 
-    /// An email address a customer can be reached at, trimmed.
+    /// An email address a customer can be reached at, trimmed: a mailbox on a domain name, as
+    /// SMTP (RFC 5321, with RFC 6531's international addresses: `user@münchen.de`) and the
+    /// mail library that sends the mail (lettre) both take it. So a dot-atom or quoted local part
+    /// of at most 64 octets (no leading, trailing or doubled dot), a domain name with a dot
+    /// (no address literal such as `[127.0.0.1]`), 254 octets in all.
     pub fn parse_email(email: &str) -> Result<String, CustomerError> {
         let email = email.trim();
         let valid = email.len() <= 254
-            && !email.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-            && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && !domain.contains('@')
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && email.rsplit_once('@').is_some_and(|(local, domain)| {
+                local.len() <= 64
                     && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
+                    && !domain.starts_with('[')
+                    && lettre::Address::new(local, domain).is_ok()
             });
         if valid {
             Ok(email.to_owned())

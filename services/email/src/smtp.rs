@@ -1,5 +1,6 @@
-//! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT),
-//! enough to receive mail from any standard client such as lettre. Only the shop's sender may
+//! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT; 8BITMIME,
+//! and SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531), enough to
+//! receive mail from any standard client such as lettre. Only the shop's sender may
 //! submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the configured password before
 //! any mail. No relay, no TLS: it is the customers' mailbox on the system's private network.
 //!
@@ -185,7 +186,8 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
         }
         let authenticated = waiting.is_none();
         let answer = match verb.as_str() {
-            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1048576".to_owned(),
+            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1048576"
+                .to_owned(),
             "HELO" => "250 shop-mailbox".to_owned(),
             "AUTH" if authenticated => "503 5.5.1 already authenticated".to_owned(),
             "AUTH" => match authenticate(rest, &mut lines, &mut write, deadline).await? {

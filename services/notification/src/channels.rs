@@ -115,10 +115,15 @@ impl Mail {
             .map_err(|e| unreachable(&e))?
             .map_err(|e| unreachable(&e))?;
         stream.set_nodelay(true).map_err(|e| unreachable(&e))?;
+        // Whatever fails before a mail is given is the mailbox's failure (or its configuration's),
+        // never a mail's: retried, so that no mail is set aside for it.
+        let refused = |e: lettre::transport::smtp::Error| {
+            HandleError::Transient(format!("mailbox {} refused the session: {e}", self.address))
+        };
         let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default())
             .await
-            .map_err(classify)?;
-        connection.auth(&[Mechanism::Plain], &self.credentials).await.map_err(classify)?;
+            .map_err(refused)?;
+        connection.auth(&[Mechanism::Plain], &self.credentials).await.map_err(refused)?;
         Ok(connection)
     }
 
@@ -144,7 +149,7 @@ impl Mail {
                     self.kept().push(connection);
                     return Ok(());
                 }
-                Ok(Err(error)) if fresh || error.is_permanent() => return Err(classify(error)),
+                Ok(Err(error)) if fresh || is_the_mails(&error) => return Err(classify(error)),
                 Err(_) if fresh => return Err(HandleError::Transient("the mailbox did not answer in time".into())),
                 Ok(Err(_)) | Err(_) => continue,
             }
@@ -160,10 +165,13 @@ impl Channel for Mail {
     }
 
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
-        let to =
-            format!("{} <{}>", outgoing.customer.name().replace(['<', '>', '"', ','], ""), outgoing.customer.email())
-                .parse()
-                .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
+        // The name as the customer wrote it: lettre quotes or encodes it in the header.
+        let address = outgoing
+            .customer
+            .email()
+            .parse()
+            .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
+        let to = lettre::message::Mailbox::new(Some(outgoing.customer.name().to_owned()), address);
         let message = Message::builder()
             .from(self.from.clone())
             .to(to)
@@ -180,11 +188,18 @@ impl Channel for Mail {
     }
 }
 
-/// A 5xx answer will not change on retry; anything else may.
+/// Whose failure it is, once a mail is given. The mail's own (a 5xx answer to it, or lettre
+/// refusing to send this message, such as an international address to a server without
+/// SMTPUTF8) will not change on retry: the record is set aside. The mailbox's or the network's
+/// (a 4xx answer, a lost or refused connection, a timeout) may: it is retried.
 fn classify(error: lettre::transport::smtp::Error) -> HandleError {
-    if error.is_permanent() {
+    if is_the_mails(&error) {
         HandleError::Permanent(format!("mail refused: {error}"))
     } else {
         HandleError::Transient(format!("mail not sent: {error}"))
     }
+}
+
+fn is_the_mails(error: &lettre::transport::smtp::Error) -> bool {
+    error.is_permanent() || error.is_client()
 }

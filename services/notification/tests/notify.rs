@@ -118,3 +118,30 @@ async fn a_stage_event_becomes_one_push_and_one_mail_for_its_customer_only_even_
     assert_eq!(anonymous.status, 401, "metrics are the operator's");
     notify.system.stop().await;
 }
+
+/// International addresses (SMTPUTF8 end to end) and names with the punctuation mail headers
+/// reserve are delivered, not set aside nor retried for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_international_address_and_a_name_with_punctuation_get_their_push_and_mail() {
+    let notify = Notify::start().await;
+    let system = &notify.system;
+    let mut orders = Vec::new();
+    for (name, email) in
+        [("Smith (Jr): \"Foo\"; [Bar] @ \\", "user@münchen.de"), ("Zoë Ünal", "δοκιμή@παράδειγμα.δοκιμή")]
+    {
+        let order = OrderId::new();
+        let mut envelope = created(order, email);
+        let Ok(Event::OrderCreated(mut event)) = envelope.event() else { unreachable!() };
+        event.customer = Customer::parse(name, email, "+49 89 1234567").unwrap();
+        envelope = RawEnvelope::wrap(order, "order", &Event::OrderCreated(event));
+        system.publish(&envelope).await;
+        orders.push((order, name, email));
+    }
+    for (order, name, email) in orders {
+        let (pushes, mails) = notify.wait_for(order, email, 1).await;
+        assert_eq!(pushes[0]["to"], email, "{name}");
+        assert_eq!(mails[0]["to"], email, "{name}: the envelope's recipient, as the customer wrote it");
+        assert_eq!(mails[0]["subject"], pushes[0]["title"]);
+    }
+    notify.system.stop().await;
+}

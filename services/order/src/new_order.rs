@@ -122,4 +122,19 @@ mod tests {
         other.customer.email = Some("A@B.co".into());
         assert!(NewOrder::parse(&other, "a@b.co").is_ok(), "emails compare case-insensitively");
     }
+
+    #[test]
+    fn an_order_no_mail_could_reach_is_refused_and_says_why() {
+        // Signed in with an address no mail can be sent to (a token from before the check).
+        for email in ["a..b@example.com", ".a@example.com", "user@[127.0.0.1]"] {
+            let refused = NewOrder::parse(&request("TEA-01", 1, None), email).unwrap_err();
+            assert!(refused.contains("customer.email") && refused.contains("doubled dot"), "{email}: {refused}");
+        }
+        let mut broken = request("TEA-01", 1, None);
+        broken.customer.name = "Ada\u{2028}Lovelace".into();
+        assert!(NewOrder::parse(&broken, "a@b.co").unwrap_err().contains("customer.name"));
+        // What mail headers reserve is fine in a name, and international addresses are too.
+        broken.customer.name = "Smith (Jr): Foo".into();
+        assert!(NewOrder::parse(&broken, "user@münchen.de").is_ok());
+    }
 }
