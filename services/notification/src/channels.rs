@@ -78,13 +78,20 @@ impl Channel for Push {
         let status = response.status();
         if status.is_success() {
             Ok(())
-        } else if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 408 {
+        } else if push_refused_for_itself(status) {
             let text = response.text().await.unwrap_or_default();
             Err(HandleError::Permanent(format!("mobile refused the push ({status}): {text}")))
         } else {
             Err(HandleError::Transient(format!("mobile failed ({status})")))
         }
     }
+}
+
+/// Whose failure a push's answer is. Mobile refusing this push as it is (a 4xx: invalid, not
+/// allowed, too large) is the push's own: set aside. A 5xx, 408 (mobile timed out reading it)
+/// and 429 (mobile asks to slow down) are mobile's, as is no answer at all: retried.
+fn push_refused_for_itself(status: reqwest::StatusCode) -> bool {
+    status.is_client_error() && !matches!(status.as_u16(), 408 | 429)
 }
 
 /// Sends mail over kept-open SMTP connections, one per mail in flight (the consumer handles
@@ -202,4 +209,135 @@ fn classify(error: lettre::transport::smtp::Error) -> HandleError {
 
 fn is_the_mails(error: &lettre::transport::smtp::Error) -> bool {
     error.is_permanent() || error.is_client()
+}
+
+#[cfg(test)]
+mod tests {
+    use shop_events::Stage;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    #[test]
+    fn a_push_refused_as_it_is_is_set_aside_and_mobiles_own_failures_are_retried() {
+        for (status, the_pushs) in [
+            (400, true),
+            (401, true),
+            (403, true),
+            (404, true),
+            (413, true),
+            (422, true),
+            (408, false),
+            (429, false),
+            (500, false),
+            (502, false),
+            (503, false),
+            (504, false),
+        ] {
+            let status = reqwest::StatusCode::from_u16(status).unwrap();
+            assert_eq!(push_refused_for_itself(status), the_pushs, "{status}");
+        }
+    }
+
+    /// A mailbox on a free port that speaks SMTP as told: `extensions` after EHLO, `auth` to
+    /// AUTH, `rcpt` to RCPT, and takes whatever DATA it gets. A real SMTP conversation over TCP
+    /// with answers the shop's own mailbox never gives (it takes every mail).
+    async fn mailbox(extensions: &'static str, auth: &'static str, rcpt: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    write.write_all(b"220 scripted ESMTP\r\n").await?;
+                    while let Some(line) = lines.next_line().await? {
+                        let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+                        let answer = match verb.as_str() {
+                            "EHLO" => format!("250-scripted\r\n250-AUTH PLAIN\r\n{extensions}250 8BITMIME"),
+                            "AUTH" => auth.to_owned(),
+                            "MAIL" | "RSET" | "NOOP" => "250 OK".to_owned(),
+                            "RCPT" => rcpt.to_owned(),
+                            "DATA" => {
+                                write.write_all(b"354 go on\r\n").await?;
+                                while lines.next_line().await?.is_some_and(|l| l != ".") {}
+                                "250 OK queued".to_owned()
+                            }
+                            "QUIT" => "221 bye".to_owned(),
+                            _ => "502 not implemented".to_owned(),
+                        };
+                        write.write_all(format!("{answer}\r\n").as_bytes()).await?;
+                    }
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        port
+    }
+
+    async fn send_to(port: u16, email: &str) -> Result<(), HandleError> {
+        let mail = Mail::new("127.0.0.1", port, "Shop <shop@example.com>", "notification", "secret".into()).unwrap();
+        let customer = Customer::parse("Smith (Jr): Foo", email, "+49 89 1234567").unwrap();
+        let notice = Notice { stage: Stage::Created, title: "Order received".into(), body: "Thank you.".into() };
+        let outgoing =
+            Outgoing { id: uuid::Uuid::now_v7(), order_id: OrderId::new(), customer: &customer, notice: &notice };
+        mail.send(&outgoing).await
+    }
+
+    #[tokio::test]
+    async fn a_mail_refused_as_it_is_is_set_aside_and_the_mailboxs_own_failures_are_retried() {
+        const UTF8: &str = "250-SMTPUTF8\r\n";
+        const AUTHENTICATED: &str = "235 2.7.0 ok";
+        let taken = mailbox(UTF8, AUTHENTICATED, "250 OK").await;
+        assert!(send_to(taken, "user@münchen.de").await.is_ok());
+
+        let cases = [
+            // The mail's own: a 5xx to it, or an address the mailbox cannot take.
+            (
+                "RCPT 550 (no such mailbox)",
+                mailbox(UTF8, AUTHENTICATED, "550 5.1.1 no such user").await,
+                "ada@example.com",
+                true,
+            ),
+            (
+                "RCPT 553 (address not allowed)",
+                mailbox(UTF8, AUTHENTICATED, "553 5.1.3 bad address").await,
+                "ada@example.com",
+                true,
+            ),
+            (
+                "an international address, no SMTPUTF8",
+                mailbox("", AUTHENTICATED, "250 OK").await,
+                "user@münchen.de",
+                true,
+            ),
+            // The mailbox's: a 4xx, or it will not let the sender in (its configuration).
+            (
+                "RCPT 450 (mailbox busy)",
+                mailbox(UTF8, AUTHENTICATED, "450 4.2.1 try later").await,
+                "ada@example.com",
+                false,
+            ),
+            (
+                "RCPT 451 (local error)",
+                mailbox(UTF8, AUTHENTICATED, "451 4.3.0 try later").await,
+                "ada@example.com",
+                false,
+            ),
+            ("AUTH 535 (credentials refused)", mailbox(UTF8, "535 5.7.8 no", "250 OK").await, "ada@example.com", false),
+            ("AUTH 454 (temporary)", mailbox(UTF8, "454 4.7.0 later", "250 OK").await, "ada@example.com", false),
+        ];
+        for (case, port, email, the_mails) in cases {
+            match send_to(port, email).await {
+                Err(HandleError::Permanent(why)) => assert!(the_mails, "{case}: set aside, should be retried: {why}"),
+                Err(HandleError::Transient(why)) => assert!(!the_mails, "{case}: retried, should be set aside: {why}"),
+                Ok(()) => panic!("{case}: sent"),
+            }
+        }
+        // Nobody listening: the mailbox is down, retried.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert!(matches!(send_to(port, "ada@example.com").await, Err(HandleError::Transient(_))));
+    }
 }
