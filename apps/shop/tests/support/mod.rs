@@ -46,9 +46,9 @@ pub struct Paused {
 }
 
 impl Paused {
-    /// Lets the process run on (SIGCONT).
+    /// Lets the process run on (SIGCONT); nothing if it was killed meanwhile.
     pub fn resume(self) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGCONT).unwrap();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGCONT);
     }
 }
 
