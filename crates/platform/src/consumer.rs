@@ -74,6 +74,49 @@ pub struct Subscription {
     pub group: &'static str,
     pub topics: Vec<Topic>,
     pub client_id: String,
+    /// Where the consumer says what it is waiting for, for `/readyz`.
+    pub waits: Waits,
+}
+
+/// What a service's consumers are waiting for: per group, the failure of a dependency a record
+/// is being retried on (the mailbox unreachable, the database busy), and since when. `/readyz`
+/// shows it while it lasts; the log says it at every retry.
+#[derive(Clone, Default)]
+pub struct Waits(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, (String, std::time::Instant)>>>);
+
+/// One consumer group's wait, as `/readyz` shows it.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wait {
+    pub group: &'static str,
+    /// The last failure it is retrying on.
+    pub waiting_for: String,
+    pub since_seconds: u64,
+}
+
+impl Waits {
+    fn waiting(&self, group: &'static str, reason: &str) {
+        let mut waits = self.0.lock().expect("waits lock");
+        let since = waits.get(group).map_or_else(std::time::Instant::now, |(_, since)| *since);
+        waits.insert(group, (reason.to_owned(), since));
+    }
+
+    fn done(&self, group: &'static str) {
+        self.0.lock().expect("waits lock").remove(group);
+    }
+
+    /// Every group waiting now.
+    pub fn now(&self) -> Vec<Wait> {
+        let waits = self.0.lock().expect("waits lock");
+        waits
+            .iter()
+            .map(|(group, (reason, since))| Wait {
+                group,
+                waiting_for: reason.clone(),
+                since_seconds: since.elapsed().as_secs(),
+            })
+            .collect()
+    }
 }
 
 /// How many records may wait for one partition's worker before the loop waits for it.
@@ -118,6 +161,7 @@ pub async fn run(
                         producer: producer.clone(),
                         group,
                         shutdown: shutdown.clone(),
+                        waits: subscription.waits.clone(),
                     };
                     workers.spawn(worker.run(records).in_current_span());
                     queue
@@ -155,6 +199,7 @@ struct Worker {
     producer: Producer,
     group: &'static str,
     shutdown: Shutdown,
+    waits: Waits,
 }
 
 impl Worker {
@@ -194,7 +239,9 @@ impl Worker {
                 self.store_next_offset(waiting.last().expect("the batch is not empty"));
             } else {
                 for message in &waiting {
-                    if !process(message, self.handler.as_ref(), &self.producer, self.group, &self.shutdown).await {
+                    if !process(message, self.handler.as_ref(), &self.producer, self.group, &self.waits, &self.shutdown)
+                        .await
+                    {
                         break;
                     }
                     self.store_next_offset(message);
@@ -247,7 +294,8 @@ async fn process(
     message: &OwnedMessage,
     handler: &dyn Handler,
     producer: &Producer,
-    group: &str,
+    group: &'static str,
+    waits: &Waits,
     shutdown: &Shutdown,
 ) -> bool {
     let incoming = match decode(message) {
@@ -263,14 +311,22 @@ async fn process(
         trace_id = %incoming.trace.trace_id(),
     );
     let mut delays = crate::retry::delays(Duration::from_millis(100));
+    let mut retried = false;
     loop {
-        match handler.handle(&incoming).instrument(span.clone()).await {
+        let outcome = handler.handle(&incoming).instrument(span.clone()).await;
+        if retried && !matches!(outcome, Err(HandleError::Transient(_))) {
+            waits.done(group);
+            span.in_scope(|| tracing::info!("Handled after waiting; going on"));
+        }
+        match outcome {
             Ok(()) => return true,
             Err(HandleError::Permanent(reason)) => {
                 return dead_letter(message, producer, group, &reason, shutdown).instrument(span).await;
             }
             Err(HandleError::Transient(reason)) => {
                 let wait = delays.next().expect("retries never run out");
+                retried = true;
+                waits.waiting(group, &reason);
                 span.in_scope(|| tracing::warn!(%reason, retry_in = ?wait, "Handling failed, will retry"));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -36,6 +36,7 @@ pub struct Parts {
     pub producer: Producer,
     brokers: String,
     listener: TcpListener,
+    waits: consumer::Waits,
 }
 
 impl Parts {
@@ -53,7 +54,8 @@ impl Parts {
         let pool = crate::db::open(&storage.database_url(service), migrations).await?;
         let producer = crate::kafka::producer(&kafka.brokers, &instance)?;
         let listener = crate::http::bind(&http.host, http_port).await?;
-        Ok(Parts { instance, secrets, web, pool, producer, brokers: kafka.brokers.clone(), listener })
+        let brokers = kafka.brokers.clone();
+        Ok(Parts { instance, secrets, web, pool, producer, brokers, listener, waits: consumer::Waits::default() })
     }
 
     /// `handler` consuming what `group` consumes, as this instance, setting records aside
@@ -64,6 +66,7 @@ impl Parts {
             group,
             topics: shop_events::group::topics(group).to_vec(),
             client_id: self.instance.clone(),
+            waits: self.waits.clone(),
         };
         Consumer { subscription, handler: Arc::new(handler), producer: self.producer.clone() }
     }
@@ -82,7 +85,7 @@ impl Parts {
     /// the web settings, pruning the inbox of the database while it runs.
     pub fn host(self, router: Router) -> ServiceHost {
         let checks = crate::http::standard_checks(self.pool.clone(), self.producer.clone());
-        let router = crate::http::finish(router, checks, &self.web);
+        let router = crate::http::finish(router, checks, self.waits, &self.web);
         ServiceHost::new(self.listener, router).with_inbox_pruning(self.pool)
     }
 }

@@ -138,8 +138,13 @@ async fn waiting_records_go_as_a_batch_and_a_bad_batch_goes_record_by_record() {
     let producer = kafka::producer(&brokers, "test-producer").unwrap();
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
-    let subscription =
-        Subscription { brokers: brokers.clone(), group: "batch-test", topics: vec![TOPIC], client_id: "test-1".into() };
+    let subscription = Subscription {
+        brokers: brokers.clone(),
+        group: "batch-test",
+        topics: vec![TOPIC],
+        client_id: "test-1".into(),
+        waits: Default::default(),
+    };
     let handler = Arc::new(Recording(recorder.clone()));
     let consuming = tokio::spawn(consumer::run(subscription, handler, producer.clone(), shutdown.clone()));
 

@@ -14,7 +14,8 @@ async fn a_storage_error_is_a_500_with_a_request_id_and_no_detail() {
     let keys = TestKeys::new();
     let failing =
         || async { Err::<(), ApiError>(sqlx::Error::ColumnNotFound("secret column customer_email".into()).into()) };
-    let router = finish(Router::new().route("/fails", get(failing)), Vec::new(), &keys.web("order", &[]));
+    let router =
+        finish(Router::new().route("/fails", get(failing)), Vec::new(), Default::default(), &keys.web("order", &[]));
     let response = router.oneshot(Request::get("/fails").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();

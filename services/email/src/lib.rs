@@ -56,7 +56,8 @@ impl Service {
         let web = web::Web::new(&config.http, &secrets, SERVICE)?;
         let smtp_password = secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let router = web::finish(router(pool.clone()), vec![web::storage_check(pool.clone())], &web);
+        let router =
+            web::finish(router(pool.clone()), vec![web::storage_check(pool.clone())], Default::default(), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let smtp = TcpListener::bind((config.http.host.as_str(), config.smtp_port)).await?;
         let smtp_port = smtp.local_addr()?.port();

@@ -52,7 +52,7 @@ async fn store(state: &AppState, record: &LogRecord) {
 fn app(state: AppState) -> (Router, TestKeys) {
     let keys = TestKeys::new();
     let web = keys.web(shop_logging::SERVICE, &[]);
-    (shop_platform::http::finish(router(state), Vec::new(), &web), keys)
+    (shop_platform::http::finish(router(state), Vec::new(), Default::default(), &web), keys)
 }
 
 /// A GET as `authorization` (None: anonymous).

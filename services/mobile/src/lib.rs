@@ -96,7 +96,7 @@ impl Service {
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let state = AppState::new(pool.clone(), &config.order_url, identity);
         let streams = state.streams.clone();
-        let router = web::finish(router(state), vec![web::storage_check(pool)], &web);
+        let router = web::finish(router(state), vec![web::storage_check(pool)], Default::default(), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         Ok(Service { host: ServiceHost::new(listener, router), streams })
     }

@@ -23,7 +23,7 @@ async fn app() -> (Router, TestKeys) {
     let identity = Identity::load(keys.secrets()).expect("the identity loads");
     let router = router(AppState::new(pool, "http://orders.example:8081/", identity));
     let web = keys.web(shop_mobile::SERVICE, &[]);
-    (shop_platform::http::finish(router, Vec::new(), &web), keys)
+    (shop_platform::http::finish(router, Vec::new(), Default::default(), &web), keys)
 }
 
 async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String, String) {

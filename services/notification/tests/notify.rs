@@ -145,3 +145,55 @@ async fn an_international_address_and_a_name_with_punctuation_get_their_push_and
     }
     notify.system.stop().await;
 }
+
+/// While the mailbox is down, notification says what it waits for at `/readyz` (still ready:
+/// pushes go on); once the mailbox is up, the mail goes out and the wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_mailbox_is_down_readiness_says_so_and_the_mail_goes_out_once_it_is_back() {
+    let mut system = System::start().await;
+    let mobile = shop_mobile::Service::build(config(&system.common_args())).await.unwrap();
+    let mobile = system.run(mobile.port(), |stop| mobile.run_until_stopped(stop));
+    let smtp_port = free_port().to_string();
+    let mobile_url = format!("http://127.0.0.1:{mobile}");
+    let args = system.kafka_args(&["--mobile-url", &mobile_url, "--smtp-host", "127.0.0.1", "--smtp-port", &smtp_port]);
+    let notification = shop_notification::Service::build(config(&args)).await.unwrap();
+    let notification = system.run(notification.port(), |stop| notification.run_until_stopped(stop));
+
+    let order = OrderId::new();
+    system.publish(&created(order, "ada@example.com")).await;
+    let waiting = wait_until("notification to say it waits for the mailbox", || async {
+        let ready = system.get(notification, "/readyz", None).await;
+        match ready.body["waiting"].as_array() {
+            Some(waiting) if ready.status == 200 && !waiting.is_empty() => Ok(waiting.clone()),
+            _ => Err(ready),
+        }
+    })
+    .await;
+    assert_eq!(waiting[0]["group"], "notification-email", "{waiting:?}");
+    assert!(waiting[0]["waitingFor"].as_str().unwrap().contains("unreachable"), "{waiting:?}");
+    assert!(waiting[0]["sinceSeconds"].is_u64());
+    let ada = system.keys().customer("ada@example.com");
+    one_listed(&system, mobile, &format!("/api/notifications?orderId={order}"), &ada, "the push, meanwhile").await;
+
+    let mut email_args = system.common_args();
+    email_args.extend(["--smtp-port".to_owned(), smtp_port]);
+    let email = shop_email::Service::build(config(&email_args)).await.unwrap();
+    let email = system.run(email.port(), |stop| email.run_until_stopped(stop));
+    one_listed(&system, email, &format!("/api/emails?orderId={order}"), &ada, "the mail, once the mailbox is up").await;
+    let ready = system.get(notification, "/readyz", None).await;
+    assert_eq!((ready.status, &ready.body["waiting"]), (200, &serde_json::json!([])), "{ready:?}");
+    system.stop().await;
+}
+
+/// Waits until `path` on `port` lists one item for the caller `token`.
+async fn one_listed(system: &System, port: u16, path: &str, token: &str, what: &str) {
+    wait_until(what, || async {
+        let listed = system.get(port, path, Some(token)).await;
+        if listed.body.as_array().is_some_and(|items| items.len() == 1) {
+            Ok(())
+        } else {
+            Err(listed)
+        }
+    })
+    .await
+}

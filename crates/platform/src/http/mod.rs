@@ -228,12 +228,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
 /// A readiness check: resolves to `Err(what is wrong)` when the service cannot work.
 pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// `GET /healthz` (the process answers) and `GET /readyz` (every check passes).
-pub fn health_routes(checks: Vec<ReadinessCheck>) -> Router {
+/// `GET /healthz` (the process answers) and `GET /readyz` (every check passes), which also
+/// lists what the service's consumers are waiting for (`waiting`: a dependency's failure they
+/// retry on). Waiting is not unready: the service still serves what does not need it.
+pub fn health_routes(checks: Vec<ReadinessCheck>, waits: crate::consumer::Waits) -> Router {
     Router::new().route(LIVENESS_PATH, get(|| async { axum::Json(serde_json::json!({"status": "ok"})) })).route(
         READINESS_PATH,
         get(move || {
-            let checks = checks.clone();
+            let (checks, waits) = (checks.clone(), waits.clone());
             async move {
                 let mut problems = Vec::new();
                 for check in &checks {
@@ -242,7 +244,7 @@ pub fn health_routes(checks: Vec<ReadinessCheck>) -> Router {
                     }
                 }
                 if problems.is_empty() {
-                    axum::Json(serde_json::json!({"status": "ready"})).into_response()
+                    axum::Json(serde_json::json!({"status": "ready", "waiting": waits.now()})).into_response()
                 } else {
                     ApiError::unavailable(format!("not ready: {}", problems.join("; "))).into_response()
                 }

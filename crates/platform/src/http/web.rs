@@ -99,7 +99,7 @@ fn origin_of(text: &str) -> Result<HeaderValue, String> {
 }
 
 /// Adds what every service's router has around `router`.
-pub fn finish(router: Router, checks: Vec<ReadinessCheck>, web: &Web) -> Router {
+pub fn finish(router: Router, checks: Vec<ReadinessCheck>, waits: crate::consumer::Waits, web: &Web) -> Router {
     let site = serde_json::json!({ "signInUrl": web.sign_in_url });
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(web.origins.clone()))
@@ -107,7 +107,7 @@ pub fn finish(router: Router, checks: Vec<ReadinessCheck>, web: &Web) -> Router 
         .allow_headers([CONTENT_TYPE, AUTHORIZATION, HeaderName::from_static("idempotency-key")])
         .max_age(Duration::from_secs(600));
     router
-        .merge(health_routes(checks))
+        .merge(health_routes(checks, waits))
         .route(UI_SCRIPT_PATH, get(ui_script))
         .route(SITE_PATH, get(move || async move { Json(site) }))
         .fallback(|| async { ApiError::not_found("no such route") })
