@@ -8,7 +8,9 @@
 //! `SHOP_FAULTS_SEED` replays a campaign (a failing run prints its seed first);
 //! `SHOP_FAULTS_SECONDS` sets how long faults strike (30 s by default; as long as asked by hand).
 //! With `SHOP_TEST_KAFKA_BROKERS` and `SHOP_TEST_DATABASE_URL` it runs on the real cluster and
-//! PostgreSQL (see `support`).
+//! PostgreSQL of `dev/kafka-cluster` and `dev/postgres` (see `support`), and strikes them too:
+//! one broker of the three killed for a while (never two at once: replication factor 3 with
+//! `min.insync.replicas=2` takes one), PostgreSQL stopped and started again.
 
 mod support;
 
@@ -45,14 +47,28 @@ enum Fault {
     Down(&'static str, Duration),
     /// A service frozen for a moment (a stalled machine, a long GC pause elsewhere).
     Freeze(&'static str, Duration),
+    /// One Kafka broker of the real cluster killed (SIGKILL) and started again after a while.
+    BrokerDown(u8, Duration),
+    /// PostgreSQL stopped (fast shutdown: every connection cut) and started again.
+    DatabaseRestart,
+}
+
+/// The real engine's parts a campaign may strike, and whether one is down now (one at a time).
+#[derive(Clone, Default)]
+struct Engine {
+    cluster: bool,
+    postgres: bool,
+    broker_down: Arc<std::sync::atomic::AtomicBool>,
+    database_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The next fault. A service is killed again only a minute after its last kill: `shop up`
 /// takes a service that dies again and again right after each start for a crash loop and
 /// stops everything, as a supervisor should.
-fn pick(rng: &mut StdRng, killed: &mut HashMap<&'static str, Instant>) -> Fault {
+fn pick(rng: &mut StdRng, killed: &mut HashMap<&'static str, Instant>, engine: &Engine) -> Fault {
+    use std::sync::atomic::Ordering::SeqCst;
     let instance = SERVICES[rng.random_range(0..SERVICES.len())];
-    match rng.random_range(0..10) {
+    match rng.random_range(0..12) {
         0..=5 if killed.get(instance).is_none_or(|at| at.elapsed() > Duration::from_secs(61)) => {
             killed.insert(instance, Instant::now());
             Fault::Kill(instance)
@@ -60,8 +76,19 @@ fn pick(rng: &mut StdRng, killed: &mut HashMap<&'static str, Instant>) -> Fault 
         6..=7 => {
             Fault::Down(DEPENDENCIES[rng.random_range(0..2)], Duration::from_millis(rng.random_range(2_000..8_000)))
         }
+        10 if engine.cluster && !engine.broker_down.swap(true, SeqCst) => {
+            Fault::BrokerDown(rng.random_range(1..=3), Duration::from_millis(rng.random_range(3_000..15_000)))
+        }
+        11 if engine.postgres && !engine.database_down.swap(true, SeqCst) => Fault::DatabaseRestart,
         _ => Fault::Freeze(instance, Duration::from_millis(rng.random_range(200..2_000))),
     }
+}
+
+/// Runs a `dev/` script (`kafka-cluster`, `postgres`) and insists it succeeds.
+fn dev(script: &str, args: &[&str]) {
+    let path = format!("{}/../../dev/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new(&path).args(args).output().expect("a dev/ script runs");
+    assert!(output.status.success(), "dev/{script} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +106,12 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     let mut next_fault = started + Duration::from_millis(rng.random_range(1_000..3_000));
     let mut faults = Vec::new();
     let mut killed = HashMap::new();
+    let engine = Engine {
+        cluster: std::env::var_os("SHOP_TEST_KAFKA_BROKERS").is_some(),
+        postgres: std::env::var_os("SHOP_TEST_DATABASE_URL").is_some(),
+        ..Engine::default()
+    };
+    let mut recoveries = tokio::task::JoinSet::new();
     let mut number = 0;
     while Instant::now() < until {
         let now = Instant::now();
@@ -88,15 +121,37 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
             next_order += EVERY;
         }
         if now >= next_fault {
-            let fault = pick(&mut rng, &mut killed);
+            // Each part of the engine that can be struck is, at least once: the broker after a
+            // third of the campaign, the database after two thirds.
+            let third = Duration::from_secs(seconds) / 3;
+            let never = |kind: fn(&Fault) -> bool| !faults.iter().any(kind);
+            let fault = if engine.cluster
+                && now > started + third
+                && never(|f| matches!(f, Fault::BrokerDown(..)))
+                && !engine.broker_down.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                Fault::BrokerDown(rng.random_range(1..=3), Duration::from_secs(10))
+            } else if engine.postgres
+                && now > started + third * 2
+                && never(|f| matches!(f, Fault::DatabaseRestart))
+                && !engine.database_down.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                Fault::DatabaseRestart
+            } else {
+                pick(&mut rng, &mut killed, &engine)
+            };
             println!("{:>6.1} s  {fault:?}", started.elapsed().as_secs_f64());
-            strike(&system, &fault).await;
+            strike(&system, &fault, &engine, &mut recoveries);
             faults.push(fault);
             next_fault = Instant::now() + Duration::from_millis(rng.random_range(1_000..4_000));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The broker and the database are back before anything is checked.
+    while let Some(recovered) = recoveries.join_next().await {
+        recovered.expect("a struck part of the engine comes back");
+    }
     let (mut orders, mut took) = (Vec::new(), Vec::new());
     while let Some(done) = journeys.join_next().await {
         let (order, payment, time) = done.expect("a journey completes (its failure is printed above)");
@@ -106,11 +161,14 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     took.sort();
     let count = |kind: fn(&Fault) -> bool| faults.iter().filter(|f| kind(f)).count();
     println!(
-        "{} orders; faults: {} kills, {} dependencies down, {} freezes; journeys took {:.1} s (median) to {:.1} s (longest)",
+        "{} orders; faults: {} kills, {} dependencies down, {} freezes, {} brokers down, {} database restarts; \
+         journeys took {:.1} s (median) to {:.1} s (longest)",
         orders.len(),
         count(|f| matches!(f, Fault::Kill(_))),
         count(|f| matches!(f, Fault::Down(..))),
         count(|f| matches!(f, Fault::Freeze(..))),
+        count(|f| matches!(f, Fault::BrokerDown(..))),
+        count(|f| matches!(f, Fault::DatabaseRestart)),
         took[took.len() / 2].as_secs_f64(),
         took.last().unwrap().as_secs_f64(),
     );
@@ -138,8 +196,10 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     println!("every order delivered, each stage, push, mail and audit record once, nothing set aside");
 }
 
-/// Strikes `fault` and returns at once; a paused process is resumed later by a task of its own.
-async fn strike(system: &System, fault: &Fault) {
+/// Strikes `fault` and returns at once; what comes back later (a paused process, a broker, the
+/// database) does so in a task of its own, those of the engine in `recoveries`.
+fn strike(system: &System, fault: &Fault, engine: &Engine, recoveries: &mut tokio::task::JoinSet<()>) {
+    use std::sync::atomic::Ordering::SeqCst;
     match fault {
         Fault::Kill(instance) => drop(system.kill_service(instance)),
         Fault::Down(instance, how_long) | Fault::Freeze(instance, how_long) => {
@@ -148,6 +208,28 @@ async fn strike(system: &System, fault: &Fault) {
             tokio::spawn(async move {
                 tokio::time::sleep(how_long).await;
                 paused.resume();
+            });
+        }
+        Fault::BrokerDown(broker, how_long) => {
+            let (broker, how_long, down) = (broker.to_string(), *how_long, engine.broker_down.clone());
+            recoveries.spawn(async move {
+                let id = broker.clone();
+                tokio::task::spawn_blocking(move || dev("kafka-cluster", &["kill-broker", &id])).await.unwrap();
+                tokio::time::sleep(how_long).await;
+                tokio::task::spawn_blocking(move || dev("kafka-cluster", &["start-broker", &broker])).await.unwrap();
+                down.store(false, SeqCst);
+            });
+        }
+        Fault::DatabaseRestart => {
+            let down = engine.database_down.clone();
+            recoveries.spawn(async move {
+                tokio::task::spawn_blocking(|| {
+                    dev("postgres", &["down"]);
+                    dev("postgres", &["up"]);
+                })
+                .await
+                .unwrap();
+                down.store(false, SeqCst);
             });
         }
     }

@@ -162,9 +162,12 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // SQLite BUSY/LOCKED (and their extended codes), PostgreSQL serialization
-            // failure, deadlock, and connection errors.
-            matches!(code.as_ref(), "5" | "6" | "517" | "261" | "262" | "40001" | "40P01") || code.starts_with("08")
+            // SQLite BUSY/LOCKED (and their extended codes); PostgreSQL serialization
+            // failure, deadlock, connection errors, and the server going down or coming up
+            // (admin_shutdown, crash_shutdown, cannot_connect_now: a restart).
+            matches!(code.as_ref(), "5" | "6" | "517" | "261" | "262" | "40001" | "40P01")
+                || code.starts_with("08")
+                || code.starts_with("57P")
         }
         _ => false,
     }
