@@ -6,7 +6,8 @@
 //! once each, each stage event published once, and nothing of it in a dead-letter topic.
 //!
 //! `SHOP_FAULTS_SEED` replays a campaign (a failing run prints its seed first);
-//! `SHOP_FAULTS_SECONDS` sets how long faults strike (30 s by default; as long as asked by hand).
+//! `SHOP_FAULTS_SECONDS` sets how long faults strike (30 s by default; as long as asked by hand);
+//! `SHOP_FAULTS_OUTAGE_SECONDS` how long the mailbox or mobile may stay down (8 s by default).
 //! With `SHOP_TEST_KAFKA_BROKERS` and `SHOP_TEST_DATABASE_URL` it runs on the real cluster and
 //! PostgreSQL of `dev/kafka-cluster` and `dev/postgres` (see `support`), and strikes them too:
 //! one broker of the three killed for a while (never two at once: replication factor 3 with
@@ -53,9 +54,12 @@ enum Fault {
     DatabaseRestart,
 }
 
-/// The real engine's parts a campaign may strike, and whether one is down now (one at a time).
+/// What a campaign may strike beyond the services (the real engine's parts, when it runs on them), how long the
+/// mailbox or mobile may stay down, and whether a broker or the database is down now (one at a time).
 #[derive(Clone, Default)]
 struct Engine {
+    /// How long the mailbox or mobile may stay down.
+    outage: Duration,
     cluster: bool,
     postgres: bool,
     broker_down: Arc<std::sync::atomic::AtomicBool>,
@@ -74,7 +78,8 @@ fn pick(rng: &mut StdRng, killed: &mut HashMap<&'static str, Instant>, engine: &
             Fault::Kill(instance)
         }
         6..=7 => {
-            Fault::Down(DEPENDENCIES[rng.random_range(0..2)], Duration::from_millis(rng.random_range(2_000..8_000)))
+            let longest = engine.outage.as_millis().max(2_001) as u64;
+            Fault::Down(DEPENDENCIES[rng.random_range(0..2)], Duration::from_millis(rng.random_range(2_000..longest)))
         }
         10 if engine.cluster && !engine.broker_down.swap(true, SeqCst) => {
             Fault::BrokerDown(rng.random_range(1..=3), Duration::from_millis(rng.random_range(3_000..15_000)))
@@ -95,7 +100,10 @@ fn dev(script: &str, args: &[&str]) {
 async fn orders_complete_once_each_while_faults_strike_at_random() {
     let seed: u64 = std::env::var("SHOP_FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     let seconds: u64 = std::env::var("SHOP_FAULTS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    println!("fault campaign: SHOP_FAULTS_SEED={seed} SHOP_FAULTS_SECONDS={seconds}");
+    let outage: u64 = std::env::var("SHOP_FAULTS_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    println!(
+        "fault campaign: SHOP_FAULTS_SEED={seed} SHOP_FAULTS_SECONDS={seconds} SHOP_FAULTS_OUTAGE_SECONDS={outage}"
+    );
     let system = Arc::new(System::start().await);
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
@@ -107,6 +115,7 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     let mut faults = Vec::new();
     let mut killed = HashMap::new();
     let engine = Engine {
+        outage: Duration::from_secs(outage),
         cluster: std::env::var_os("SHOP_TEST_KAFKA_BROKERS").is_some(),
         postgres: std::env::var_os("SHOP_TEST_DATABASE_URL").is_some(),
         ..Engine::default()
