@@ -167,14 +167,15 @@ impl Report {
         let services: Vec<&Cost> = self.processes.iter().filter(|p| p.is_service()).collect();
         let services_cpu: f64 = services.iter().map(|p| p.cpu_seconds).sum();
         let kafka = self.kafka.as_ref().filter(|k| k.records > 0);
+        let per_record = kafka.map(|k| (services_cpu * 1000.0 / k.records as f64, k.records));
         goals.push(Goal {
             goal: format!("the services' CPU per Kafka record ≤ {GOAL_SERVICES_MS_PER_RECORD} ms"),
-            measured: match kafka {
-                Some(k) => format!("{:.3} ms ({} records)", services_cpu * 1000.0 / k.records as f64, k.records),
+            measured: match per_record {
+                Some((ms, records)) => format!("{ms:.3} ms ({records} records)"),
                 None => "no Kafka records counted".to_owned(),
             },
-            status: match kafka {
-                Some(k) => status(services_cpu * 1000.0 / k.records as f64 <= GOAL_SERVICES_MS_PER_RECORD),
+            status: match per_record {
+                Some((ms, _)) => status(ms <= GOAL_SERVICES_MS_PER_RECORD),
                 None => "unknown",
             },
         });

@@ -89,6 +89,16 @@ fn pick(rng: &mut StdRng, killed: &mut HashMap<&'static str, Instant>, engine: &
     }
 }
 
+/// A number from the environment, if set.
+fn setting(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|value| value.parse().ok())
+}
+
+/// How many of `faults` are of a kind.
+fn struck(faults: &[Fault], kind: fn(&Fault) -> bool) -> usize {
+    faults.iter().filter(|fault| kind(fault)).count()
+}
+
 /// Runs a `dev/` script (`kafka-cluster`, `postgres`) and insists it succeeds.
 fn dev(script: &str, args: &[&str]) {
     let path = format!("{}/../../dev/{script}", env!("CARGO_MANIFEST_DIR"));
@@ -98,9 +108,9 @@ fn dev(script: &str, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_complete_once_each_while_faults_strike_at_random() {
-    let seed: u64 = std::env::var("SHOP_FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
-    let seconds: u64 = std::env::var("SHOP_FAULTS_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let outage: u64 = std::env::var("SHOP_FAULTS_OUTAGE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let seed = setting("SHOP_FAULTS_SEED").unwrap_or_else(rand::random);
+    let seconds = setting("SHOP_FAULTS_SECONDS").unwrap_or(30);
+    let outage = setting("SHOP_FAULTS_OUTAGE_SECONDS").unwrap_or(8);
     println!(
         "fault campaign: SHOP_FAULTS_SEED={seed} SHOP_FAULTS_SECONDS={seconds} SHOP_FAULTS_OUTAGE_SECONDS={outage}"
     );
@@ -133,7 +143,7 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
             // Each part of the engine that can be struck is, at least once: the broker after a
             // third of the campaign, the database after two thirds.
             let third = Duration::from_secs(seconds) / 3;
-            let never = |kind: fn(&Fault) -> bool| !faults.iter().any(kind);
+            let never = |kind: fn(&Fault) -> bool| struck(&faults, kind) == 0;
             let fault = if engine.cluster
                 && now > started + third
                 && never(|f| matches!(f, Fault::BrokerDown(..)))
@@ -168,7 +178,7 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
         took.push(time);
     }
     took.sort();
-    let count = |kind: fn(&Fault) -> bool| faults.iter().filter(|f| kind(f)).count();
+    let count = |kind: fn(&Fault) -> bool| struck(&faults, kind);
     println!(
         "{} orders; faults: {} kills, {} dependencies down, {} freezes, {} brokers down, {} database restarts; \
          journeys took {:.1} s (median) to {:.1} s (longest)",
@@ -251,7 +261,7 @@ fn strike(system: &System, fault: &Fault, engine: &Engine, recoveries: &mut toki
 async fn journey(system: Arc<System>, email: String) -> (String, String, Duration) {
     let started = Instant::now();
     let token = system.customer(&email);
-    let key = uuid_like(&email);
+    let key = idempotency_key(&email);
     let mut attempt = 0;
     let created: Value = eventually(&format!("{email}'s order to be created"), PATIENCE, || {
         attempt += 1;
@@ -294,6 +304,6 @@ async fn journey(system: Arc<System>, email: String) -> (String, String, Duratio
 }
 
 /// An idempotency key of the journey, the same on every retry.
-fn uuid_like(email: &str) -> String {
+fn idempotency_key(email: &str) -> String {
     format!("journey-{email}")
 }

@@ -78,40 +78,48 @@ pub struct Subscription {
     pub waits: Waits,
 }
 
-/// What a service's consumers are waiting for: per group, the failure of a dependency a record
-/// is being retried on (the mailbox unreachable, the database busy), and since when. `/readyz`
-/// shows it while it lasts; the log says it at every retry.
+/// What a service's consumers are waiting for: per group and partition (each partition's worker
+/// retries on its own), the failure of a dependency a record is being retried on (the mailbox
+/// unreachable, the database busy), and since when. `/readyz` shows it while it lasts; the log
+/// says it at every retry.
 #[derive(Clone, Default)]
-pub struct Waits(Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, (String, std::time::Instant)>>>);
+pub struct Waits(Arc<std::sync::Mutex<std::collections::BTreeMap<Waiter, (String, std::time::Instant)>>>);
 
-/// One consumer group's wait, as `/readyz` shows it.
+/// A consumer group's worker of one partition.
+type Waiter = (&'static str, String, i32);
+
+/// One partition's wait, as `/readyz` shows it.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Wait {
     pub group: &'static str,
+    pub topic: String,
+    pub partition: i32,
     /// The last failure it is retrying on.
     pub waiting_for: String,
     pub since_seconds: u64,
 }
 
 impl Waits {
-    fn waiting(&self, group: &'static str, reason: &str) {
+    fn waiting(&self, waiter: Waiter, reason: &str) {
         let mut waits = self.0.lock().expect("waits lock");
-        let since = waits.get(group).map_or_else(std::time::Instant::now, |(_, since)| *since);
-        waits.insert(group, (reason.to_owned(), since));
+        let since = waits.get(&waiter).map_or_else(std::time::Instant::now, |(_, since)| *since);
+        waits.insert(waiter, (reason.to_owned(), since));
     }
 
-    fn done(&self, group: &'static str) {
-        self.0.lock().expect("waits lock").remove(group);
+    fn done(&self, waiter: &Waiter) {
+        self.0.lock().expect("waits lock").remove(waiter);
     }
 
-    /// Every group waiting now.
+    /// Every partition waiting now.
     pub fn now(&self) -> Vec<Wait> {
         let waits = self.0.lock().expect("waits lock");
         waits
             .iter()
-            .map(|(group, (reason, since))| Wait {
+            .map(|((group, topic, partition), (reason, since))| Wait {
                 group,
+                topic: topic.clone(),
+                partition: *partition,
                 waiting_for: reason.clone(),
                 since_seconds: since.elapsed().as_secs(),
             })
@@ -311,11 +319,12 @@ async fn process(
         trace_id = %incoming.trace.trace_id(),
     );
     let mut delays = crate::retry::delays(Duration::from_millis(100));
+    let waiter = (group, message.topic().to_owned(), message.partition());
     let mut retried = false;
     loop {
         let outcome = handler.handle(&incoming).instrument(span.clone()).await;
         if retried && !matches!(outcome, Err(HandleError::Transient(_))) {
-            waits.done(group);
+            waits.done(&waiter);
             span.in_scope(|| tracing::info!("Handled after waiting; going on"));
         }
         match outcome {
@@ -326,7 +335,7 @@ async fn process(
             Err(HandleError::Transient(reason)) => {
                 let wait = delays.next().expect("retries never run out");
                 retried = true;
-                waits.waiting(group, &reason);
+                waits.waiting(waiter.clone(), &reason);
                 span.in_scope(|| tracing::warn!(%reason, retry_in = ?wait, "Handling failed, will retry"));
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}

@@ -170,6 +170,7 @@ async fn while_the_mailbox_is_down_readiness_says_so_and_the_mail_goes_out_once_
     })
     .await;
     assert_eq!(waiting[0]["group"], "notification-email", "{waiting:?}");
+    assert_eq!(waiting[0]["topic"], "orders-created", "{waiting:?}");
     assert!(waiting[0]["waitingFor"].as_str().unwrap().contains("unreachable"), "{waiting:?}");
     assert!(waiting[0]["sinceSeconds"].is_u64());
     let ada = system.keys().customer("ada@example.com");
