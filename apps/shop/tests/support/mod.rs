@@ -325,12 +325,21 @@ impl System {
         Paused { pid }
     }
 
+    /// The pid of `instance`, waiting while `shop up` is still starting it again (it was just
+    /// killed); fails after 30 s.
     fn service_pid(&self, instance: &str) -> i32 {
-        self.children()
-            .into_iter()
-            .find(|(_, args)| args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance))
-            .unwrap_or_else(|| panic!("no running {instance} under shop up"))
-            .0
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let found = self
+                .children()
+                .into_iter()
+                .find(|(_, args)| args.windows(2).any(|w| w[0] == "--instance-id" && w[1] == instance));
+            match found {
+                Some((pid, _)) => return pid,
+                None if Instant::now() > deadline => panic!("no running {instance} under shop up"),
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     /// SIGKILLs `shop up` and every service process it started, all at once (as when the
