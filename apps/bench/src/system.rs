@@ -1,7 +1,6 @@
 //! The system under test: either started here, as `shop up` (this same binary) in a child
 //! process on free ports with a fresh data folder, or a running one named by its URLs.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -103,7 +102,8 @@ impl System {
 }
 
 async fn start(args: &BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Result<System> {
-    let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>()?;
+    let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] =
+        shop_platform::ports::unused::<11>()?;
     let data_dir = std::env::temp_dir().join(format!("shop-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     // The secrets the system will use, made here first so the bench can sign its callers' tokens.
@@ -203,11 +203,4 @@ async fn wait_until_ready(system: &mut System, ports: &[u16]) -> anyhow::Result<
         }
     }
     Ok(())
-}
-
-/// Free ports, all held at once while choosing so none is handed out twice.
-fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
-    let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<Result<Vec<_>, _>>()?;
-    let ports = listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect::<Result<Vec<_>, _>>()?;
-    Ok(ports.try_into().expect("N ports"))
 }

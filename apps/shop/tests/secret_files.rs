@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -77,7 +77,7 @@ fn folder_with(work: &Path, files: &[String]) -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()
+    shop_platform::ports::unused_one().expect("a free port")
 }
 
 /// A running `shop serve <service>`, killed when dropped, with its output gathered.

@@ -8,12 +8,8 @@ use std::time::{Duration, Instant};
 
 use support::System;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn serve_then_terminate(system: &System, service: &str, extra: &[String]) {
-    let port = free_port();
+    let port = shop_platform::ports::unused_one().unwrap();
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
         .args(["serve", service, "--http-host", "127.0.0.1", "--http-port", &port.to_string()])

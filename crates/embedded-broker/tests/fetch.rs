@@ -12,6 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use shop_embedded_broker::{EmbeddedBroker, Retention, Storage};
@@ -81,6 +82,11 @@ async fn read(consumer: &StreamConsumer, count: usize) -> Vec<(i64, String)> {
         let left = until.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, consumer.recv()).await {
             Ok(Ok(m)) => read.push((m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned())),
+            // A dropped connection is the client's to mend (it reconnects and fetches again from
+            // where it was); what it then reads is still checked, and the deadline still holds.
+            Ok(Err(KafkaError::MessageConsumption(
+                RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown,
+            ))) => eprintln!("consumer: a connection to the broker dropped; the client reconnects"),
             Ok(Err(error)) => panic!("consumer error: {error}"),
             Err(_) => break,
         }

@@ -11,6 +11,7 @@ pub mod http;
 pub mod inbox;
 pub mod kafka;
 pub mod outbox;
+pub mod ports;
 pub mod retry;
 pub mod secrets;
 pub mod shutdown;

@@ -54,12 +54,11 @@ pub fn config<C: clap::Args>(args: &[String]) -> C {
     Flags::<C>::from_arg_matches(&matches).unwrap_or_else(|e| panic!("flags {args:?}: {e}")).config
 }
 
-/// A port nothing listens on now, for what cannot be given port 0 (the broker, an SMTP port).
+/// A port nothing listens on now, for what cannot be given port 0 (the broker, an SMTP port);
+/// outside the ephemeral range, so no outgoing connection takes it first
+/// ([`shop_platform::ports`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free local port")
-        .port()
+    shop_platform::ports::unused_one().expect("a free local port")
 }
 
 /// A fresh system for one test: a broker with every topic, a data folder, keys, and the

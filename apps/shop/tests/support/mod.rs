@@ -15,7 +15,6 @@
 #![allow(dead_code)]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,14 +51,8 @@ impl Paused {
     }
 }
 
-/// Free ports, all held at once while choosing so none is handed out twice.
 /// What `shop up` prints once every service answers.
 const UP_LINE: &str = "Shop is up.";
-
-fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port")).collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
-}
 
 impl System {
     pub async fn start() -> System {
@@ -68,7 +61,8 @@ impl System {
 
     /// Starts on an existing data folder, e.g. the one of a system stopped before.
     pub async fn start_with(data: std::sync::Arc<tempfile::TempDir>) -> System {
-        let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] = free_ports::<11>();
+        let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] =
+            shop_platform::ports::unused::<11>().expect("11 free ports");
         let log = std::env::var_os("TEST_LOG").is_none().then(|| data.path().join(format!("shop-up-{broker}.log")));
         let log_file = log.as_ref().map(|path| std::fs::File::create(path).expect("a log file in the data folder"));
         let output = || match &log_file {

@@ -65,6 +65,16 @@ pub trait ConsumerContext: ClientContext + Sized {
             }
         };
 
+        // A rebalance event still queued when the consumer group has terminated (the consumer
+        // closed meanwhile, e.g. while a deleted topic made the group join again) has nothing
+        // left to assign or unassign, and librdkafka drops an assign request to a terminated
+        // group without answering it: `rd_kafka_assign` would wait for ever (as
+        // `rd_kafka_rebalance_protocol` did before librdkafka checked for this itself,
+        // confluentinc/librdkafka#4041; the assign case is confluentinc/librdkafka#4884).
+        if unsafe { rdsys::rd_kafka_consumer_closed(base_consumer.native_client().ptr()) } != 0 {
+            trace!("Consumer group terminated; rebalance event ignored");
+            return;
+        }
         trace!("Running pre-rebalance with {:?}", rebalance);
         self.pre_rebalance(base_consumer, &rebalance);
 
