@@ -78,7 +78,7 @@ impl Parts {
 
     /// The relay publishing what `outbox` holds in this service's database.
     pub fn relay(&self, outbox: &Outbox) -> Relay {
-        Relay::new(self.pool.clone(), self.producer.clone(), outbox, &self.instance)
+        Relay::new(self.pool.clone(), self.producer.clone(), &self.brokers, outbox, &self.instance)
     }
 
     /// The host serving `router` with the standard readiness checks (storage and broker) and

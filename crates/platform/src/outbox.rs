@@ -100,6 +100,9 @@ impl Outbox {
 pub struct Relay {
     pool: Pool,
     producer: Producer,
+    /// Where a new producer connects, as whom: the one given is replaced after a fatal error.
+    brokers: String,
+    client_id: String,
     owner: String,
     wake: Arc<Notify>,
 }
@@ -113,12 +116,35 @@ struct Pending {
 }
 
 impl Relay {
-    pub fn new(pool: Pool, producer: Producer, outbox: &Outbox, instance: &str) -> Self {
+    pub fn new(pool: Pool, producer: Producer, brokers: &str, outbox: &Outbox, instance: &str) -> Self {
         let owner = format!("{instance}/{}", Uuid::new_v4().simple());
-        Self { pool, producer, owner, wake: outbox.wake.clone() }
+        Self {
+            pool,
+            producer,
+            brokers: brokers.to_owned(),
+            client_id: instance.to_owned(),
+            owner,
+            wake: outbox.wake.clone(),
+        }
     }
 
-    pub async fn run(self, stop: Shutdown) {
+    /// An idempotent producer can fail for good (librdkafka's "fatal" errors, e.g. fenced by a
+    /// newer epoch of itself after the process was frozen past its delivery timeout): nothing
+    /// it sends will go through again, and librdkafka's advice is a new producer. The rows it
+    /// did not get acknowledged are still in the outbox and go out with the new one.
+    fn replace_producer_if_failed_for_good(&mut self) {
+        use rdkafka::producer::Producer as _;
+        let Some((code, reason)) = self.producer.client().fatal_error() else { return };
+        match crate::kafka::producer(&self.brokers, &self.client_id) {
+            Ok(fresh) => {
+                tracing::error!(?code, reason, "The outbox's producer failed for good; publishing with a new one");
+                self.producer = fresh;
+            }
+            Err(error) => tracing::error!(%error, "The outbox's producer failed for good and no new one can be made"),
+        }
+    }
+
+    pub async fn run(mut self, stop: Shutdown) {
         let mut lease_until = 0_i64;
         let first_retry = Duration::from_millis(50);
         let mut delays = crate::retry::delays(first_retry);
@@ -159,6 +185,7 @@ impl Relay {
                 }
                 Ok(_) => delays = crate::retry::delays(first_retry),
                 Err(error) => {
+                    self.replace_producer_if_failed_for_good();
                     let wait = delays.next().expect("retries never run out");
                     tracing::warn!(%error, retry_in = ?wait, "Outbox relay cannot publish yet");
                     if stopping {

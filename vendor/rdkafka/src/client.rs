@@ -553,6 +553,14 @@ impl<C: ClientContext> Client<C> {
         }
     }
 
+    /// Makes this client fail for good, as if librdkafka had raised the fatal error `code`
+    /// itself (`rd_kafka_test_fatal_error`, librdkafka's aid for testing how an application
+    /// handles fatal errors). Returns the error librdkafka answers: none if it raised it.
+    pub fn raise_fatal_error_for_test(&self, code: RDKafkaRespErr, reason: &str) -> RDKafkaErrorCode {
+        let reason = CString::new(reason).unwrap_or_default();
+        unsafe { rdsys::rd_kafka_test_fatal_error(self.native_ptr(), code, reason.as_ptr()) }.into()
+    }
+
     /// If this client was configured with `test.mock.num.brokers`,
     /// this will return a [`MockCluster`] instance associated with this client,
     /// otherwise `None` is returned.
