@@ -3,15 +3,14 @@
 //! record in it, or a handler failing it) is handled record by record: every good record is
 //! applied once, the bad one is set aside on the dead-letter topic, the partition goes on.
 
+mod support;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
-use rdkafka::{Message, Offset, TopicPartitionList};
-use shop_embedded_broker::EmbeddedBroker;
 use shop_events::{AuditRecorded, Event, OrderId, RawEnvelope, Topic};
 use shop_platform::consumer::{self, HandleError, Handler, Incoming, Subscription};
 use shop_platform::{kafka, Shutdown};
@@ -101,40 +100,10 @@ async fn until(what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// The first payload on the dead-letter topic, read from its start.
-fn first_dead_letter(brokers: &str) -> Option<Vec<u8>> {
-    let reader: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "dead-letter-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut from_start = TopicPartitionList::new();
-    from_start.add_partition_offset(&TOPIC.dead_letter_name(), 0, Offset::Beginning).unwrap();
-    reader.assign(&from_start).unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    while Instant::now() < deadline {
-        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
-            return Some(message.payload().unwrap_or_default().to_vec());
-        }
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn waiting_records_go_as_a_batch_and_a_bad_batch_goes_record_by_record() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let broker = EmbeddedBroker::start(
-        "127.0.0.1",
-        "127.0.0.1",
-        port,
-        &shop_embedded_broker::Storage::Memory,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let broker = support::broker_with(&[TOPIC.name()]).await;
     let brokers = broker.bootstrap_servers().to_owned();
-    kafka::create_topics(&brokers, &[TOPIC.name().to_owned()], 1, 1).await.unwrap();
     let producer = kafka::producer(&brokers, "test-producer").unwrap();
     let recorder = Arc::new(Recorder::default());
     let shutdown = Shutdown::new();
@@ -177,7 +146,11 @@ async fn waiting_records_go_as_a_batch_and_a_bad_batch_goes_record_by_record() {
 
     assert_eq!(*recorder.applied.lock().unwrap(), sent.iter().cloned().collect::<HashSet<_>>());
     assert_eq!(*recorder.effects.lock().unwrap(), sent.len(), "each record took effect once");
-    let dead = tokio::task::spawn_blocking(move || first_dead_letter(&brokers)).await.unwrap();
+    let dead = tokio::task::spawn_blocking(move || {
+        support::read_from_start(&brokers, &TOPIC.dead_letter_name(), 1, DEADLINE).into_iter().next()
+    })
+    .await
+    .unwrap();
     assert_eq!(dead.as_deref(), Some(UNDECODABLE), "the undecodable record is set aside");
 
     shutdown.trigger();
