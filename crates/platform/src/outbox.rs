@@ -128,16 +128,27 @@ impl Relay {
         }
     }
 
-    /// An idempotent producer can fail for good (librdkafka's "fatal" errors, e.g. fenced by a
-    /// newer epoch of itself after the process was frozen past its delivery timeout): nothing
-    /// it sends will go through again, and librdkafka's advice is a new producer. The rows it
-    /// did not get acknowledged are still in the outbox and go out with the new one.
-    fn replace_producer_if_failed_for_good(&mut self) {
+    /// An idempotent producer can fail for good: librdkafka's "fatal" errors, or fenced by a
+    /// newer epoch of itself (after the process was frozen past its delivery timeout librdkafka
+    /// bumps the epoch, and the embedded broker then refuses every send as `ProducerFenced`
+    /// without librdkafka calling it fatal). Nothing it sends will go through again, and
+    /// librdkafka's advice is a new producer. The rows it did not get acknowledged are still in
+    /// the outbox and go out with the new one.
+    fn replace_producer_if_failed_for_good(&mut self, error: &anyhow::Error) {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
         use rdkafka::producer::Producer as _;
-        let Some((code, reason)) = self.producer.client().fatal_error() else { return };
+        let fenced = matches!(
+            error.downcast_ref::<KafkaError>(),
+            Some(KafkaError::MessageProduction(RDKafkaErrorCode::ProducerFenced))
+        );
+        let why = match self.producer.client().fatal_error() {
+            Some((code, reason)) => format!("{code:?}: {reason}"),
+            None if fenced => "fenced".to_owned(),
+            None => return,
+        };
         match crate::kafka::producer(&self.brokers, &self.client_id) {
             Ok(fresh) => {
-                tracing::error!(?code, reason, "The outbox's producer failed for good; publishing with a new one");
+                tracing::error!(why, "The outbox's producer failed for good; publishing with a new one");
                 self.producer = fresh;
             }
             Err(error) => tracing::error!(%error, "The outbox's producer failed for good and no new one can be made"),
@@ -185,7 +196,7 @@ impl Relay {
                 }
                 Ok(_) => delays = crate::retry::delays(first_retry),
                 Err(error) => {
-                    self.replace_producer_if_failed_for_good();
+                    self.replace_producer_if_failed_for_good(&error);
                     let wait = delays.next().expect("retries never run out");
                     tracing::warn!(%error, retry_in = ?wait, "Outbox relay cannot publish yet");
                     if stopping {
