@@ -71,18 +71,21 @@ fn base(brokers: &str, client_id: &str) -> ClientConfig {
 /// per partition), acks from all in-sync replicas, and a short linger so a single event
 /// leaves within milliseconds while bursts still batch.
 pub fn producer(brokers: &str, client_id: &str) -> Result<Producer, KafkaError> {
-    base(brokers, client_id)
+    let mut config = base(brokers, client_id);
+    config
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", "30000")
-        .create_with_context(Context)
+        .set("message.timeout.ms", "30000");
+    config.extend(tuning("SHOP_KAFKA_PRODUCER"));
+    config.create_with_context(Context)
 }
 
 /// A consumer in `group`, a static member named `client_id`. Offsets are stored by the consumer loop after each record's
 /// effect is committed, and auto-committed from there; nothing is stored ahead of the work.
 pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupConsumer, KafkaError> {
-    base(brokers, client_id)
+    let mut config = base(brokers, client_id);
+    config
         .set("group.id", group)
         // Static membership: a replica restarted under the same name takes its partitions
         // back at once instead of waiting for its old session to expire.
@@ -96,8 +99,29 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupCons
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("enable.partition.eof", "false")
-        .create_with_context(Context)
+        .set("enable.partition.eof", "false");
+    config.extend(tuning("SHOP_KAFKA_CONSUMER"));
+    config.create_with_context(Context)
+}
+
+/// librdkafka properties an operator sets in the environment variable `var`, as
+/// `name=value,name=value`, over the ones above: to tune the clients for a cluster
+/// (`SHOP_KAFKA_CONSUMER="fetch.min.bytes=4096,fetch.wait.max.ms=20"`) without a rebuild.
+/// librdkafka refuses an unknown name or a bad value when the client is made.
+fn tuning(var: &str) -> Vec<(String, String)> {
+    std::env::var(var).map(|value| parse_tuning(&value)).unwrap_or_default()
+}
+
+fn parse_tuning(value: &str) -> Vec<(String, String)> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (name.trim().to_owned(), value.trim().to_owned())
+        })
+        .collect()
 }
 
 pub fn admin(brokers: &str) -> Result<AdminClient<DefaultClientContext>, KafkaError> {
@@ -210,4 +234,21 @@ pub async fn tail(brokers: &str, client_id: &str, topics: &[&str]) -> Result<Gro
 
 pub(crate) fn subscribe(consumer: &GroupConsumer, topics: &[&str]) -> Result<(), KafkaError> {
     consumer.subscribe(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuning_is_read_as_name_value_pairs_and_librdkafka_judges_them() {
+        let pairs = parse_tuning(" fetch.min.bytes=4096, fetch.wait.max.ms = 20 ,,");
+        assert_eq!(
+            pairs,
+            [("fetch.min.bytes".to_owned(), "4096".to_owned()), ("fetch.wait.max.ms".to_owned(), "20".to_owned())]
+        );
+        let mut config = ClientConfig::new();
+        config.extend(parse_tuning("no.such.property=1"));
+        assert!(config.create::<rdkafka::consumer::BaseConsumer>().is_err(), "an unknown name is refused");
+    }
 }
