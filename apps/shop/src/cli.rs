@@ -161,6 +161,11 @@ pub struct UpArgs {
     /// Address every service listens on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
+    /// The host name the processes reach each other at (the embedded broker's advertised
+    /// listener, the services' URLs of each other), when not `--host`: e.g. `--host 0.0.0.0`
+    /// with this machine's name, or a proxy in front of every service.
+    #[arg(long = "advertised-host")]
+    pub advertised_host: Option<String>,
     /// Ports of the two order replicas.
     #[arg(long = "order-ports", value_delimiter = ',', default_value = "8081,8091")]
     pub order_ports: Vec<u16>,
@@ -183,4 +188,11 @@ pub struct UpArgs {
     /// CPU, spread by the services' usual load (see docs/performance.md).
     #[arg(long = "no-cpu-pinning")]
     pub no_cpu_pinning: bool,
+}
+
+impl UpArgs {
+    /// Where the processes reach each other: `--advertised-host`, else `--host`.
+    pub fn peer_host(&self) -> &str {
+        self.advertised_host.as_deref().unwrap_or(&self.host)
+    }
 }

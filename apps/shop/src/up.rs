@@ -116,7 +116,7 @@ async fn start_broker(args: &UpArgs) -> anyhow::Result<(String, Option<Broker>)>
         };
         let broker = shop_embedded_broker::EmbeddedBroker::start(
             &args.host,
-            &args.host,
+            args.peer_host(),
             args.broker_port,
             &storage,
             &shop_embedded_broker::Retention { ms: args.broker_retention_ms, bytes: args.broker_retention_bytes },
@@ -149,8 +149,9 @@ async fn wait_for_cluster(brokers: &str) -> anyhow::Result<()> {
 
 fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
     let host = &args.host;
+    let peer = args.peer_host();
     let data_dir = args.data_dir.display().to_string();
-    let url = |port: u16| format!("http://{host}:{port}");
+    let url = |port: u16| format!("http://{peer}:{port}");
     let public = |port: u16| format!("http://localhost:{port}");
     // The pages that call other services from the browser: the app (order's API), and the
     // staff's pages and the payment page (sign-in), as the browser names them.
@@ -198,7 +199,7 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
         args.notification_port,
         vec![
             ("MOBILE_URL", url(args.mobile_port)),
-            ("SMTP_HOST", host.clone()),
+            ("SMTP_HOST", peer.to_owned()),
             ("SMTP_PORT", args.smtp_port.to_string()),
         ],
     ));

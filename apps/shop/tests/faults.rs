@@ -1,7 +1,9 @@
 //! A fault campaign: customers start orders at a steady rate and take each through every stage
 //! while faults strike at random moments, chosen from a seed: a service process killed
 //! (SIGKILL; `shop up` starts it again), the mailbox or mobile unresponsive for a while
-//! (SIGSTOP, then SIGCONT), any service frozen for a moment. Afterwards every order must have
+//! (SIGSTOP, then SIGCONT), any service frozen for a moment; and half-way (then every further
+//! minute) the whole system at once, `shop up` and every service SIGKILLed, and `shop up`
+//! started again on its data folder and ports. Afterwards every order must have
 //! reached `delivered` with each stage once, exactly 7 pushes and 7 mails, its 10 audit records
 //! once each, each stage event published once, and nothing of it in a dead-letter topic.
 //!
@@ -21,8 +23,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
-use support::{eventually, kafka, order_for, url, System, PATIENCE};
+use support::System;
 
 /// Every service process `shop up` runs.
 const SERVICES: [&str; 9] = [
@@ -52,6 +53,9 @@ enum Fault {
     BrokerDown(u8, Duration),
     /// PostgreSQL stopped (fast shutdown: every connection cut) and started again.
     DatabaseRestart,
+    /// `shop up` itself and every service SIGKILLed at once (a machine losing power), and
+    /// `shop up` started again on the same data folder and ports.
+    Restart,
 }
 
 /// What a campaign may strike beyond the services (the real engine's parts, when it runs on them), how long the
@@ -132,11 +136,13 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     };
     let mut recoveries = tokio::task::JoinSet::new();
     let mut number = 0;
+    // The whole system is killed and started again half-way, and every further minute.
+    let mut next_restart = started + Duration::from_secs(seconds) / 2;
     while Instant::now() < until {
         let now = Instant::now();
         if now >= next_order {
             number += 1;
-            journeys.spawn(journey(system.clone(), format!("fault{number}-{seed}@example.com")));
+            journeys.spawn(support::journey(system.clone(), format!("fault{number}-{seed}@example.com")));
             next_order += EVERY;
         }
         if now >= next_fault {
@@ -144,7 +150,12 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
             // third of the campaign, the database after two thirds.
             let third = Duration::from_secs(seconds) / 3;
             let never = |kind: fn(&Fault) -> bool| struck(&faults, kind) == 0;
-            let fault = if engine.cluster
+            let engine_up = !engine.broker_down.load(std::sync::atomic::Ordering::SeqCst)
+                && !engine.database_down.load(std::sync::atomic::Ordering::SeqCst);
+            let fault = if now >= next_restart && engine_up {
+                next_restart += Duration::from_secs(60);
+                Fault::Restart
+            } else if engine.cluster
                 && now > started + third
                 && never(|f| matches!(f, Fault::BrokerDown(..)))
                 && !engine.broker_down.swap(true, std::sync::atomic::Ordering::SeqCst)
@@ -160,7 +171,13 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
                 pick(&mut rng, &mut killed, &engine)
             };
             println!("{:>6.1} s  {fault:?}", started.elapsed().as_secs_f64());
-            strike(&system, &fault, &engine, &mut recoveries);
+            if let Fault::Restart = fault {
+                // Nothing else strikes meanwhile: the next fault waits until it is up again.
+                system.kill_and_start_again().await;
+                println!("{:>6.1} s  up again", started.elapsed().as_secs_f64());
+            } else {
+                strike(&system, &fault, &engine, &mut recoveries);
+            }
             faults.push(fault);
             next_fault = Instant::now() + Duration::from_millis(rng.random_range(1_000..4_000));
         }
@@ -180,7 +197,8 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
     took.sort();
     let count = |kind: fn(&Fault) -> bool| struck(&faults, kind);
     println!(
-        "{} orders; faults: {} kills, {} dependencies down, {} freezes, {} brokers down, {} database restarts; \
+        "{} orders; faults: {} kills, {} dependencies down, {} freezes, {} brokers down, {} database restarts, \
+         {} restarts of the whole system; \
          journeys took {:.1} s (median) to {:.1} s (longest)",
         orders.len(),
         count(|f| matches!(f, Fault::Kill(_))),
@@ -188,30 +206,11 @@ async fn orders_complete_once_each_while_faults_strike_at_random() {
         count(|f| matches!(f, Fault::Freeze(..))),
         count(|f| matches!(f, Fault::BrokerDown(..))),
         count(|f| matches!(f, Fault::DatabaseRestart)),
+        count(|f| matches!(f, Fault::Restart)),
         took[took.len() / 2].as_secs_f64(),
         took.last().unwrap().as_secs_f64(),
     );
-    for (order_id, _) in &orders {
-        system.notifications(order_id, 7).await;
-    }
-    system.wait_until_consumed().await;
-    for (order_id, _) in &orders {
-        let (order, pushes, emails, actions) = support::observed(&system, order_id).await;
-        support::assert_once_each(&order, pushes, emails, &actions);
-    }
-    system.assert_each_stage_published_once(&orders).await;
-    let brokers = system.brokers();
-    let ids: Vec<String> = orders.iter().map(|(order_id, _)| order_id.clone()).collect();
-    let set_aside = tokio::task::spawn_blocking(move || {
-        shop_events::Topic::ALL
-            .iter()
-            .flat_map(|topic| kafka::read_all(&brokers, &topic.dead_letter_name()))
-            .filter(|record| record.key.as_ref().is_some_and(|key| ids.contains(key)))
-            .count()
-    })
-    .await
-    .unwrap();
-    assert_eq!(set_aside, 0, "records of the campaign's orders were set aside");
+    support::assert_every_order_once(&system, &orders).await;
     println!("every order delivered, each stage, push, mail and audit record once, nothing set aside");
 }
 
@@ -239,6 +238,7 @@ fn strike(system: &System, fault: &Fault, engine: &Engine, recoveries: &mut toki
                 down.store(false, SeqCst);
             });
         }
+        Fault::Restart => unreachable!("the campaign's loop restarts the system itself"),
         Fault::DatabaseRestart => {
             let down = engine.database_down.clone();
             recoveries.spawn(async move {
@@ -252,58 +252,4 @@ fn strike(system: &System, fault: &Fault, engine: &Engine, recoveries: &mut toki
             });
         }
     }
-}
-
-/// One customer's order from creation to delivered, through the public APIs as a client
-/// behind a load balancer would use them: a replica that does not answer is skipped, and a
-/// call that may have been done before its answer was lost is made again (the order with the
-/// same `Idempotency-Key`; a pay or courier step already done answers 409).
-async fn journey(system: Arc<System>, email: String) -> (String, String, Duration) {
-    let started = Instant::now();
-    let token = system.customer(&email);
-    let key = idempotency_key(&email);
-    let mut attempt = 0;
-    let created: Value = eventually(&format!("{email}'s order to be created"), PATIENCE, || {
-        attempt += 1;
-        let request = system
-            .http
-            .post(url(system.order[attempt % 2], "/orders"))
-            .header("authorization", &token)
-            .header("idempotency-key", &key)
-            .json(&order_for(&email));
-        async move {
-            let response = request.send().await.ok()?;
-            (response.status() == 201).then_some(response.json().await.ok()?)
-        }
-    })
-    .await;
-    let order_id = created["orderId"].as_str().unwrap().to_owned();
-    let payment_id = created["paymentId"].as_str().unwrap().to_owned();
-    system.remember(&order_id, &email);
-    system.remember(&payment_id, &email);
-
-    let pay = format!("/payments/{payment_id}/pay");
-    eventually(&format!("{payment_id} to be paid"), PATIENCE, || {
-        attempt += 1;
-        let request = system.http.post(url(system.payment[attempt % 2], &pay)).header("authorization", &token);
-        async move { request.send().await.ok().filter(|r| matches!(r.status().as_u16(), 200 | 409)).map(|_| ()) }
-    })
-    .await;
-    system.wait_for_status(&order_id, "shipping").await;
-    for (action, status) in [("shipped", "shipped"), ("delivered", "delivered")] {
-        let path = format!("/deliveries/{order_id}/{action}");
-        let courier = system.courier_token();
-        eventually(&format!("courier {action} of {order_id}"), PATIENCE, || {
-            let request = system.http.post(url(system.delivery, &path)).header("authorization", &courier);
-            async move { request.send().await.ok().filter(|r| matches!(r.status().as_u16(), 202 | 409)).map(|_| ()) }
-        })
-        .await;
-        system.wait_for_status(&order_id, status).await;
-    }
-    (order_id, payment_id, started.elapsed())
-}
-
-/// An idempotency key of the journey, the same on every retry.
-fn idempotency_key(email: &str) -> String {
-    format!("journey-{email}")
 }

@@ -22,7 +22,11 @@ use serde_json::Value;
 use shop_platform::auth::{Role, SigningKey};
 
 pub struct System {
-    child: Child,
+    child: std::sync::Mutex<Child>,
+    /// How `shop up` is started, again after `kill_and_start_again`.
+    launch: Launch,
+    /// How often `shop up` was started: as often, its log says it is up.
+    starts: std::sync::atomic::AtomicUsize,
     log: Option<std::path::PathBuf>,
     data: std::sync::Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
@@ -37,6 +41,54 @@ pub struct System {
     pub smtp: u16,
     /// The customer (email) of every order and payment created through `create_order`.
     owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// `shop up` with its arguments, the variables it must not inherit, and its log file (the
+/// terminal when None): what starts it, the first time and again.
+struct Launch {
+    args: Vec<String>,
+    unset: Vec<&'static str>,
+    log: Option<std::path::PathBuf>,
+}
+
+impl Launch {
+    fn spawn(&self) -> Child {
+        let log_file = self.log.as_ref().map(|path| {
+            std::fs::OpenOptions::new().create(true).append(true).open(path).expect("a log file in the data folder")
+        });
+        let output = || match &log_file {
+            Some(file) => Stdio::from(file.try_clone().expect("the log file opens twice")),
+            None => Stdio::inherit(),
+        };
+        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
+        for name in &self.unset {
+            command.env_remove(name);
+        }
+        command.args(&self.args).stdout(output()).stderr(output()).spawn().expect("shop up starts")
+    }
+}
+
+/// The ports a system listens on: its embedded broker and every service.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub broker: u16,
+    pub order: [u16; 2],
+    pub payment: [u16; 2],
+    pub delivery: u16,
+    pub notification: u16,
+    pub logging: u16,
+    pub mobile: u16,
+    pub email: u16,
+    pub smtp: u16,
+}
+
+impl Ports {
+    /// Ports free now and taken by nothing else of this process.
+    pub fn unused() -> Ports {
+        let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] =
+            shop_platform::ports::unused::<11>().expect("11 free ports");
+        Ports { broker, order: [o1, o2], payment: [p1, p2], delivery, notification, logging, mobile, email, smtp }
+    }
 }
 
 /// A service process stopped with SIGSTOP.
@@ -61,23 +113,24 @@ impl System {
 
     /// Starts on an existing data folder, e.g. the one of a system stopped before.
     pub async fn start_with(data: std::sync::Arc<tempfile::TempDir>) -> System {
-        let [broker, o1, o2, p1, p2, delivery, notification, logging, mobile, email, smtp] =
-            shop_platform::ports::unused::<11>().expect("11 free ports");
+        Self::start_on(data, Ports::unused(), &[]).await
+    }
+
+    /// Starts on `ports`, with more arguments for `shop up` (e.g. `--advertised-host`).
+    pub async fn start_on(data: std::sync::Arc<tempfile::TempDir>, ports: Ports, more: &[&str]) -> System {
+        let Ports { broker, order: [o1, o2], payment: [p1, p2], delivery, notification, logging, mobile, email, smtp } =
+            ports;
         let log = std::env::var_os("TEST_LOG").is_none().then(|| data.path().join(format!("shop-up-{broker}.log")));
-        let log_file = log.as_ref().map(|path| std::fs::File::create(path).expect("a log file in the data folder"));
-        let output = || match &log_file {
-            Some(file) => Stdio::from(file.try_clone().expect("the log file opens twice")),
-            None => Stdio::inherit(),
-        };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shop"));
-        command.arg("up");
+        let mut args: Vec<String> = vec!["up".into()];
+        let mut unset = vec![];
         let brokers = match std::env::var("SHOP_TEST_KAFKA_BROKERS") {
             Ok(external) => {
-                command.args(["--kafka-brokers", &external]);
+                args.extend(["--kafka-brokers".into(), external.clone()]);
                 external
             }
             Err(_) => {
-                command.args(["--broker-port", &broker.to_string()]).env_remove("KAFKA_BROKERS");
+                args.extend(["--broker-port".into(), broker.to_string()]);
+                unset.push("KAFKA_BROKERS");
                 format!("127.0.0.1:{broker}")
             }
         };
@@ -91,28 +144,30 @@ impl System {
                     .chars()
                     .filter(char::is_ascii_alphanumeric)
                     .collect();
-                command.args(["--database-url", &format!("{}/t{}", server.trim_end_matches('/'), name.to_lowercase())]);
+                let url = format!("{}/t{}", server.trim_end_matches('/'), name.to_lowercase());
+                args.extend(["--database-url".into(), url]);
             }
-            Err(_) => {
-                command.env_remove("DATABASE_URL");
-            }
+            Err(_) => unset.push("DATABASE_URL"),
         }
-        let child = command
-            .args(["--data-dir", data.path().to_str().unwrap()])
-            .args(["--order-ports", &format!("{o1},{o2}")])
-            .args(["--payment-ports", &format!("{p1},{p2}")])
-            .args(["--delivery-port", &delivery.to_string()])
-            .args(["--notification-port", &notification.to_string()])
-            .args(["--logging-port", &logging.to_string()])
-            .args(["--mobile-port", &mobile.to_string()])
-            .args(["--email-port", &email.to_string()])
-            .args(["--smtp-port", &smtp.to_string()])
-            .stdout(output())
-            .stderr(output())
-            .spawn()
-            .expect("shop up starts");
-        let mut system = System {
-            child,
+        for (flag, value) in [
+            ("--data-dir", data.path().to_str().unwrap().to_owned()),
+            ("--order-ports", format!("{o1},{o2}")),
+            ("--payment-ports", format!("{p1},{p2}")),
+            ("--delivery-port", delivery.to_string()),
+            ("--notification-port", notification.to_string()),
+            ("--logging-port", logging.to_string()),
+            ("--mobile-port", mobile.to_string()),
+            ("--email-port", email.to_string()),
+            ("--smtp-port", smtp.to_string()),
+        ] {
+            args.extend([flag.into(), value]);
+        }
+        args.extend(more.iter().map(|arg| (*arg).to_owned()));
+        let launch = Launch { args, unset, log: log.clone() };
+        let system = System {
+            child: std::sync::Mutex::new(launch.spawn()),
+            launch,
+            starts: std::sync::atomic::AtomicUsize::new(1),
             log,
             data,
             // A kept-alive connection is given up well before the services close an idle one
@@ -138,6 +193,23 @@ impl System {
         system
     }
 
+    /// `shop up` and every service SIGKILLed at once (`kill_everything`), then `shop up` started
+    /// again as before: on the same ports and data folder, so clients carry on where they were.
+    pub async fn kill_and_start_again(&self) {
+        self.kill_everything();
+        *self.child.lock().unwrap() = self.launch.spawn();
+        self.starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wait_until_ready().await;
+    }
+
+    fn try_wait(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().unwrap().try_wait().unwrap()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.lock().unwrap().id() as i32
+    }
+
     fn ports(&self) -> Vec<u16> {
         vec![
             self.order[0],
@@ -152,11 +224,11 @@ impl System {
         ]
     }
 
-    async fn wait_until_ready(&mut self) {
+    async fn wait_until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(180);
         for port in self.ports() {
             loop {
-                if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(status) = self.try_wait() {
                     panic!("shop up exited while starting: {status}");
                 }
                 let ready = self.http.get(url(port, "/readyz")).send().await;
@@ -173,10 +245,11 @@ impl System {
         // the terminal and cannot be watched).
         let Some(log) = &self.log else { return };
         loop {
-            if std::fs::read_to_string(log).is_ok_and(|text| text.contains(UP_LINE)) {
+            let starts = self.starts.load(std::sync::atomic::Ordering::SeqCst);
+            if std::fs::read_to_string(log).is_ok_and(|text| text.matches(UP_LINE).count() >= starts) {
                 return;
             }
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.try_wait() {
                 panic!("shop up exited while starting: {status}");
             }
             assert!(Instant::now() < deadline, "shop up never said {UP_LINE:?}");
@@ -288,7 +361,7 @@ impl System {
 
     /// The processes this system's `shop up` started: pid and command line.
     fn children(&self) -> Vec<(i32, Vec<String>)> {
-        let parent = self.child.id().to_string();
+        let parent = self.pid().to_string();
         let mut children = vec![];
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
@@ -338,13 +411,13 @@ impl System {
 
     /// SIGKILLs `shop up` and every service process it started, all at once (as when the
     /// machine's power goes, short of the page cache), and waits until `shop up` is gone.
-    pub fn kill_everything(&mut self) {
-        let mut pids = vec![self.child.id() as i32];
+    pub fn kill_everything(&self) {
+        let mut pids = vec![self.pid()];
         pids.extend(self.children().into_iter().map(|(pid, _)| pid));
         for pid in &pids {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
         }
-        self.child.wait().unwrap();
+        self.child.lock().unwrap().wait().unwrap();
         // The services were killed too; wait until none is left holding a port or a file.
         for pid in &pids[1..] {
             let path = format!("/proc/{pid}");
@@ -496,16 +569,17 @@ impl System {
 
     /// Stops `shop up` the way Ctrl-C does and reports whether it exited cleanly.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let pid = nix::unistd::Pid::from_raw(self.pid());
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.try_wait() {
                 return status;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                return self.child.wait().unwrap();
+                let mut child = self.child.lock().unwrap();
+                let _ = child.kill();
+                return child.wait().unwrap();
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -515,7 +589,7 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         let failed = std::thread::panicking();
-        if self.child.try_wait().ok().flatten().is_none() {
+        if self.child.lock().unwrap().try_wait().ok().flatten().is_none() {
             if failed {
                 eprintln!("--- consumer groups when the test failed ---\n{}", kafka::report(&self.brokers));
             }
@@ -770,4 +844,85 @@ pub mod kafka {
         let Ok(positions) = positions(brokers, group, topics, Duration::from_secs(10)) else { return false };
         positions.iter().all(Position::caught_up)
     }
+}
+
+/// One customer's order from creation to delivered, through the public APIs as a client
+/// behind a load balancer would use them: a replica that does not answer is skipped, and a
+/// call that may have been done before its answer was lost is made again (the order with the
+/// same `Idempotency-Key`; a pay or courier step already done answers 409).
+pub async fn journey(system: std::sync::Arc<System>, email: String) -> (String, String, Duration) {
+    let started = Instant::now();
+    let token = system.customer(&email);
+    let key = idempotency_key(&email);
+    let mut attempt = 0;
+    let created: Value = eventually(&format!("{email}'s order to be created"), PATIENCE, || {
+        attempt += 1;
+        let request = system
+            .http
+            .post(url(system.order[attempt % 2], "/orders"))
+            .header("authorization", &token)
+            .header("idempotency-key", &key)
+            .json(&order_for(&email));
+        async move {
+            let response = request.send().await.ok()?;
+            (response.status() == 201).then_some(response.json().await.ok()?)
+        }
+    })
+    .await;
+    let order_id = created["orderId"].as_str().unwrap().to_owned();
+    let payment_id = created["paymentId"].as_str().unwrap().to_owned();
+    system.remember(&order_id, &email);
+    system.remember(&payment_id, &email);
+
+    let pay = format!("/payments/{payment_id}/pay");
+    eventually(&format!("{payment_id} to be paid"), PATIENCE, || {
+        attempt += 1;
+        let request = system.http.post(url(system.payment[attempt % 2], &pay)).header("authorization", &token);
+        async move { request.send().await.ok().filter(|r| matches!(r.status().as_u16(), 200 | 409)).map(|_| ()) }
+    })
+    .await;
+    system.wait_for_status(&order_id, "shipping").await;
+    for (action, status) in [("shipped", "shipped"), ("delivered", "delivered")] {
+        let path = format!("/deliveries/{order_id}/{action}");
+        let courier = system.courier_token();
+        eventually(&format!("courier {action} of {order_id}"), PATIENCE, || {
+            let request = system.http.post(url(system.delivery, &path)).header("authorization", &courier);
+            async move { request.send().await.ok().filter(|r| matches!(r.status().as_u16(), 202 | 409)).map(|_| ()) }
+        })
+        .await;
+        system.wait_for_status(&order_id, status).await;
+    }
+    (order_id, payment_id, started.elapsed())
+}
+
+/// An idempotency key of the journey, the same on every retry.
+fn idempotency_key(email: &str) -> String {
+    format!("journey-{email}")
+}
+
+/// What every order of a campaign must show in the end: `delivered` with each stage once,
+/// exactly 7 pushes and 7 mails, its audit records once each, each stage event on its topic
+/// once, and nothing of it in a dead-letter topic. `orders` are (order id, payment id).
+pub async fn assert_every_order_once(system: &System, orders: &[(String, String)]) {
+    for (order_id, _) in orders {
+        system.notifications(order_id, 7).await;
+    }
+    system.wait_until_consumed().await;
+    for (order_id, _) in orders {
+        let (order, pushes, emails, actions) = observed(system, order_id).await;
+        assert_once_each(&order, pushes, emails, &actions);
+    }
+    system.assert_each_stage_published_once(orders).await;
+    let brokers = system.brokers();
+    let ids: Vec<String> = orders.iter().map(|(order_id, _)| order_id.clone()).collect();
+    let set_aside = tokio::task::spawn_blocking(move || {
+        shop_events::Topic::ALL
+            .iter()
+            .flat_map(|topic| kafka::read_all(&brokers, &topic.dead_letter_name()))
+            .filter(|record| record.key.as_ref().is_some_and(|key| ids.contains(key)))
+            .count()
+    })
+    .await
+    .unwrap();
+    assert_eq!(set_aside, 0, "records of the campaign's orders were set aside");
 }
