@@ -229,7 +229,7 @@ test('a customer orders, pays and follows the order to the door, all by clicking
   await step('the APIs refuse callers without a token; the catalogue and the pages\' settings are public', async () => {
     const refused = [
       `${system.order}/orders`, `${system.delivery}/deliveries`, `${system.email}/api/emails`,
-      `${system.logging}/logs`, `${system.logging}/api/lag`,
+      `${system.logging}/logs`, `${system.logging}/api/lag`, `${system.logging}/api/services`,
       `${system.mobile}/api/notifications?orderId=00000000-0000-0000-0000-000000000000`,
     ];
     for (const url of refused) {

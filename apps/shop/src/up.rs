@@ -206,6 +206,11 @@ fn plans(args: &UpArgs, brokers: &str) -> Vec<Plan> {
     for (i, port) in args.order_ports.iter().enumerate() {
         plans.push(plan("order", i + 1, *port, vec![("PAYMENT_URL", payment_urls.clone())]));
     }
+    // The operations page shows what every service says of its readiness and waits.
+    let watched: Vec<String> = plans.iter().map(|p| format!("{}={}", p.instance, url(p.port))).collect();
+    if let Some(logging) = plans.iter_mut().find(|p| p.service == "logging") {
+        logging.env.push(("WATCHED_SERVICES", watched.join(",")));
+    }
     plans
 }
 

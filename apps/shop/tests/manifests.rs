@@ -979,6 +979,7 @@ fn the_ingress_sends_the_public_endpoints_to_the_services_that_serve_them() {
         "/logs",
         "/logs/stream",
         "/api/lag",
+        "/api/services",
         "/api/emails",
         "/metrics",
     ] {

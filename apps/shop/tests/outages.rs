@@ -7,10 +7,11 @@
 //! - the mailbox refuses every connection for a minute (its proxy disabled: the mailbox's port
 //!   is closed to notification, as for a mailbox that is stopped, not frozen);
 //! - mobile refuses every connection for a minute, overlapping;
-//!   meanwhile notification's `/readyz` says it waits for both;
+//!   meanwhile notification's `/readyz` and the operations page (logging's `/api/services`)
+//!   say it waits for both;
 //! - every connection to the broker slowed (300 ms ± 100 ms each way) for 15 s;
 //! - every connection to the broker cut (reset) and refused for 15 s; meanwhile order's
-//!   `/readyz` says it is not ready.
+//!   `/readyz` and the operations page say it is not ready.
 //!
 //! Afterwards every order must have reached `delivered` with each stage once, exactly 7 pushes
 //! and 7 mails, each audit record once, and nothing in a dead-letter topic.
@@ -128,6 +129,16 @@ async fn readiness_until(system: &System, port: u16, what: &str, within: Duratio
     panic!("{what} within {within:?}; last /readyz: {last:?}");
 }
 
+/// Asks logging's `GET /api/services` as the operator until `seen` holds for its services.
+async fn services_until(system: &System, what: &str, seen: impl Fn(&[Value]) -> bool) {
+    let operator = system.operator();
+    eventually(what, Duration::from_secs(12), || async {
+        let (status, report) = system.try_get_as(system.logging, "/api/services", &operator).await?;
+        (status == 200 && seen(report["services"].as_array()?)).then_some(())
+    })
+    .await
+}
+
 /// Whether notification's `/readyz` lists a wait of `group` on something unreachable.
 fn waits_for(body: &Value, group: &str) -> bool {
     body["waiting"].as_array().is_some_and(|waits| {
@@ -151,6 +162,12 @@ async fn orders_complete_once_each_through_a_minute_without_mailbox_or_mobile_an
         ("mobile", ports.mobile),
         ("payment-1", ports.payment[0]),
         ("payment-2", ports.payment[1]),
+        ("order-1", ports.order[0]),
+        ("order-2", ports.order[1]),
+        ("delivery", ports.delivery),
+        ("notification", ports.notification),
+        ("logging", ports.logging),
+        ("email", ports.email),
     ] {
         toxiproxy.forward(name, port).await;
     }
@@ -197,6 +214,16 @@ async fn orders_complete_once_each_through_a_minute_without_mailbox_or_mobile_an
     )
     .await;
     say("notification's /readyz says it waits for the mailbox and for mobile");
+    services_until(&system, "the operations page to show notification-1 waiting for both", |services| {
+        services.iter().any(|s| {
+            s["instance"] == "notification-1"
+                && s["ready"] == true
+                && waits_for(s, "notification-email")
+                && waits_for(s, "notification-mobile")
+        })
+    })
+    .await;
+    say("so does the operations page (logging's /api/services)");
     tokio::time::sleep(mailbox_back.saturating_duration_since(Instant::now())).await;
     toxiproxy.enable("mailbox", true).await;
     say("the mailbox is back");
@@ -230,6 +257,11 @@ async fn orders_complete_once_each_through_a_minute_without_mailbox_or_mobile_an
     )
     .await;
     say("order-1's /readyz says it is not ready");
+    services_until(&system, "the operations page to show order-1 not ready", |services| {
+        services.iter().any(|s| s["instance"] == "order-1" && s["ready"] == false && s["problem"].is_string())
+    })
+    .await;
+    say("so does the operations page");
     tokio::time::sleep(broker_back.saturating_duration_since(Instant::now())).await;
     toxiproxy.enable("broker", true).await;
     say("the broker is reachable again");
@@ -246,5 +278,9 @@ async fn orders_complete_once_each_through_a_minute_without_mailbox_or_mobile_an
     ));
     let orders: Vec<(String, String)> = finished.into_iter().map(|(order, payment, _)| (order, payment)).collect();
     support::assert_every_order_once(&system, &orders).await;
+    services_until(&system, "the operations page to show all nine ready, waiting for nothing", |services| {
+        services.len() == 9 && services.iter().all(|s| s["ready"] == true && s["waiting"] == json!([]))
+    })
+    .await;
     say("every order delivered, each stage, push, mail and audit record once, nothing set aside");
 }

@@ -1,12 +1,15 @@
 //! The logging service: the audit trail of every service. It consumes `logging-events`
 //! (group `logging-service`), stores each record once, answers `GET /logs?orderId=`, streams
 //! new records live (`GET /logs/stream`), measures every consumer group's lag in Kafka
-//! (`GET /api/lag`) and serves the operations page that shows both (`GET /`).
+//! (`GET /api/lag`), gathers what every service says of its readiness and waits
+//! (`GET /api/services`), and serves the operations page that shows all of it (`GET /`).
 
 mod audit;
+mod health;
 mod lag;
 
 pub use audit::{AuditHandler, LogRecord};
+pub use health::{parse_watched, HealthReport, ServiceHealth, Watched};
 pub use lag::{GroupLag, LagProbe, LagReport};
 
 use std::sync::Arc;
@@ -43,6 +46,10 @@ pub struct Config {
     pub kafka: KafkaConfig,
     #[command(flatten)]
     pub storage: StorageConfig,
+    /// The service instances whose readiness, and what their consumers wait for, the
+    /// operations page shows: `instance=url,...` (e.g. `order-1=http://127.0.0.1:8081`).
+    #[arg(long = "watched-services", env = "WATCHED_SERVICES", value_delimiter = ',', value_parser = parse_watched)]
+    pub watched: Vec<Watched>,
 }
 
 /// What the handlers share.
@@ -52,14 +59,24 @@ pub struct AppState {
     /// Every audit record stored for the first time, for the live streams.
     pub arrivals: broadcast::Sender<LogRecord>,
     pub lag: Arc<LagProbe>,
+    /// The services `GET /api/services` asks, and how.
+    pub watched: Arc<[Watched]>,
+    pub http: reqwest::Client,
     /// Triggered on shutdown so open streams end and the server can stop.
     pub streams: Shutdown,
 }
 
 impl AppState {
-    pub fn new(pool: Pool, brokers: &str) -> Self {
+    pub fn new(pool: Pool, brokers: &str, watched: Vec<Watched>) -> Self {
         let (arrivals, _) = broadcast::channel(1024);
-        Self { pool, arrivals, lag: Arc::new(LagProbe::new(brokers)), streams: Shutdown::new() }
+        Self {
+            pool,
+            arrivals,
+            lag: Arc::new(LagProbe::new(brokers)),
+            watched: watched.into(),
+            http: reqwest::Client::new(),
+            streams: Shutdown::new(),
+        }
     }
 }
 
@@ -73,7 +90,7 @@ impl Service {
         let parts =
             Parts::open(SERVICE, &config.http, config.http_port, &config.storage, &config.kafka, sqlx::migrate!())
                 .await?;
-        let state = AppState::new(parts.pool.clone(), &config.kafka.brokers);
+        let state = AppState::new(parts.pool.clone(), &config.kafka.brokers, config.watched.clone());
         let handler = InTransaction {
             pool: parts.pool.clone(),
             apply: AuditHandler { arrivals: state.arrivals.clone() },
@@ -110,5 +127,6 @@ pub fn router(state: AppState) -> Router {
         .route("/logs", get(audit::list))
         .route("/logs/stream", get(audit::stream))
         .route("/api/lag", get(lag::report))
+        .route("/api/services", get(health::report))
         .with_state(state)
 }

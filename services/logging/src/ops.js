@@ -1,7 +1,8 @@
 'use strict';
 // The audit trail arrives live from GET /logs/stream (Server-Sent Events: the stored
 // records first, then each new one, read with ui.stream so that the token goes with them);
-// the lag of every consumer group is measured in Kafka by GET /api/lag every three seconds.
+// the lag of every consumer group is measured in Kafka by GET /api/lag, and every service's
+// readiness and what its consumers wait for come from GET /api/services, every three seconds.
 // Both are the operator's only: the page signs in as the operator first (ui.signInForm,
 // /assets/ui.js); a 401 (an expired token) brings the sign-in back.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -128,6 +129,32 @@ async function measure() {
   }));
 }
 
+// --- services ----------------------------------------------------------------------
+
+async function services() {
+  if (!signedIn()) return;
+  let report;
+  try {
+    report = await ui.api('/api/services');
+  } catch (error) {
+    if (error.status === 401) return; // the sign-in is showing
+    $('services-updated').textContent = `not asked: ${error.unreachable ? 'the logging service cannot be reached' : error.message}`;
+    return;
+  }
+  $('services-updated').textContent = report.services.length
+    ? `asked ${new Date(report.measuredAt).toLocaleTimeString()}`
+    : 'none watched (WATCHED_SERVICES is not set)';
+  $('services').replaceChildren(...report.services.map((s) => {
+    const state = !s.ready ? 'down' : s.waiting.length ? 'waiting' : 'ok';
+    const said = !s.ready ? s.problem : s.waiting.length ? `waiting (${s.waiting.length})` : 'ready';
+    return h('article', { class: 'service', 'data-instance': s.instance, 'data-state': state },
+      h('div', { class: 'name' }, s.instance),
+      h('div', { class: 'state' }, said),
+      ...s.waiting.map((w) => h('div', { class: 'wait' },
+        `${w.group} · ${w.topic}/${w.partition} for ${w.sinceSeconds} s: ${w.waitingFor}`)));
+  }));
+}
+
 // --- signing in ----------------------------------------------------------------------
 
 function signedIn() {
@@ -142,7 +169,7 @@ function showSignIn(note) {
   const form = ui.signInForm({
     as: 'operator',
     title: 'Sign in as the operator',
-    intro: note || 'The audit trail and the consumer lag are the operator’s only.',
+    intro: note || 'The services’ state, the consumer lag and the audit trail are the operator’s only.',
     onSignedIn: start,
   });
   $('sign-in').replaceChildren(form);
@@ -157,6 +184,7 @@ function start() {
   banner('');
   applyFilter(filtered);
   measure();
+  services();
 }
 
 ui.onSignedOut(({ reason }) => {
@@ -167,4 +195,4 @@ ui.onSignedOut(({ reason }) => {
 filtered = new URLSearchParams(location.search).get('orderId') || '';
 if (signedIn()) start();
 else showSignIn();
-setInterval(() => { if (!document.hidden) measure(); }, 3000);
+setInterval(() => { if (!document.hidden) { measure(); services(); } }, 3000);

@@ -15,7 +15,7 @@ async fn state(brokers: &str) -> AppState {
     let file = std::env::temp_dir().join(format!("shop-logging-test-{}.db", uuid::Uuid::new_v4()));
     let url = format!("sqlite://{}?mode=rwc", file.display());
     let pool = shop_platform::db::open(&url, sqlx::migrate!("./migrations")).await.expect("the database opens");
-    AppState::new(pool, brokers)
+    AppState::new(pool, brokers, Vec::new())
 }
 
 fn record(order_id: uuid::Uuid, action: &str) -> LogRecord {
@@ -90,13 +90,13 @@ async fn the_operations_page_is_served_from_the_binary() {
     let script =
         axum::body::to_bytes(get_as(&app, "/assets/ops.js", None).await.into_body(), usize::MAX).await.unwrap();
     let script = String::from_utf8(script.to_vec()).unwrap();
-    assert!(script.contains("/logs/stream") && script.contains("/api/lag"));
+    assert!(script.contains("/logs/stream") && script.contains("/api/lag") && script.contains("/api/services"));
 }
 
 #[tokio::test]
 async fn the_audit_trail_and_the_lag_are_for_the_operator_only() {
     let (app, keys) = app(state("127.0.0.1:1").await);
-    for uri in ["/logs", "/logs/stream", "/api/lag"] {
+    for uri in ["/logs", "/logs/stream", "/api/lag", "/api/services"] {
         assert_eq!(get_as(&app, uri, None).await.status(), StatusCode::UNAUTHORIZED, "{uri} anonymous");
         let courier = keys.staff(Role::Courier);
         assert_eq!(get_as(&app, uri, Some(&courier)).await.status(), StatusCode::FORBIDDEN, "{uri} as the courier");
