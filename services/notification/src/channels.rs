@@ -94,15 +94,25 @@ fn push_refused_for_itself(status: reqwest::StatusCode) -> bool {
     status.is_client_error() && !matches!(status.as_u16(), 408 | 429)
 }
 
-/// Sends mail over kept-open SMTP connections, one per mail in flight (the consumer handles
-/// partitions concurrently), each reopened when it breaks, with Nagle's algorithm off: lettre
-/// writes a message's body and its final "." separately, and with Nagle on, the second write
-/// waits for the mailbox's delayed ACK, 40 ms per mail.
+/// SMTP sessions open at once: mails beyond wait for one to be free (each session sends one
+/// mail at a time; the consumer handles many partitions at once, several mails each).
+const SESSIONS: usize = 16;
+/// Sessions being opened at once. A mailbox admits only a few sessions from one peer that have
+/// not authenticated yet (the shop's: 4, and it closes the oldest for a newer one), so opening
+/// many at once has most of them refused with a 421.
+const OPENING: usize = 2;
+
+/// Sends mail over at most `SESSIONS` kept-open SMTP connections (opened `OPENING` at a time,
+/// each reopened when it breaks), with Nagle's algorithm off: lettre writes a message's body
+/// and its final "." separately, and with Nagle on, the second write waits for the mailbox's
+/// delayed ACK, 40 ms per mail.
 pub struct Mail {
     address: String,
     from: lettre::message::Mailbox,
     credentials: Credentials,
     idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    sessions: tokio::sync::Semaphore,
+    opening: tokio::sync::Semaphore,
 }
 
 impl Mail {
@@ -110,11 +120,19 @@ impl Mail {
     pub fn new(host: &str, port: u16, from: &str, user: &str, password: String) -> anyhow::Result<Self> {
         let from = from.parse().map_err(|e| anyhow::anyhow!("MAIL_FROM {from:?} is not an address: {e}"))?;
         let credentials = Credentials::new(user.to_owned(), password);
-        Ok(Self { address: format!("{host}:{port}"), from, credentials, idle: std::sync::Mutex::new(Vec::new()) })
+        Ok(Self {
+            address: format!("{host}:{port}"),
+            from,
+            credentials,
+            idle: std::sync::Mutex::new(Vec::new()),
+            sessions: tokio::sync::Semaphore::new(SESSIONS),
+            opening: tokio::sync::Semaphore::new(OPENING),
+        })
     }
 
     /// A mailbox on the private network: plain SMTP (no TLS), authenticated with AUTH PLAIN.
     async fn connect(&self) -> Result<AsyncSmtpConnection, HandleError> {
+        let _opening = self.opening.acquire().await.expect("the semaphore is never closed");
         let unreachable =
             |e: &dyn std::fmt::Display| HandleError::Transient(format!("mailbox {} unreachable: {e}", self.address));
         let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&self.address))
@@ -139,6 +157,7 @@ impl Mail {
     }
 
     async fn send_message(&self, message: &Message) -> Result<(), HandleError> {
+        let _session = self.sessions.acquire().await.expect("the semaphore is never closed");
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
             let kept = if fresh { None } else { self.kept().pop().filter(|c| !c.has_broken()) };
@@ -282,6 +301,36 @@ mod tests {
         let outgoing =
             Outgoing { id: uuid::Uuid::now_v7(), order_id: OrderId::new(), customer: &customer, notice: &notice };
         mail.send(&outgoing).await
+    }
+
+    /// The shop's own mailbox admits 4 unauthenticated sessions per peer and closes the oldest
+    /// for a newer one: mails sent all at once used to open a session each, and most were
+    /// refused with a 421 (retried, so they went later, one by one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_mails_at_once_go_out_over_the_sessions_the_mailbox_admits() {
+        let mut system = shop_testkit::System::start().await;
+        let mut args = system.common_args();
+        args.extend(["--smtp-port".to_owned(), shop_testkit::free_port().to_string()]);
+        let email = shop_email::Service::build(shop_testkit::config(&args)).await.unwrap();
+        let smtp_port = email.smtp_port();
+        system.run(email.port(), |stop| email.run_until_stopped(stop));
+        let password = system.keys().secrets().read_text(shop_platform::secrets::SMTP_PASSWORD).unwrap();
+        let mail = Mail::new("127.0.0.1", smtp_port, "Shop <shop@example.com>", "notification", password).unwrap();
+        let customer = Customer::parse("Ada", "ada@example.com", "+49 89 1234567").unwrap();
+        let notice = Notice { stage: Stage::Created, title: "Order received".into(), body: "Thank you.".into() };
+        let outgoing: Vec<Outgoing> = (0..64)
+            .map(|_| Outgoing {
+                id: uuid::Uuid::now_v7(),
+                order_id: OrderId::new(),
+                customer: &customer,
+                notice: &notice,
+            })
+            .collect();
+        let sent = futures::future::join_all(outgoing.iter().map(|o| mail.send(o))).await;
+        let refused: Vec<String> = sent.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
+        assert!(refused.is_empty(), "{} of 64 mails not sent: {:?}", refused.len(), refused.first());
+        assert!(mail.kept().len() <= SESSIONS, "at most {SESSIONS} sessions are kept");
+        system.stop().await;
     }
 
     #[tokio::test]
