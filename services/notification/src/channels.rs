@@ -96,7 +96,7 @@ fn push_refused_for_itself(status: reqwest::StatusCode) -> bool {
 
 /// SMTP sessions open at once: mails beyond wait for one to be free (each session sends one
 /// mail at a time; the consumer handles many partitions at once, several mails each).
-const SESSIONS: usize = 16;
+const SESSIONS: usize = 64;
 /// Sessions being opened at once. A mailbox admits only a few sessions from one peer that have
 /// not authenticated yet (the shop's: 4, and it closes the oldest for a newer one), so opening
 /// many at once has most of them refused with a 421.
