@@ -97,6 +97,11 @@ mod tests {
             parse_watched("order-1=http://127.0.0.1:8081/"),
             Ok(Watched { instance: "order-1".into(), url: "http://127.0.0.1:8081".into() })
         );
+        // As a folded YAML value gives it (a space after a comma).
+        assert_eq!(
+            parse_watched(" email=http://email:8086"),
+            Ok(Watched { instance: "email".into(), url: "http://email:8086".into() })
+        );
         for bad in ["order-1", "=http://a:1", "order-1=ftp://a:1", "order-1=not a url"] {
             assert!(parse_watched(bad).is_err(), "{bad}");
         }
