@@ -27,7 +27,6 @@ pub struct System {
     launch: Launch,
     /// How often `shop up` was started: as often, its log says it is up.
     starts: std::sync::atomic::AtomicUsize,
-    log: Option<std::path::PathBuf>,
     data: std::sync::Arc<tempfile::TempDir>,
     pub http: reqwest::Client,
     brokers: String,
@@ -163,12 +162,11 @@ impl System {
             args.extend([flag.into(), value]);
         }
         args.extend(more.iter().map(|arg| (*arg).to_owned()));
-        let launch = Launch { args, unset, log: log.clone() };
+        let launch = Launch { args, unset, log };
         let system = System {
             child: std::sync::Mutex::new(launch.spawn()),
             launch,
             starts: std::sync::atomic::AtomicUsize::new(1),
-            log,
             data,
             // A kept-alive connection is given up well before the services close an idle one
             // (their header-read timeout also bounds the wait for a next request): reused at
@@ -243,7 +241,7 @@ impl System {
         // exits before then (a test killing it) stops the whole system as a failed start. So
         // wait for its word too (when its output goes to the log file; with TEST_LOG it goes to
         // the terminal and cannot be watched).
-        let Some(log) = &self.log else { return };
+        let Some(log) = &self.launch.log else { return };
         loop {
             let starts = self.starts.load(std::sync::atomic::Ordering::SeqCst);
             if std::fs::read_to_string(log).is_ok_and(|text| text.matches(UP_LINE).count() >= starts) {
@@ -595,7 +593,7 @@ impl Drop for System {
             }
             self.stop();
         }
-        if let (true, Some(log)) = (failed, &self.log) {
+        if let (true, Some(log)) = (failed, &self.launch.log) {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
