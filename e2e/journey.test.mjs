@@ -8,6 +8,7 @@
 // passwords), and saves a screenshot of each page to docs/screenshots/.
 //
 //   SHOP_BIN         the binary (default ../target/debug/shop)
+//   KCAT             kcat, which writes a record nobody can read for the dead letters (default kcat)
 //   CHROMIUM         the browser (default /usr/bin/chromium; never downloaded)
 //   SCREENSHOTS_DIR  where screenshots go (default ../docs/screenshots)
 //   TEST_LOG=1       show the system's output
@@ -25,6 +26,7 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SHOP_BIN = process.env.SHOP_BIN || path.join(here, '..', 'target', 'debug', 'shop');
+const KCAT = process.env.KCAT || 'kcat';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const SCREENSHOTS = process.env.SCREENSHOTS_DIR || path.join(here, '..', 'docs', 'screenshots');
 const PHONE = { width: 390, height: 844 };
@@ -93,6 +95,7 @@ async function startShop() {
   clearTimeout(timer);
   const shop = {
     child, exited, dataDir, output,
+    broker: `localhost:${broker}`,
     mobile: url(mobile), order: url(order1), payment: url(payment1),
     delivery: url(delivery), email: url(email), logging: url(logging),
   };
@@ -503,6 +506,47 @@ test('a customer orders, pays and follows the order to the door, all by clicking
     await until(operations, 'the unfiltered trail shows the order', (id) =>
       document.querySelectorAll(`#records [data-order-id="${id}"]`).length > 5, orderId);
     await screenshot(operations, 'operations.png');
+  });
+
+  await step('the operations page shows one order on a timeline, the lag over time, and replays a dead letter once', async () => {
+    await operations.locator('#filter input[name="orderId"]').fill(orderId);
+    await operations.locator('#filter button[type="submit"]').click();
+    await until(operations, 'the order view shows the 7 stages, 7 pushes and 7 mails', () =>
+      !document.querySelector('#order-view').hidden
+      && document.querySelectorAll('#order-stages li[data-reached="true"]').length === 7
+      && document.querySelectorAll('#order-entries tr[data-kind="push"]').length === 7
+      && document.querySelectorAll('#order-entries tr[data-kind="mail"]').length === 7
+      && document.querySelectorAll('#order-entries tr[data-kind="audit"]').length === 10);
+    assert.equal(await operations.locator('#order-id').innerText(), orderId);
+    assert.equal(await operations.locator('#order-problems').isHidden(), true, 'mobile and email both answered');
+    await until(operations, 'every group\'s lag over time is drawn', () => {
+      const groups = [...document.querySelectorAll('#groups [data-group]')];
+      return groups.length === 5 && groups.every((g) =>
+        g.querySelector('svg.spark polyline') && Number(g.querySelector('.spark-note').dataset.samples) >= 2);
+    });
+    await screenshot(operations, 'order-view.png');
+
+    // A record nobody can read, about this order: both notification groups set it aside.
+    await new Promise((resolve, reject) => {
+      const kcat = execFile(KCAT, ['-P', '-b', system.broker, '-t', 'orders-created', '-k', orderId],
+        (error, stdout, stderr) => (error ? reject(new Error(`kcat: ${error.message} ${stderr}`)) : resolve()));
+      kcat.stdin.end('not an event');
+    });
+    const letters = operations.locator('#dead [data-topic="orders-created.dlq"]');
+    await until(operations, 'the two dead letters are listed with their error', () => {
+      const topic = document.querySelector('#dead [data-topic="orders-created.dlq"]');
+      return topic && Number(topic.dataset.count) === 2 && /expected|invalid|not/i.test(topic.querySelector('.error-text').textContent);
+    });
+    await letters.locator('[data-action="replay"]').first().click();
+    await until(operations, 'the replay is in the audit trail', () =>
+      document.querySelector('#records [data-action="deadLetter.replayed"]') !== null);
+    // Still unreadable, the copy is set aside again by both groups; the replayed one stays replayed.
+    await until(operations, 'the replayed copy reached the consumers', () => {
+      const topic = document.querySelector('#dead [data-topic="orders-created.dlq"]');
+      return Number(topic?.dataset.count) === 4 && topic.querySelectorAll('[data-replayed="true"]').length === 1
+        && topic.querySelector('[data-replayed="true"] [data-action="replay"]').disabled;
+    });
+    await screenshot(operations, 'dead-letters.png');
   });
 
   assert.deepEqual(pageErrors, [], 'no page threw');

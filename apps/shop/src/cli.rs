@@ -84,6 +84,20 @@ pub enum ServeCommand {
 }
 
 impl ServeCommand {
+    /// This replica's name (`order-2`).
+    pub fn instance(&self) -> String {
+        let http = match self {
+            ServeCommand::Order(c) => &c.http,
+            ServeCommand::Payment(c) => &c.http,
+            ServeCommand::Delivery(c) => &c.http,
+            ServeCommand::Notification(c) => &c.http,
+            ServeCommand::Logging(c) => &c.http,
+            ServeCommand::Mobile(c) => &c.http,
+            ServeCommand::Email(c) => &c.http,
+        };
+        http.instance(self.name())
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ServeCommand::Order(_) => shop_order::SERVICE,

@@ -14,13 +14,31 @@ mod up;
 
 use clap::Parser;
 
+/// Every service's OpenAPI description, by service name (committed under `docs/openapi/`).
+pub fn openapi_documents() -> Vec<(&'static str, utoipa::openapi::OpenApi)> {
+    vec![
+        (shop_order::SERVICE, shop_order::openapi()),
+        (shop_payment::SERVICE, shop_payment::openapi()),
+        (shop_delivery::SERVICE, shop_delivery::openapi()),
+        (shop_notification::SERVICE, shop_notification::openapi()),
+        (shop_logging::SERVICE, shop_logging::openapi()),
+        (shop_mobile::SERVICE, shop_mobile::openapi()),
+        (shop_email::SERVICE, shop_email::openapi()),
+    ]
+}
+
 /// The whole binary: pins this process to the CPU `shop up` chose for it, if any (before any
 /// other thread exists, so that all of them inherit it), then runs the command line.
 pub fn main() -> std::process::ExitCode {
     cpus::pin_from_env();
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(async {
-        shop_platform::telemetry::init();
-        match run(cli::Cli::parse().command).await {
+        let command = cli::Cli::parse().command;
+        let _telemetry = match &command {
+            cli::Command::Serve(service) => shop_platform::telemetry::init(service.name(), Some(&service.instance())),
+            cli::Command::Up(_) => shop_platform::telemetry::init("shop-up", None),
+            _ => shop_platform::telemetry::init("shop", None),
+        };
+        match run(command).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("error: {error:#}");

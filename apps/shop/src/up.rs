@@ -228,6 +228,8 @@ fn spawn(plan: Plan) -> anyhow::Result<Running> {
         .args(["serve", plan.service, "--instance-id", &plan.instance])
         .envs(plan.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env(PARENT_WATCH_ENV, "1")
+        // Each process names itself in its spans, whatever the name `shop up` was given.
+        .env("OTEL_SERVICE_NAME", plan.service)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -172,6 +172,25 @@ async fn an_order_goes_through_all_seven_stages_with_a_push_and_an_email_at_each
         assert_eq!(actions.iter().filter(|a| *a == action).count(), 1, "{action} in {actions:?}");
     }
 
+    // The operator's view of the order: its seven stages and every audit record, push and mail
+    // on one timeline (logging asks mobile and email with the operator's token).
+    let (code, timeline) = system.get_as(system.logging, &format!("/api/orders/{order_id}/timeline"), &operator).await;
+    assert_eq!(code, 200, "{timeline}");
+    assert_eq!(timeline["problems"], json!([]), "{timeline}");
+    let stages = timeline["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 7);
+    assert!(stages.iter().all(|s| s["at"].is_string()), "every stage reached: {stages:?}");
+    let entries = timeline["entries"].as_array().unwrap();
+    let kinds = |kind: &str| entries.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!((kinds("audit"), kinds("push"), kinds("mail")), (10, 7, 7), "{entries:?}");
+    let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first: {times:?}");
+    let (code, _) = system.get_as(system.logging, &format!("/api/orders/{order_id}/timeline"), &ada).await;
+    assert_eq!(code, 403, "the operator's only");
+    let (code, history) = system.get_as(system.logging, "/api/lag/history", &operator).await;
+    assert_eq!(code, 200, "{history}");
+    assert!(!history["samples"].as_array().unwrap().is_empty(), "the lag is sampled from the start: {history}");
+
     // Nothing arrives twice later on.
     let (_, pushes) = system.get_as(system.mobile, &pushes_path, &ada).await;
     assert_eq!(pushes.as_array().unwrap().len(), 7);

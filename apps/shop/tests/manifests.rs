@@ -85,9 +85,11 @@ impl Options {
     fn env_names(&self) -> BTreeSet<String> {
         self.0.iter().filter_map(|o| o.env.clone()).collect()
     }
-    /// Variables the binary reads, including the log variables clap does not declare.
+    /// Variables the binary reads, including the log variables clap does not declare and
+    /// OpenTelemetry's standard `OTEL_*` ones (read by its SDK; apps/shop/tests/tracing.rs
+    /// proves `OTEL_EXPORTER_OTLP_ENDPOINT` turns tracing on), which an overlay may set.
     fn reads(&self, name: &str) -> bool {
-        self.by_env(name).is_some() || LOG_VARIABLES.contains(&name)
+        self.by_env(name).is_some() || LOG_VARIABLES.contains(&name) || name.starts_with("OTEL_")
     }
 }
 
@@ -970,9 +972,10 @@ fn the_ingress_sends_the_public_endpoints_to_the_services_that_serve_them() {
         );
     }
     // What stays inside the cluster: the courier's and the operator's pages and APIs, the
-    // mailbox, notification's metrics, and mobile's push inbox (notification's only).
+    // mailbox, every service's metrics, and mobile's push inbox (notification's only).
     for path in [
         "/api/push",
+        "/api/pushes",
         "/courier",
         "/deliveries",
         "/deliveries/0190d5a4-0000-7000-8000-000000000000/shipped",
@@ -1326,11 +1329,13 @@ fn selects(selector: &Value, labels: &Value) -> bool {
     by_labels && by_expressions
 }
 
-/// Where a connection comes from: a pod of this namespace (its labels), or a pod of another
-/// namespace (the Ingress controller's).
+/// Where a connection comes from: a pod of this namespace (its labels), a pod of another
+/// namespace (the Ingress controller's), or a pod of another namespace with these labels
+/// (Prometheus).
 enum Peer<'a> {
     Here(&'a Value),
     Elsewhere,
+    ElsewhereLabelled(&'a Value),
 }
 
 /// Whether a selector certainly selects something whose labels are unknown: only `{}` does.
@@ -1398,6 +1403,11 @@ fn admitted(cluster: &Cluster, from: &Peer, workload: &Value, port: u16) -> bool
                             && selects_anything(namespaces)
                             && (pods.is_null() || selects_anything(pods))
                     }
+                    Peer::ElsewhereLabelled(source) => {
+                        !namespaces.is_null()
+                            && selects_anything(namespaces)
+                            && (pods.is_null() || selects(pods, source))
+                    }
                 }
             });
         let ports = seq(&rule["ports"]);
@@ -1427,6 +1437,47 @@ fn pods_behind<'a>(cluster: &'a Cluster, service: &'a Value, port: &Value, place
             (workload, resolve_port(container, target, place))
         })
         .collect()
+}
+
+/// Prometheus finds every service by its pod's annotations (`prometheus.io/scrape`, `port`,
+/// `path`), naming the port the service listens on and `/metrics`; the network policies let a
+/// Prometheus pod of any namespace reach that port, and nothing else.
+#[test]
+fn prometheus_finds_and_reaches_every_service_and_nothing_else() {
+    let cluster = cluster();
+    let prometheus: Value = serde_yaml::from_str("app.kubernetes.io/name: prometheus").unwrap();
+    let scraped: Vec<String> = cluster
+        .shop_containers()
+        .into_iter()
+        .filter(|(_, inv, _)| matches!(inv.run, Run::Serve(_)))
+        .map(|(c, inv, env)| {
+            let annotations = &c.workload["spec"]["template"]["metadata"]["annotations"];
+            assert_eq!(text(&annotations["prometheus.io/scrape"]).as_deref(), Some("true"), "{}: not scraped", c.place);
+            assert_eq!(text(&annotations["prometheus.io/path"]).as_deref(), Some("/metrics"), "{}", c.place);
+            let port: u16 = text(&annotations["prometheus.io/port"])
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("{}: no prometheus.io/port", c.place));
+            assert_eq!(Some(&port), listeners(&inv, &env, &c.place).get("http"), "{}: the annotation's port", c.place);
+            assert!(
+                admitted(cluster, &Peer::ElsewhereLabelled(&prometheus), c.workload, port),
+                "{}: Prometheus is blocked",
+                c.place
+            );
+            c.place.clone()
+        })
+        .collect();
+    assert_eq!(scraped.len(), 7, "every service is scraped: {scraped:?}");
+    for name in ["kafka", "zookeeper", "postgres"] {
+        let workload = cluster.named("StatefulSet", name).unwrap_or_else(|| panic!("the {name} StatefulSet"));
+        for container in seq(&workload["spec"]["template"]["spec"]["containers"]) {
+            for port in container_ports(container).values() {
+                assert!(
+                    !admitted(cluster, &Peer::ElsewhereLabelled(&prometheus), workload, *port),
+                    "Prometheus reaches {name}:{port}"
+                );
+            }
+        }
+    }
 }
 
 #[test]

@@ -139,10 +139,18 @@ async fn services_until(system: &System, what: &str, seen: impl Fn(&[Value]) -> 
     .await
 }
 
-/// Whether notification's `/readyz` lists a wait of `group` on something unreachable.
+/// Whether notification's `/readyz` lists a wait of `group` on the dependency it sends to
+/// (the mailbox, mobile). Only the operator (the operations page's `/api/services`) also gets
+/// the failure's words, `detail`: anyone else gets no internal address.
 fn waits_for(body: &Value, group: &str) -> bool {
+    let dependency = if group == "notification-email" { "mailbox" } else { "mobile" };
     body["waiting"].as_array().is_some_and(|waits| {
-        waits.iter().any(|w| w["group"] == group && w["waitingFor"].as_str().is_some_and(|r| r.contains("unreachable")))
+        waits.iter().any(|w| {
+            let detail = w["detail"].as_str();
+            w["group"] == group
+                && w["waitingFor"] == dependency
+                && detail.is_none_or(|detail| detail.contains("unreachable") || detail.contains("refused"))
+        })
     })
 }
 

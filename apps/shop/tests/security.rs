@@ -36,10 +36,21 @@ fn protected_routes(system: &System, order: &str, payment: &str) -> Vec<(u16, &'
         (system.logging, "GET", "/logs/stream".into()),
         (system.logging, "GET", "/api/lag".into()),
         (system.logging, "GET", "/api/services".into()),
+        (system.logging, "GET", "/api/dead-letters".into()),
+        (system.logging, "GET", "/api/lag/history".into()),
+        (system.logging, "GET", format!("/api/orders/{order}/timeline")),
+        (system.logging, "POST", "/api/dead-letters/orders-created.dlq/0/0/replay".into()),
         (system.mobile, "GET", format!("/api/notifications?orderId={order}")),
         (system.mobile, "GET", format!("/api/notifications/stream?orderId={order}")),
         (system.mobile, "POST", "/api/push".into()),
+        (system.mobile, "POST", "/api/pushes".into()),
         (system.notification, "GET", "/metrics".into()),
+        (system.order[0], "GET", "/metrics".into()),
+        (system.payment[0], "GET", "/metrics".into()),
+        (system.delivery, "GET", "/metrics".into()),
+        (system.logging, "GET", "/metrics".into()),
+        (system.mobile, "GET", "/metrics".into()),
+        (system.email, "GET", "/metrics".into()),
     ]
 }
 
@@ -248,7 +259,11 @@ async fn a_customer_sees_and_changes_only_their_own_and_every_role_only_its_part
         (system.logging, "GET", "/logs/stream".into(), &courier),
         (system.logging, "GET", "/api/lag".into(), &mallory),
         (system.logging, "GET", "/api/services".into(), &courier),
+        (system.logging, "GET", "/api/dead-letters".into(), &victim),
+        (system.logging, "POST", "/api/dead-letters/orders-created.dlq/0/0/replay".into(), &courier),
         (system.notification, "GET", "/metrics".into(), &mallory),
+        (system.order[0], "GET", "/metrics".into(), &victim),
+        (system.mobile, "GET", "/metrics".into(), &courier),
         (system.email, "GET", "/api/emails".into(), &courier),
         (system.order[0], "GET", "/orders".into(), &courier),
         (system.order[0], "POST", "/orders".into(), &operator),
@@ -257,7 +272,11 @@ async fn a_customer_sees_and_changes_only_their_own_and_every_role_only_its_part
         (system.payment[0], "POST", "/payments".into(), &courier),
         (system.payment[0], "POST", format!("/payments/{payment}/pay"), &courier),
         (system.mobile, "POST", "/api/push".into(), &victim),
-        (system.mobile, "GET", format!("/api/notifications?orderId={order}"), &operator),
+        (system.mobile, "POST", "/api/pushes".into(), &operator),
+        (system.mobile, "GET", format!("/api/notifications?orderId={order}"), &courier),
+        (system.mobile, "GET", format!("/api/notifications/stream?orderId={order}"), &operator),
+        (system.logging, "GET", format!("/api/orders/{order}/timeline"), &victim),
+        (system.logging, "GET", "/api/lag/history".into(), &courier),
     ];
     for (port, method, path, who) in forbidden {
         let response = send(&system, port, method, &path, Some(who)).await;

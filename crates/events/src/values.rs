@@ -7,7 +7,20 @@ use uuid::Uuid;
 macro_rules! id_type {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            JsonSchema,
+            utoipa::ToSchema,
+        )]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -61,6 +74,18 @@ impl OrderId {
 #[serde(transparent)]
 #[schemars(inline)]
 pub struct DeliveryId(#[schemars(regex(pattern = r"^DLV-[0-9A-F]{12}$"))] String);
+
+impl utoipa::PartialSchema for DeliveryId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^DLV-[0-9A-F]{12}$"))
+            .description(Some("Identifies a parcel at the courier: `DLV-` and 12 upper-case hex digits."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DeliveryId {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("a delivery id is DLV- and 12 hex digits")]
@@ -209,16 +234,33 @@ impl JsonSchema for Money {
     }
 }
 
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .minimum(Some(0))
+            .maximum(Some(Money::MAX_CENTS / 100))
+            .multiple_of(Some(0.01))
+            .description(Some("An amount with at most two decimals."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {}
+
 /// Who ordered: the stage events carry it so the notification service can reach the
 /// customer without asking anyone.
 // There is no other way to make one than `parse`, and reading one (from a request, a record
 // or a row) parses it: a `Customer` is always valid. (A doc line here would be published in
 // the event schemas.)
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(pattern = r"^[0-9 +()-]+$")]
     phone: String,
 }
 
@@ -236,11 +278,12 @@ impl<'de> Deserialize<'de> for Customer {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LineItem {
     pub sku: String,
     #[schemars(range(min = 1))]
+    #[schema(minimum = 1)]
     pub quantity: u32,
     pub unit_price: Money,
 }

@@ -18,7 +18,6 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::kafka::{self, GroupConsumer, Producer};
-use crate::trace::TraceParent;
 use crate::Shutdown;
 
 /// A decoded record handed to a handler.
@@ -27,28 +26,39 @@ pub struct Incoming {
     pub topic: Topic,
     pub envelope: RawEnvelope,
     pub event: Event,
-    pub trace: TraceParent,
+    /// This record's consumer span ("<topic> process"), continuing the trace of whoever
+    /// produced the record: what the handler does for it, and what it writes to the outbox,
+    /// belongs under it (`handle` runs in it; `handle_batch` should instrument each record's
+    /// work with it).
+    pub span: tracing::Span,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a record was not handled. The first field is the reason in a word or two
+/// (`storage`, `mailbox`, `illegal_transition`): the `reason` label of the retries and dead
+/// letters counted in the metrics, so one of a few per service, never a value from the record;
+/// the second says what happened, for the log and the dead letter's header.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum HandleError {
     /// Retrying cannot help: the record goes to the dead-letter topic.
-    #[error("{0}")]
-    Permanent(String),
+    #[error("{1}")]
+    Permanent(&'static str, String),
     /// Retrying may help: the same record is tried again after a pause.
-    #[error("{0}")]
-    Transient(String),
+    #[error("{1}")]
+    Transient(&'static str, String),
 }
 
 impl From<sqlx::Error> for HandleError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_transient(&error) {
-            HandleError::Transient(error.to_string())
+            HandleError::Transient("storage", error.to_string())
         } else {
-            HandleError::Permanent(format!("storage refused the effect: {error}"))
+            HandleError::Permanent("storage", format!("storage refused the effect: {error}"))
         }
     }
 }
+
+/// The reason a record that cannot be decoded is set aside for.
+const UNDECODABLE: &str = "undecodable";
 
 /// What a service implements to consume events.
 #[async_trait::async_trait]
@@ -76,6 +86,8 @@ pub struct Subscription {
     pub client_id: String,
     /// Where the consumer says what it is waiting for, for `/readyz`.
     pub waits: Waits,
+    /// The service's metrics: what the group consumed, retried and set aside, and its lag.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// What a service's consumers are waiting for: per group and partition (each partition's worker
@@ -83,7 +95,10 @@ pub struct Subscription {
 /// unreachable, the database busy), and since when. `/readyz` shows it while it lasts; the log
 /// says it at every retry.
 #[derive(Clone, Default)]
-pub struct Waits(Arc<std::sync::Mutex<std::collections::BTreeMap<Waiter, (String, std::time::Instant)>>>);
+pub struct Waits(Arc<std::sync::Mutex<std::collections::BTreeMap<Waiter, Waiting>>>);
+
+/// What a partition's worker waits for (the dependency), the failure's words, and since when.
+type Waiting = (&'static str, String, std::time::Instant);
 
 /// A consumer group's worker of one partition.
 type Waiter = (&'static str, String, i32);
@@ -95,32 +110,37 @@ pub struct Wait {
     pub group: &'static str,
     pub topic: String,
     pub partition: i32,
-    /// The last failure it is retrying on.
-    pub waiting_for: String,
+    /// What it is retrying on: the dependency (`mobile`, `mailbox`, `storage`, …).
+    pub waiting_for: &'static str,
+    /// The last failure in the dependency's own words, for the operator only (it may name
+    /// internal addresses).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub since_seconds: u64,
 }
 
 impl Waits {
-    fn waiting(&self, waiter: Waiter, reason: &str) {
+    fn waiting(&self, waiter: Waiter, why: &'static str, detail: &str) {
         let mut waits = self.0.lock().expect("waits lock");
-        let since = waits.get(&waiter).map_or_else(std::time::Instant::now, |(_, since)| *since);
-        waits.insert(waiter, (reason.to_owned(), since));
+        let since = waits.get(&waiter).map_or_else(std::time::Instant::now, |(_, _, since)| *since);
+        waits.insert(waiter, (why, detail.to_owned(), since));
     }
 
     fn done(&self, waiter: &Waiter) {
         self.0.lock().expect("waits lock").remove(waiter);
     }
 
-    /// Every partition waiting now.
-    pub fn now(&self) -> Vec<Wait> {
+    /// Every partition waiting now; with each failure's words where `detailed`.
+    pub fn now(&self, detailed: bool) -> Vec<Wait> {
         let waits = self.0.lock().expect("waits lock");
         waits
             .iter()
-            .map(|((group, topic, partition), (reason, since))| Wait {
+            .map(|((group, topic, partition), (why, detail, since))| Wait {
                 group,
                 topic: topic.clone(),
                 partition: *partition,
-                waiting_for: reason.clone(),
+                waiting_for: why,
+                detail: detailed.then(|| detail.clone()),
                 since_seconds: since.elapsed().as_secs(),
             })
             .collect()
@@ -130,6 +150,9 @@ impl Waits {
 /// How many records may wait for one partition's worker before the loop waits for it.
 const QUEUE_PER_PARTITION: usize = 64;
 
+/// How often the loop asks whether its consumer failed for good.
+const FATAL_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 /// At most this many waiting records of a partition go to `Handler::handle_batch` at once.
 const BATCH: usize = 32;
 
@@ -138,24 +161,82 @@ const BATCH: usize = 32;
 /// only its own partition) while each partition's records keep their order and their offsets
 /// are stored in order. On `shutdown` every worker finishes the record in hand (or leaves it
 /// for redelivery), and the stored offsets are committed before it returns.
+///
+/// A consumer that failed for good (one of librdkafka's fatal errors: a static member fenced
+/// by a newer session of its own name after its session timed out, say) is replaced by a new
+/// one, which resumes from the group's committed offsets; what the old one handled past them
+/// comes again, and the inbox makes it a no-op.
 pub async fn run(
     subscription: Subscription,
     handler: Arc<dyn Handler>,
     producer: Producer,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let counts = subscription.metrics.records().clone();
+    let make =
+        move |s: &Subscription| kafka::consumer_reporting_lag(&s.brokers, &s.client_id, s.group, &counts).map(Arc::new);
+    run_with(subscription, handler, producer, shutdown, make).await
+}
+
+/// As [`run`], with the consumers `make` makes (a new one each time the last failed for good).
+pub async fn run_with(
+    subscription: Subscription,
+    handler: Arc<dyn Handler>,
+    producer: Producer,
+    shutdown: Shutdown,
+    make: impl Fn(&Subscription) -> Result<Arc<GroupConsumer>, rdkafka::error::KafkaError>,
+) -> anyhow::Result<()> {
     let dead_letters: Vec<String> = subscription.topics.iter().map(|t| t.dead_letter_name()).collect();
     ensure_dead_letter_topics(&subscription.brokers, &dead_letters).await;
-    let consumer = Arc::new(kafka::consumer(&subscription.brokers, &subscription.client_id, subscription.group)?);
+    let group = subscription.group;
+    loop {
+        let consumer = make(&subscription)?;
+        let Some(why) = consume(&subscription, &handler, &producer, &shutdown, consumer).await? else {
+            tracing::info!(group, "Consumer stopped");
+            return Ok(());
+        };
+        tracing::error!(
+            group,
+            why,
+            "The consumer failed for good; consuming with a new one from the committed offsets"
+        );
+        tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.wait() => return Ok(()) }
+    }
+}
+
+/// Consumes with `consumer` until `shutdown` (None) or until it fails for good (why).
+async fn consume(
+    subscription: &Subscription,
+    handler: &Arc<dyn Handler>,
+    producer: &Producer,
+    shutdown: &Shutdown,
+    consumer: Arc<GroupConsumer>,
+) -> anyhow::Result<Option<String>> {
     let names: Vec<&str> = subscription.topics.iter().map(|t| t.name()).collect();
-    kafka::subscribe(&consumer, &names)?;
+    let failed_for_good = || consumer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"));
+    if let Err(error) = kafka::subscribe(&consumer, &names) {
+        return failed_for_good().map(Some).ok_or_else(|| error.into());
+    }
     tracing::info!(group = subscription.group, topics = ?names, "Consuming");
     let group = subscription.group;
+    let counts = subscription.metrics.records();
+    // The workers of this consumer stop on shutdown, or when it failed for good.
+    let stop = Shutdown::new();
+    let mut failed = None;
     let mut queues: HashMap<(String, i32), mpsc::Sender<OwnedMessage>> = HashMap::new();
     let mut workers = JoinSet::new();
+    // A consumer failed for good need not say so with an error: it may just stop delivering.
+    let mut check = tokio::time::interval(FATAL_CHECK_EVERY);
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
+            _ = check.tick() => match failed_for_good() {
+                Some(why) => {
+                    failed = Some(why);
+                    break;
+                }
+                None => continue,
+            },
             _ = shutdown.wait() => break,
         };
         match message {
@@ -168,8 +249,9 @@ pub async fn run(
                         handler: handler.clone(),
                         producer: producer.clone(),
                         group,
-                        shutdown: shutdown.clone(),
+                        shutdown: stop.clone(),
                         waits: subscription.waits.clone(),
+                        records: counts.clone(),
                     };
                     workers.spawn(worker.run(records).in_current_span());
                     queue
@@ -181,23 +263,30 @@ pub async fn run(
                 if let Err(mpsc::error::SendError(lost)) = sent {
                     // Only a panic ends a worker before shutdown. Its partition would stall:
                     // stop the loop (and the service) instead; the record is redelivered.
+                    stop.trigger();
                     anyhow::bail!("the worker of {}/{} stopped unexpectedly", lost.topic(), lost.partition());
                 }
             }
             Err(error) => {
+                if let Some(why) = failed_for_good() {
+                    failed = Some(why);
+                    break;
+                }
                 tracing::warn!(%error, group, "Kafka consumer error");
                 tokio::select! { _ = tokio::time::sleep(Duration::from_millis(200)) => {}, _ = shutdown.wait() => {} }
             }
         }
     }
+    stop.trigger();
     drop(queues);
     while workers.join_next().await.is_some() {}
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        // Nothing stored since the last auto-commit is not an error worth more than a note.
-        tracing::debug!(%error, group, "Final offset commit");
+    if failed.is_none() {
+        if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last auto-commit is not an error worth more than a note.
+            tracing::debug!(%error, group, "Final offset commit");
+        }
     }
-    tracing::info!(group, "Consumer stopped");
-    Ok(())
+    Ok(failed)
 }
 
 /// Handles one partition's records, one at a time, in order.
@@ -208,6 +297,7 @@ struct Worker {
     group: &'static str,
     shutdown: Shutdown,
     waits: Waits,
+    records: crate::metrics::Records,
 }
 
 impl Worker {
@@ -247,9 +337,7 @@ impl Worker {
                 self.store_next_offset(waiting.last().expect("the batch is not empty"));
             } else {
                 for message in &waiting {
-                    if !process(message, self.handler.as_ref(), &self.producer, self.group, &self.waits, &self.shutdown)
-                        .await
-                    {
+                    if !self.process(message).await {
                         break;
                     }
                     self.store_next_offset(message);
@@ -262,139 +350,149 @@ impl Worker {
     /// Hands the records to `handle_batch` if they all decode. Returns true when all were
     /// handled; false when they must be handled one by one (an undecodable record, a failure).
     async fn process_batch(&self, batch: &[OwnedMessage]) -> bool {
-        let Ok(decoded) = batch.iter().map(decode).collect::<Result<Vec<_>, _>>() else { return false };
-        let first = batch.first().expect("the batch is not empty");
-        let span = tracing::info_span!(
-            "consume_batch",
-            group = self.group,
-            topic = first.topic(),
-            partition = first.partition(),
-            records = batch.len(),
-        );
-        match self.handler.handle_batch(&decoded).instrument(span.clone()).await {
-            Ok(()) => true,
+        let Ok(decoded) = batch.iter().map(|m| decode(m, self.group)).collect::<Result<Vec<_>, _>>() else {
+            return false;
+        };
+        let started = std::time::Instant::now();
+        match self.handler.handle_batch(&decoded).await {
+            Ok(()) => {
+                let each = started.elapsed() / batch.len() as u32;
+                for message in batch {
+                    self.records.consumed(self.group, message.topic(), each);
+                }
+                true
+            }
             Err(error) => {
-                span.in_scope(|| tracing::info!(%error, "Batch not handled; handling its records one by one"));
+                let first = batch.first().expect("the batch is not empty");
+                tracing::info!(%error, group = self.group, topic = first.topic(), partition = first.partition(),
+                    records = batch.len(), "Batch not handled; handling its records one by one");
                 false
             }
         }
     }
+    /// Handles one record. Returns true when its offset may be stored (done or set aside),
+    /// false when shutdown interrupted a retry and the record must be redelivered.
+    async fn process(&self, message: &OwnedMessage) -> bool {
+        let group = self.group;
+        let started = std::time::Instant::now();
+        let incoming = match decode(message, group) {
+            Ok(incoming) => incoming,
+            Err(error) => return self.dead_letter(message, UNDECODABLE, &error.to_string(), started).await,
+        };
+        let span = incoming.span.clone();
+        let mut delays = crate::retry::delays(Duration::from_millis(100));
+        let waiter = (group, message.topic().to_owned(), message.partition());
+        let mut retried = false;
+        loop {
+            let outcome = self.handler.handle(&incoming).instrument(span.clone()).await;
+            if retried && !matches!(outcome, Err(HandleError::Transient(..))) {
+                self.waits.done(&waiter);
+                span.in_scope(|| tracing::info!("Handled after waiting; going on"));
+            }
+            match outcome {
+                Ok(()) => {
+                    self.records.consumed(group, message.topic(), started.elapsed());
+                    return true;
+                }
+                Err(HandleError::Permanent(why, reason)) => {
+                    return self.dead_letter(message, why, &reason, started).instrument(span).await;
+                }
+                Err(HandleError::Transient(why, reason)) => {
+                    let wait = delays.next().expect("retries never run out");
+                    retried = true;
+                    self.records.retried(group, message.topic(), why);
+                    self.waits.waiting(waiter.clone(), why, &reason);
+                    span.in_scope(|| tracing::warn!(%reason, retry_in = ?wait, "Handling failed, will retry"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.wait() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the record to `<topic>.dlq` with why and whence in headers. Retries until the
+    /// broker has it, so a poison record is never dropped silently.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        why: &'static str,
+        reason: &str,
+        started: std::time::Instant,
+    ) -> bool {
+        let group = self.group;
+        let topic = shop_events::dead_letter_topic(message.topic());
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        tracing::warn!(
+            source_topic = message.topic(), partition = message.partition(), offset = message.offset(),
+            group, %reason, dead_letter_topic = %topic, "Record set aside"
+        );
+        let mut delays = crate::retry::delays(Duration::from_millis(100));
+        loop {
+            let mut headers = OwnedHeaders::new();
+            if let Some(original) = message.headers() {
+                for h in original.iter() {
+                    headers = headers.insert(Header { key: h.key, value: h.value });
+                }
+            }
+            let headers = headers
+                .insert(Header { key: "dlq-error", value: Some(reason) })
+                .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
+                .insert(Header { key: "dlq-source-partition", value: Some(&partition) })
+                .insert(Header { key: "dlq-source-offset", value: Some(&offset) })
+                .insert(Header { key: "dlq-consumer-group", value: Some(group) });
+            let mut record = FutureRecord::to(&topic).headers(headers);
+            if let Some(key) = message.key() {
+                record = record.key(key);
+            }
+            if let Some(payload) = message.payload() {
+                record = record.payload(payload);
+            }
+            match self.producer.send(record, Duration::from_secs(10)).await {
+                Ok(_) => {
+                    self.records.dead_lettered(group, message.topic(), why);
+                    self.records.produced(&topic, None);
+                    self.records.consumed(group, message.topic(), started.elapsed());
+                    return true;
+                }
+                Err((error, _)) => {
+                    let wait = delays.next().expect("retries never run out");
+                    tracing::error!(%error, dead_letter_topic = %topic, retry_in = ?wait, "Cannot set the record aside, will retry");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.wait() => return false,
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// The record as a handler sees it, or why it cannot be decoded.
-fn decode(message: &OwnedMessage) -> Result<Incoming, shop_events::DecodeError> {
+/// The record as a handler sees it, or why it cannot be decoded. Its span follows the
+/// OpenTelemetry conventions for messaging (a consumer's "process" span).
+fn decode(message: &OwnedMessage, group: &'static str) -> Result<Incoming, shop_events::DecodeError> {
     let envelope = RawEnvelope::decode(message.topic(), message.payload().unwrap_or_default())?;
     let event = envelope.event()?;
-    Ok(Incoming {
-        topic: event.topic(),
-        trace: header(message, TRACEPARENT_HEADER)
-            .and_then(TraceParent::parse)
-            .map(|t| t.child())
-            .unwrap_or_else(TraceParent::root),
-        envelope,
-        event,
-    })
-}
-
-/// Handles one record. Returns true when its offset may be stored (done or set aside),
-/// false when shutdown interrupted a retry and the record must be redelivered.
-async fn process(
-    message: &OwnedMessage,
-    handler: &dyn Handler,
-    producer: &Producer,
-    group: &'static str,
-    waits: &Waits,
-    shutdown: &Shutdown,
-) -> bool {
-    let incoming = match decode(message) {
-        Ok(incoming) => incoming,
-        Err(error) => return dead_letter(message, producer, group, &error.to_string(), shutdown).await,
-    };
     let span = tracing::info_span!(
         "consume",
-        group,
-        topic = message.topic(),
-        order_id = %incoming.envelope.order_id,
-        event_id = %incoming.envelope.id,
-        trace_id = %incoming.trace.trace_id(),
+        otel.name = tracing::field::Empty,
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = message.topic(),
+        messaging.destination.partition.id = message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.consumer.group.name = group,
+        messaging.message.id = %envelope.id,
+        order_id = %envelope.order_id,
     );
-    let mut delays = crate::retry::delays(Duration::from_millis(100));
-    let waiter = (group, message.topic().to_owned(), message.partition());
-    let mut retried = false;
-    loop {
-        let outcome = handler.handle(&incoming).instrument(span.clone()).await;
-        if retried && !matches!(outcome, Err(HandleError::Transient(_))) {
-            waits.done(&waiter);
-            span.in_scope(|| tracing::info!("Handled after waiting; going on"));
-        }
-        match outcome {
-            Ok(()) => return true,
-            Err(HandleError::Permanent(reason)) => {
-                return dead_letter(message, producer, group, &reason, shutdown).instrument(span).await;
-            }
-            Err(HandleError::Transient(reason)) => {
-                let wait = delays.next().expect("retries never run out");
-                retried = true;
-                waits.waiting(waiter.clone(), &reason);
-                span.in_scope(|| tracing::warn!(%reason, retry_in = ?wait, "Handling failed, will retry"));
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait() => return false,
-                }
-            }
-        }
+    if crate::trace::enabled() {
+        span.record("otel.name", format!("{} process", message.topic()));
+        crate::trace::continue_from(&span, header(message, TRACEPARENT_HEADER));
     }
-}
-
-/// Copies the record to `<topic>.dlq` with why and whence in headers. Retries until the
-/// broker has it, so a poison record is never dropped silently.
-async fn dead_letter(
-    message: &OwnedMessage,
-    producer: &Producer,
-    group: &str,
-    reason: &str,
-    shutdown: &Shutdown,
-) -> bool {
-    let topic = shop_events::dead_letter_topic(message.topic());
-    let partition = message.partition().to_string();
-    let offset = message.offset().to_string();
-    tracing::warn!(
-        source_topic = message.topic(), partition = message.partition(), offset = message.offset(),
-        group, %reason, dead_letter_topic = %topic, "Record set aside"
-    );
-    let mut delays = crate::retry::delays(Duration::from_millis(100));
-    loop {
-        let mut headers = OwnedHeaders::new();
-        if let Some(original) = message.headers() {
-            for h in original.iter() {
-                headers = headers.insert(Header { key: h.key, value: h.value });
-            }
-        }
-        let headers = headers
-            .insert(Header { key: "dlq-error", value: Some(reason) })
-            .insert(Header { key: "dlq-source-topic", value: Some(message.topic()) })
-            .insert(Header { key: "dlq-source-partition", value: Some(&partition) })
-            .insert(Header { key: "dlq-source-offset", value: Some(&offset) })
-            .insert(Header { key: "dlq-consumer-group", value: Some(group) });
-        let mut record = FutureRecord::to(&topic).headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        if let Some(payload) = message.payload() {
-            record = record.payload(payload);
-        }
-        match producer.send(record, Duration::from_secs(10)).await {
-            Ok(_) => return true,
-            Err((error, _)) => {
-                let wait = delays.next().expect("retries never run out");
-                tracing::error!(%error, dead_letter_topic = %topic, retry_in = ?wait, "Cannot set the record aside, will retry");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = shutdown.wait() => return false,
-                }
-            }
-        }
-    }
+    Ok(Incoming { topic: event.topic(), envelope, event, span })
 }
 
 fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {

@@ -67,6 +67,7 @@ impl Parts {
             topics: shop_events::group::topics(group).to_vec(),
             client_id: self.instance.clone(),
             waits: self.waits.clone(),
+            metrics: self.web.metrics().clone(),
         };
         Consumer { subscription, handler: Arc::new(handler), producer: self.producer.clone() }
     }
@@ -78,14 +79,14 @@ impl Parts {
 
     /// The relay publishing what `outbox` holds in this service's database.
     pub fn relay(&self, outbox: &Outbox) -> Relay {
-        Relay::new(self.pool.clone(), self.producer.clone(), &self.brokers, outbox, &self.instance)
+        Relay::new(self.pool.clone(), self.producer.clone(), &self.brokers, outbox, &self.instance, self.web.metrics())
     }
 
-    /// The host serving `router` with the standard readiness checks (storage and broker) and
+    /// The host serving `api` with the standard readiness checks (storage and broker) and
     /// the web settings, pruning the inbox of the database while it runs.
-    pub fn host(self, router: Router) -> ServiceHost {
+    pub fn host(self, api: crate::http::Api) -> ServiceHost {
         let checks = crate::http::standard_checks(self.pool.clone(), self.producer.clone());
-        let router = crate::http::finish(router, checks, self.waits, &self.web);
+        let router = crate::http::finish(api, checks, self.waits, &self.web);
         ServiceHost::new(self.listener, router).with_inbox_pruning(self.pool)
     }
 }

@@ -18,8 +18,54 @@ pub type GroupConsumer = StreamConsumer<Context>;
 
 /// Routes librdkafka's own log lines and errors into tracing at levels that fit this system:
 /// a lost connection to one broker is retried by librdkafka and is a warning, not an error.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Context;
+/// A service's consumer also hands librdkafka's statistics to its metrics (the lag).
+#[derive(Clone, Default)]
+pub struct Context {
+    lag: Option<(String, crate::metrics::Records)>,
+}
+
+/// How often a service's consumer reports its lag (librdkafka's `statistics.interval.ms`):
+/// a few times per default scrape interval (15 s), at a cost nobody measures.
+const STATISTICS_EVERY: &str = "5000";
+
+/// The part of librdkafka's statistics (its STATISTICS.md) the lag is read from.
+#[derive(serde::Deserialize)]
+struct Statistics {
+    #[serde(default)]
+    topics: std::collections::HashMap<String, TopicStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct TopicStatistics {
+    partitions: std::collections::HashMap<String, PartitionStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct PartitionStatistics {
+    partition: i32,
+    /// In this consumer's assignment.
+    desired: bool,
+    /// The end minus the group's committed offset; -1 while either is unknown.
+    consumer_lag: i64,
+    /// The partition's first and next offsets (-1 unknown).
+    lo_offset: i64,
+    hi_offset: i64,
+}
+
+impl PartitionStatistics {
+    /// The records the group has not committed: from its committed offset to the end, or,
+    /// where it has committed nothing, all that the partition holds (it starts from the
+    /// earliest). None until the end is known.
+    fn lag(&self) -> Option<i64> {
+        if self.consumer_lag >= 0 {
+            Some(self.consumer_lag)
+        } else if self.lo_offset >= 0 && self.hi_offset >= self.lo_offset {
+            Some(self.hi_offset - self.lo_offset)
+        } else {
+            None
+        }
+    }
+}
 
 impl rdkafka::ClientContext for Context {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
@@ -44,6 +90,23 @@ impl rdkafka::ClientContext for Context {
             tracing::warn!(target: "librdkafka", %error, "{reason}");
         } else {
             tracing::error!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some((group, records)) = &self.lag else { return };
+        match serde_json::from_slice::<Statistics>(statistics) {
+            Ok(statistics) => records.lag(
+                group,
+                statistics.topics.into_iter().flat_map(|(topic, stats)| {
+                    stats
+                        .partitions
+                        .into_values()
+                        .filter(|p| p.partition >= 0 && p.desired)
+                        .filter_map(move |p| Some((topic.clone(), p.partition, p.lag()?)))
+                }),
+            ),
+            Err(error) => tracing::debug!(%error, "librdkafka's statistics not understood"),
         }
     }
 }
@@ -78,12 +141,28 @@ pub fn producer(brokers: &str, client_id: &str) -> Result<Producer, KafkaError> 
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000");
     config.extend(tuning("SHOP_KAFKA_PRODUCER"));
-    config.create_with_context(Context)
+    config.create_with_context(Context::default())
 }
 
 /// A consumer in `group`, a static member named `client_id`. Offsets are stored by the consumer loop after each record's
 /// effect is committed, and auto-committed from there; nothing is stored ahead of the work.
 pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupConsumer, KafkaError> {
+    consumer_config(brokers, client_id, group).create_with_context(Context::default())
+}
+
+/// A service's consumer: as `consumer`, reporting its lag per assigned partition to `records`.
+pub fn consumer_reporting_lag(
+    brokers: &str,
+    client_id: &str,
+    group: &str,
+    records: &crate::metrics::Records,
+) -> Result<GroupConsumer, KafkaError> {
+    let mut config = consumer_config(brokers, client_id, group);
+    config.set("statistics.interval.ms", STATISTICS_EVERY);
+    config.create_with_context(Context { lag: Some((group.to_owned(), records.clone())) })
+}
+
+fn consumer_config(brokers: &str, client_id: &str, group: &str) -> ClientConfig {
     let mut config = base(brokers, client_id);
     config
         .set("group.id", group)
@@ -101,7 +180,7 @@ pub fn consumer(brokers: &str, client_id: &str, group: &str) -> Result<GroupCons
         .set("heartbeat.interval.ms", "1000")
         .set("enable.partition.eof", "false");
     config.extend(tuning("SHOP_KAFKA_CONSUMER"));
-    config.create_with_context(Context)
+    config
 }
 
 /// librdkafka properties an operator sets in the environment variable `var`, as
@@ -207,7 +286,7 @@ pub async fn tail(brokers: &str, client_id: &str, topics: &[&str]) -> Result<Gro
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .create_with_context(Context)?;
+        .create_with_context(Context::default())?;
     let consumer = Arc::new(consumer);
     let (probe, topics) = (consumer.clone(), topics.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>());
     let assignment = tokio::task::spawn_blocking(move || -> Result<_, KafkaError> {
@@ -238,6 +317,21 @@ pub(crate) fn subscribe(consumer: &GroupConsumer, topics: &[&str]) -> Result<(),
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lag_is_from_the_committed_offset_or_from_the_start_when_nothing_is_committed() {
+        let partition = |consumer_lag, lo_offset, hi_offset| super::PartitionStatistics {
+            partition: 0,
+            desired: true,
+            consumer_lag,
+            lo_offset,
+            hi_offset,
+        };
+        assert_eq!(partition(4, 0, 10).lag(), Some(4));
+        assert_eq!(partition(-1, 2, 10).lag(), Some(8), "nothing committed: all it holds");
+        assert_eq!(partition(-1, 0, 0).lag(), Some(0), "empty");
+        assert_eq!(partition(-1, -1, -1).lag(), None, "the end not known yet");
+    }
+
     use super::*;
 
     #[test]

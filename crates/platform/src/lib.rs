@@ -10,6 +10,7 @@ pub mod host;
 pub mod http;
 pub mod inbox;
 pub mod kafka;
+pub mod metrics;
 pub mod outbox;
 pub mod ports;
 pub mod retry;

@@ -5,9 +5,11 @@
 //! deletes them once the brokers have acknowledged them. A crash between the two republishes
 //! a row with the same event id, which every consumer's inbox then ignores.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use shop_events::{Event, OrderId, RawEnvelope, TRACEPARENT_HEADER};
@@ -17,7 +19,7 @@ use uuid::Uuid;
 
 use crate::db::{now_millis, placeholders, Pool, Transaction};
 use crate::kafka::Producer;
-use crate::trace::TraceParent;
+use crate::metrics::{Metrics, Records};
 use crate::Shutdown;
 
 const LEASE: Duration = Duration::from_secs(5);
@@ -58,8 +60,10 @@ impl Outbox {
         order_id: OrderId,
         event: &Event,
         audit: Audit<'_>,
-        trace: Option<&TraceParent>,
+        span: &tracing::Span,
     ) -> Result<(), sqlx::Error> {
+        // The context of the work that wrote the rows: the relay's publish span continues it.
+        let traceparent = crate::trace::traceparent(span);
         let audit = Event::AuditRecorded(shop_events::AuditRecorded {
             action: audit.action.to_owned(),
             message: audit.message,
@@ -79,7 +83,7 @@ impl Outbox {
                 .bind(event.topic().name())
                 .bind(order_id.to_string())
                 .bind(payload)
-                .bind(trace.map(|t| t.child().to_string()))
+                .bind(traceparent.clone())
                 .bind(now);
         }
         query.execute(&mut **tx).await?;
@@ -105,6 +109,7 @@ pub struct Relay {
     client_id: String,
     owner: String,
     wake: Arc<Notify>,
+    records: Records,
 }
 
 struct Pending {
@@ -113,11 +118,44 @@ struct Pending {
     key: String,
     payload: String,
     traceparent: Option<String>,
+    created_at: i64,
 }
 
 impl Relay {
-    pub fn new(pool: Pool, producer: Producer, brokers: &str, outbox: &Outbox, instance: &str) -> Self {
+    /// The relay of `outbox` in `pool`. It counts what it publishes in `metrics`, and adds
+    /// the outbox's size and the age of its oldest row there, read at each scrape.
+    pub fn new(
+        pool: Pool,
+        producer: Producer,
+        brokers: &str,
+        outbox: &Outbox,
+        instance: &str,
+        metrics: &Metrics,
+    ) -> Self {
         let owner = format!("{instance}/{}", Uuid::new_v4().simple());
+        let rows = Gauge::<i64>::default();
+        let oldest = Gauge::<f64, AtomicU64>::default();
+        metrics.register("outbox_rows", "Events in the outbox waiting to be published", rows.clone());
+        metrics.register(
+            "outbox_oldest_row_age_seconds",
+            "Age of the oldest event waiting in the outbox (0 when it is empty)",
+            oldest.clone(),
+        );
+        let scraped = pool.clone();
+        metrics.on_scrape(move || {
+            let (pool, rows, oldest) = (scraped.clone(), rows.clone(), oldest.clone());
+            async move {
+                let read: Result<(i64, Option<i64>), _> =
+                    sqlx::query_as("SELECT COUNT(*), MIN(created_at) FROM outbox").fetch_one(&pool).await;
+                match read {
+                    Ok((count, first)) => {
+                        rows.set(count);
+                        oldest.set(first.map_or(0.0, |at| (now_millis() - at).max(0) as f64 / 1000.0));
+                    }
+                    Err(error) => tracing::warn!(%error, "Cannot read the outbox's size for the metrics"),
+                }
+            }
+        });
         Self {
             pool,
             producer,
@@ -125,6 +163,7 @@ impl Relay {
             client_id: instance.to_owned(),
             owner,
             wake: outbox.wake.clone(),
+            records: metrics.records().clone(),
         }
     }
 
@@ -251,22 +290,24 @@ impl Relay {
 
     /// Publishes the oldest rows, in order, and deletes those the brokers acknowledged.
     async fn publish_batch(&self) -> anyhow::Result<usize> {
-        let rows: Vec<Pending> =
-            sqlx::query("SELECT id, topic, record_key, payload, traceparent FROM outbox ORDER BY id LIMIT $1")
-                .bind(BATCH)
-                .fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|row| {
-                    Ok(Pending {
-                        id: row.try_get("id")?,
-                        topic: row.try_get("topic")?,
-                        key: row.try_get("record_key")?,
-                        payload: row.try_get("payload")?,
-                        traceparent: row.try_get("traceparent")?,
-                    })
-                })
-                .collect::<Result<_, sqlx::Error>>()?;
+        let rows: Vec<Pending> = sqlx::query(
+            "SELECT id, topic, record_key, payload, traceparent, created_at FROM outbox ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(Pending {
+                id: row.try_get("id")?,
+                topic: row.try_get("topic")?,
+                key: row.try_get("record_key")?,
+                payload: row.try_get("payload")?,
+                traceparent: row.try_get("traceparent")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -274,7 +315,25 @@ impl Relay {
             .iter()
             .map(|row| {
                 let mut headers = OwnedHeaders::new().insert(Header { key: "event-id", value: Some(&row.id) });
-                if let Some(trace) = &row.traceparent {
+                // The producer's span of this record, under the work that wrote it; its
+                // consumers' spans come under it.
+                let span = if !crate::trace::enabled() {
+                    tracing::Span::none()
+                } else {
+                    tracing::info_span!(
+                    "publish",
+                    otel.name = format!("{} publish", row.topic),
+                    otel.kind = "producer",
+                    messaging.system = "kafka",
+                    messaging.operation.type = "send",
+                    messaging.destination.name = %row.topic,
+                    messaging.message.id = %row.id,
+                    order_id = %row.key,
+                    )
+                };
+                crate::trace::continue_from(&span, row.traceparent.as_deref());
+                let traceparent = crate::trace::traceparent(&span).or_else(|| row.traceparent.clone());
+                if let Some(trace) = &traceparent {
                     headers = headers.insert(Header { key: TRACEPARENT_HEADER, value: Some(trace) });
                 }
                 let record = FutureRecord::to(&row.topic).key(&row.key).payload(&row.payload).headers(headers);
@@ -293,6 +352,10 @@ impl Relay {
                     .and_then(|r| r.map(|_| ()).map_err(|(error, _)| anyhow::anyhow!(error))),
                 Err(error) => Err(anyhow::anyhow!(error)),
             };
+            if outcome.is_ok() {
+                let since_commit = (now_millis() - row.created_at).max(0) as u64;
+                self.records.produced(&row.topic, Some(Duration::from_millis(since_commit)));
+            }
             match outcome {
                 Ok(()) if failure.is_none() => acknowledged.push(row.id.as_str()),
                 Ok(()) => {}

@@ -1,64 +1,113 @@
-//! W3C trace context (`traceparent`): started at the HTTP edge, stored with each outbox row,
-//! carried in a Kafka header, and continued by the consumer that handles the record.
+//! Trace context across the system, with OpenTelemetry's standard W3C propagator
+//! (`traceparent`): an HTTP request continues the trace its caller sent (or starts one); a
+//! stored outbox row keeps the context of the work that wrote it; the relay's publish span
+//! carries it on in the Kafka record's header; the consumer's span for that record continues
+//! it; a call or a mail from there sends it on.
 
-use std::fmt;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TraceParent {
-    trace_id: u128,
-    span_id: u64,
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The header (HTTP, Kafka, mail) that carries the context.
+pub use shop_events::TRACEPARENT_HEADER as TRACEPARENT;
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans of this process are OpenTelemetry spans (exported): where they are not, spans
+/// made only to carry trace context (a request's, a publish's) are not made at all.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
 }
 
-impl TraceParent {
-    /// A new trace, for work that starts here (an HTTP request).
-    pub fn root() -> Self {
-        Self { trace_id: uuid::Uuid::new_v4().as_u128(), span_id: new_span_id() }
-    }
+pub(crate) fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
 
-    /// The next step of the same trace.
-    pub fn child(&self) -> Self {
-        Self { trace_id: self.trace_id, span_id: new_span_id() }
-    }
+struct One<'a>(Option<&'a str>);
 
-    /// Parses `00-<32 hex>-<16 hex>-<2 hex>`; anything else is no context.
-    pub fn parse(text: &str) -> Option<Self> {
-        let mut parts = text.trim().split('-');
-        let (version, trace, span, _flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if version != "00" || trace.len() != 32 || span.len() != 16 {
-            return None;
+impl Extractor for One<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key.eq_ignore_ascii_case(TRACEPARENT) {
+            self.0
+        } else {
+            None
         }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
-        (trace_id != 0 && span_id != 0).then_some(Self { trace_id, span_id })
     }
 
-    pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
     }
 }
 
-fn new_span_id() -> u64 {
-    let id = uuid::Uuid::new_v4().as_u64_pair().0;
-    id.max(1)
+/// Makes `span` continue the trace that a received `traceparent` names; a missing or malformed
+/// one leaves `span` where it is (the root of a new trace, or under the span it was made in).
+pub fn continue_from(span: &tracing::Span, traceparent: Option<&str>) {
+    if !enabled() {
+        return;
+    }
+    let context = TraceContextPropagator::new().extract(&One(traceparent));
+    if context.span().span_context().is_valid() {
+        let _ = span.set_parent(context);
+    }
 }
 
-impl fmt::Display for TraceParent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
+/// The `traceparent` to send for work done under `span`; None when it has no valid context.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    if !enabled() {
+        return None;
     }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// The `traceparent` of the span this code runs in.
+pub fn current() -> Option<String> {
+    traceparent(&tracing::Span::current())
+}
+
+/// The trace id of `span` (32 hex digits), None when it has no valid context.
+pub fn trace_id(span: &tracing::Span) -> Option<String> {
+    if !enabled() {
+        return None;
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Spans become OpenTelemetry spans, as in a service that exports them.
+    fn with_spans() {
+        crate::telemetry::init_for_tests();
+    }
+
     #[test]
-    fn a_traceparent_survives_its_text_form_and_children_keep_the_trace() {
-        let root = TraceParent::root();
-        assert_eq!(TraceParent::parse(&root.to_string()), Some(root));
-        let child = root.child();
-        assert_eq!(child.trace_id(), root.trace_id());
-        assert_ne!(child, root);
-        assert_eq!(TraceParent::parse("garbage"), None);
+    fn a_span_continues_a_received_trace_and_sends_on_its_own_context() {
+        with_spans();
+        let received = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let span = tracing::info_span!("work");
+        continue_from(&span, Some(received));
+        let sent = traceparent(&span).expect("a span in a trace has a context to send");
+        assert!(sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "same trace: {sent}");
+        assert!(!sent.contains("00f067aa0ba902b7"), "its own span id, not the caller's: {sent}");
+        assert_eq!(trace_id(&span).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+
+        let child = span.in_scope(|| tracing::info_span!("step"));
+        assert_eq!(trace_id(&child), trace_id(&span), "a span made inside another is in its trace");
+
+        for malformed in [None, Some("garbage"), Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01")] {
+            let root = tracing::info_span!("root");
+            continue_from(&root, malformed);
+            let id = trace_id(&root).expect("a new trace");
+            assert_ne!(id, "4bf92f3577b34da6a3ce929d0e0e4736", "{malformed:?} starts a new trace");
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! they share its begin and its commit, the costliest statements of a small transaction.
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::consumer::{HandleError, Handler, Incoming};
 use crate::db::{Pool, Transaction};
@@ -44,7 +45,7 @@ impl<A: Apply> Handler for InTransaction<A> {
         let mut tx = self.pool.begin().await?;
         let mut applied = Vec::with_capacity(batch.len());
         for incoming in batch {
-            match self.apply.apply(&mut tx, incoming).await? {
+            match self.apply.apply(&mut tx, incoming).instrument(incoming.span.clone()).await? {
                 Some(done) => applied.push(done),
                 None => {
                     tracing::debug!(event_id = %incoming.envelope.id, "Event already applied; skipping the redelivery")

@@ -68,7 +68,7 @@ impl Handler for Recording {
         self.0.batches.lock().unwrap().push((batch.len(), fails));
         for incoming in batch {
             if message(incoming) == FAILS_A_BATCH {
-                return Err(HandleError::Transient("this batch fails on purpose".into()));
+                return Err(HandleError::Transient("test", "this batch fails on purpose".into()));
             }
             self.0.apply(incoming).await;
         }
@@ -113,6 +113,7 @@ async fn waiting_records_go_as_a_batch_and_a_bad_batch_goes_record_by_record() {
         topics: vec![TOPIC],
         client_id: "test-1".into(),
         waits: Default::default(),
+        metrics: Default::default(),
     };
     let handler = Arc::new(Recording(recorder.clone()));
     let consuming = tokio::spawn(consumer::run(subscription, handler, producer.clone(), shutdown.clone()));

@@ -3,19 +3,14 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::routing::get;
-use axum::Router;
 use shop_platform::auth::TestKeys;
-use shop_platform::http::{finish, ApiError};
+use shop_platform::http::{finish, routes, Api, ApiError};
 use tower::ServiceExt;
 
 #[tokio::test]
 async fn a_storage_error_is_a_500_with_a_request_id_and_no_detail() {
     let keys = TestKeys::new();
-    let failing =
-        || async { Err::<(), ApiError>(sqlx::Error::ColumnNotFound("secret column customer_email".into()).into()) };
-    let router =
-        finish(Router::new().route("/fails", get(failing)), Vec::new(), Default::default(), &keys.web("order", &[]));
+    let router = finish(Api::new().routes(routes!(failing)), Vec::new(), Default::default(), &keys.web("order", &[]));
     let response = router.oneshot(Request::get("/fails").body(Body::empty()).unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
@@ -24,4 +19,10 @@ async fn a_storage_error_is_a_500_with_a_request_id_and_no_detail() {
     assert_eq!(body["error"], "internal error");
     assert_eq!(body["requestId"], request_id.as_str());
     assert!(!body.to_string().contains("secret"), "{body}");
+}
+
+/// Fails as storage does when its query names a column that is not there.
+#[utoipa::path(get, path = "/fails", responses((status = 500, body = shop_platform::http::ErrorDoc)))]
+async fn failing() -> Result<(), ApiError> {
+    Err(sqlx::Error::ColumnNotFound("secret column customer_email".into()).into())
 }

@@ -42,7 +42,7 @@ async fn a_producer_failed_for_good_is_replaced_and_the_outbox_still_goes_out() 
     assert!(producer.client().fatal_error().is_some(), "the producer has failed for good");
 
     let stop = Shutdown::new();
-    let relay = Relay::new(pool.clone(), producer, &brokers, &Outbox::new("test"), "relay-test-1");
+    let relay = Relay::new(pool.clone(), producer, &brokers, &Outbox::new("test"), "relay-test-1", &Default::default());
     let relaying = tokio::spawn(relay.run(stop.clone()));
     let read = support::read_from_start(&brokers, TOPIC, 2, DEADLINE);
     assert_eq!(read, [b"first".to_vec(), b"second".to_vec()], "the rows go out, in order, with a new producer");

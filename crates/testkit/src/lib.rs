@@ -338,7 +338,7 @@ async fn high_watermarks(brokers: &str, topic: &str) -> HashMap<i32, i64> {
     let (brokers, name) = (brokers.to_owned(), topic.to_owned());
     let ends = tokio::task::spawn_blocking(move || {
         let client: BaseConsumer<kafka::Context> =
-            ClientConfig::new().set("bootstrap.servers", &brokers).create_with_context(kafka::Context)?;
+            ClientConfig::new().set("bootstrap.servers", &brokers).create_with_context(kafka::Context::default())?;
         ends(&client, &name)
     });
     ends.await.expect("the watermarks are asked for").unwrap_or_else(|e| panic!("the watermarks of {topic}: {e}"))
@@ -378,7 +378,7 @@ pub fn positions(brokers: &str, group: &str, topics: &[&str], timeout: Duration)
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .create_with_context(kafka::Context)?;
+        .create_with_context(kafka::Context::default())?;
     let mut wanted = TopicPartitionList::new();
     let mut all_ends = Vec::new();
     for topic in topics {

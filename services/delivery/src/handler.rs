@@ -23,7 +23,10 @@ impl Apply for DeliveryHandler {
 
     async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<()>, HandleError> {
         let Event::OrderReadyToShip(ready) = &incoming.event else {
-            return Err(HandleError::Permanent(format!("delivery does not handle {}", incoming.event.event_type())));
+            return Err(HandleError::Permanent(
+                "unexpected_event",
+                format!("delivery does not handle {}", incoming.event.event_type()),
+            ));
         };
         let order_id = incoming.envelope.order_id;
         if !inbox::first_delivery(&mut **tx, group::DELIVERY_SERVICE, incoming.envelope.id).await? {
@@ -46,7 +49,7 @@ impl Apply for DeliveryHandler {
         let event = Event::DeliveryOpened(DeliveryProgressed { delivery_id: delivery.id.clone() });
         let message = format!("Delivery {} opened, waiting for the courier", delivery.id);
         let audit = Audit { instance: &self.instance, action: "delivery.opened", message };
-        self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
+        self.outbox.enqueue(tx, order_id, &event, audit, &incoming.span).await?;
         tracing::debug!(delivery_id = %delivery.id, %order_id, "Delivery opened");
         Ok(Some(()))
     }

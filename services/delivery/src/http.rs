@@ -4,16 +4,14 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Html;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::{Html, Response};
+use axum::Json;
 use serde::Serialize;
 use shop_events::{Customer, DeliveryId, DeliveryProgressed, Event, LineItem, OrderId};
 use shop_platform::auth::Courier;
 use shop_platform::db::{now_millis, rfc3339, Pool};
-use shop_platform::http::{static_asset, ApiError, ApiPath};
+use shop_platform::http::{routes, static_asset, Api, ApiError, ApiPath, ErrorDoc};
 use shop_platform::outbox::{Audit, Outbox};
-use shop_platform::trace::TraceParent;
 
 use crate::status::{CourierAction, DeliveryStatus};
 use crate::store::{self, Delivery};
@@ -25,27 +23,47 @@ pub struct AppState {
     pub instance: String,
 }
 
-pub fn router(state: AppState) -> Router {
-    let courier_page = || async { Html(include_str!("courier.html")) };
-    Router::new()
-        .route("/", get(courier_page))
-        .route("/courier", get(courier_page))
-        .route(
-            "/assets/courier.js",
-            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("courier.js")) }),
-        )
-        .route(
-            "/assets/courier.css",
-            get(|| async { static_asset("text/css; charset=utf-8", include_str!("courier.css")) }),
-        )
-        .route("/deliveries", get(list_deliveries))
-        .route("/deliveries/{order_id}", get(get_delivery))
-        .route("/deliveries/{order_id}/shipped", post(mark_shipped))
-        .route("/deliveries/{order_id}/delivered", post(mark_delivered))
-        .with_state(state)
+/// The courier API and page, documented (`/openapi.json`).
+pub fn api() -> Api<AppState> {
+    Api::new()
+        .routes(routes!(home))
+        .routes(routes!(courier_page))
+        .routes(routes!(courier_script))
+        .routes(routes!(courier_style))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(get_delivery))
+        .routes(routes!(mark_shipped))
+        .routes(routes!(mark_delivered))
 }
 
-#[derive(Serialize)]
+/// The courier's page (a shell: its data needs the courier's sign-in).
+#[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html; charset=utf-8", body = String)))]
+async fn home() -> Html<&'static str> {
+    Html(include_str!("courier.html"))
+}
+
+/// The courier's page, by its name.
+#[utoipa::path(get, path = "/courier", responses((status = 200, content_type = "text/html; charset=utf-8", body = String)))]
+async fn courier_page() -> Html<&'static str> {
+    Html(include_str!("courier.html"))
+}
+
+/// The courier page's script.
+#[utoipa::path(get, path = "/assets/courier.js",
+    responses((status = 200, content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn courier_script() -> Response {
+    static_asset("text/javascript; charset=utf-8", include_str!("courier.js"))
+}
+
+/// The courier page's style.
+#[utoipa::path(get, path = "/assets/courier.css",
+    responses((status = 200, content_type = "text/css; charset=utf-8", body = String)))]
+async fn courier_style() -> Response {
+    static_asset("text/css; charset=utf-8", include_str!("courier.css"))
+}
+
+/// A parcel as the courier sees it.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryView {
     order_id: OrderId,
@@ -53,7 +71,9 @@ struct DeliveryView {
     status: DeliveryStatus,
     customer: Customer,
     items: Vec<LineItem>,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339.
     updated_at: String,
 }
 
@@ -71,10 +91,19 @@ impl From<Delivery> for DeliveryView {
     }
 }
 
+/// The latest 200 deliveries, newest first.
+#[utoipa::path(get, path = "/deliveries", security(("bearer" = ["courier"])),
+    responses((status = 200, body = Vec<DeliveryView>)))]
 async fn list_deliveries(State(state): State<AppState>, _: Courier) -> Result<Json<Vec<DeliveryView>>, ApiError> {
     Ok(Json(store::recent(&state.pool, 200).await?.into_iter().map(DeliveryView::from).collect()))
 }
 
+/// The delivery of an order.
+#[utoipa::path(get, path = "/deliveries/{order_id}", security(("bearer" = ["courier"])), params(("order_id" = OrderId, Path, description = "The order the parcel is for")),
+    responses(
+        (status = 200, body = DeliveryView),
+        (status = 404, description = "No delivery for this order.", body = ErrorDoc),
+    ))]
 async fn get_delivery(
     State(state): State<AppState>,
     _: Courier,
@@ -84,6 +113,13 @@ async fn get_delivery(
     Ok(Json(delivery.into()))
 }
 
+/// The parcel left the warehouse.
+#[utoipa::path(post, path = "/deliveries/{order_id}/shipped", security(("bearer" = ["courier"])), params(("order_id" = OrderId, Path, description = "The order the parcel is for")),
+    responses(
+        (status = 202, description = "Accepted: the order follows through Kafka.", body = DeliveryView),
+        (status = 404, description = "No delivery for this order.", body = ErrorDoc),
+        (status = 409, description = "The delivery is not waiting to ship.", body = ErrorDoc),
+    ))]
 async fn mark_shipped(
     state: State<AppState>,
     _: Courier,
@@ -92,6 +128,13 @@ async fn mark_shipped(
     courier(state, order_id, CourierAction::MarkShipped).await
 }
 
+/// The parcel reached the customer.
+#[utoipa::path(post, path = "/deliveries/{order_id}/delivered", security(("bearer" = ["courier"])), params(("order_id" = OrderId, Path, description = "The order the parcel is for")),
+    responses(
+        (status = 202, description = "Accepted: the order follows through Kafka.", body = DeliveryView),
+        (status = 404, description = "No delivery for this order.", body = ErrorDoc),
+        (status = 409, description = "The delivery is not shipped yet, or delivered already.", body = ErrorDoc),
+    ))]
 async fn mark_delivered(
     state: State<AppState>,
     _: Courier,
@@ -110,7 +153,6 @@ async fn courier(
 ) -> Result<(StatusCode, Json<DeliveryView>), ApiError> {
     let (from, to) = (action.legal_source(), action.target());
     let now = now_millis();
-    let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
     let Some(delivery) = store::update_status(&mut tx, order_id, from, to, now).await? else {
         let current = store::find(&mut *tx, order_id).await?;
@@ -131,7 +173,7 @@ async fn courier(
     let action = format!("delivery.{}", to.as_str());
     let message = format!("Courier marked delivery {} {}", delivery.id, to.as_str());
     let audit = Audit { instance: &state.instance, action: &action, message };
-    state.outbox.enqueue(&mut tx, order_id, &event, audit, Some(&trace)).await?;
+    state.outbox.enqueue(&mut tx, order_id, &event, audit, &tracing::Span::current()).await?;
     state.outbox.commit(tx).await?;
     tracing::debug!(status = to.as_str(), "Courier action accepted");
     Ok((StatusCode::ACCEPTED, Json(delivery.into())))

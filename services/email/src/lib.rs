@@ -7,8 +7,7 @@ mod smtp;
 
 use axum::extract::State;
 use axum::response::Html;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use shop_events::OrderId;
 use shop_platform::auth::{Caller, Role};
@@ -23,6 +22,11 @@ use tokio::net::TcpListener;
 use crate::mailbox::Mailbox;
 
 pub const SERVICE: &str = shop_events::service::EMAIL;
+
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, api())
+}
 
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
@@ -56,8 +60,12 @@ impl Service {
         let web = web::Web::new(&config.http, &secrets, SERVICE)?;
         let smtp_password = secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
-        let router =
-            web::finish(router(pool.clone()), vec![web::storage_check(pool.clone())], Default::default(), &web);
+        let router = web::finish(
+            api().with_state(pool.clone()),
+            vec![web::storage_check(pool.clone())],
+            Default::default(),
+            &web,
+        );
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let smtp = TcpListener::bind((config.http.host.as_str(), config.smtp_port)).await?;
         let smtp_port = smtp.local_addr()?.port();
@@ -81,41 +89,64 @@ impl Service {
     }
 }
 
-pub fn router(pool: Pool) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(include_str!("mailbox.html")) }))
-        .route(
-            "/assets/mailbox.js",
-            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("mailbox.js")) }),
-        )
-        .route(
-            "/assets/mailbox.css",
-            get(|| async { static_asset("text/css; charset=utf-8", include_str!("mailbox.css")) }),
-        )
-        .route("/api/emails", get(list_emails))
-        .with_state(pool)
+/// The mailbox's API and page, documented (`/openapi.json`).
+pub fn api() -> web::Api<Pool> {
+    web::Api::new()
+        .routes(web::routes!(mailbox_page))
+        .routes(web::routes!(mailbox_script))
+        .routes(web::routes!(mailbox_style))
+        .routes(web::routes!(list_emails))
 }
 
-#[derive(Deserialize)]
+/// The mailbox's page (a shell: its data needs a sign-in).
+#[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html; charset=utf-8", body = String)))]
+async fn mailbox_page() -> Html<&'static str> {
+    Html(include_str!("mailbox.html"))
+}
+
+/// The mailbox page's script.
+#[utoipa::path(get, path = "/assets/mailbox.js",
+    responses((status = 200, content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn mailbox_script() -> axum::response::Response {
+    static_asset("text/javascript; charset=utf-8", include_str!("mailbox.js"))
+}
+
+/// The mailbox page's style.
+#[utoipa::path(get, path = "/assets/mailbox.css",
+    responses((status = 200, content_type = "text/css; charset=utf-8", body = String)))]
+async fn mailbox_style() -> axum::response::Response {
+    static_asset("text/css; charset=utf-8", include_str!("mailbox.css"))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 struct EmailQuery {
+    /// Only the mails about this order (oldest first).
     order_id: Option<OrderId>,
 }
 
-#[derive(Serialize)]
+/// A mail the mailbox received.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Email {
     message_id: String,
+    /// The order it is about (its `X-Shop-Order-Id` header), if any.
     order_id: Option<String>,
     from: String,
     to: String,
     subject: String,
     body: String,
+    /// RFC 3339.
     received_at: String,
 }
 
+/// The mails.
+///
 /// Mails about one order (oldest first), or the latest 200 (newest first): a customer's own
 /// (addressed to them), or, for the operator, everyone's.
+#[utoipa::path(get, path = "/api/emails", security(("bearer" = ["customer"]), ("bearer" = ["operator"])),
+    params(EmailQuery), responses((status = 200, body = Vec<Email>)))]
 async fn list_emails(
     State(pool): State<Pool>,
     caller: Caller,

@@ -1,5 +1,6 @@
 //! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT; 8BITMIME,
-//! and SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531), enough to
+//! SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531, and PIPELINING,
+//! RFC 2920: answers are written when no further command is waiting to be read), enough to
 //! receive mail from any standard client such as lettre. Only the shop's sender may
 //! submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the configured password before
 //! any mail. No relay, no TLS: it is the customers' mailbox on the system's private network.
@@ -16,7 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -153,10 +154,11 @@ struct Envelope {
 }
 
 type Lines = FramedRead<tokio::net::tcp::OwnedReadHalf, LinesCodec>;
-type Writer = tokio::net::tcp::OwnedWriteHalf;
+type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
 
 async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: Waiting) -> anyhow::Result<()> {
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
+    let mut write = BufWriter::new(write);
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(4096));
     send(&mut write, "220 shop-mailbox ESMTP ready").await?;
     let mut waiting = Some(waiting);
@@ -168,16 +170,14 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
         let deadline = if waiting.is_some() { authenticate_by.min(idle_until) } else { idle_until };
         let evicted = waiting.as_ref().map(|w| w.evicted.clone()).unwrap_or_default();
         let line = tokio::select! {
-            line = next_line(&mut lines, deadline) => line?,
+            line = next_line(&mut lines, &mut write, deadline) => line?,
             _ = evicted.cancelled(), if waiting.is_some() => {
-                send(&mut write, "421 4.7.0 too many connections waiting to authenticate, closing").await?;
-                return Ok(());
+                return close(&mut write, "421 4.7.0 too many connections waiting to authenticate, closing").await;
             }
         };
         let Some(line) = line else {
             let reason = if waiting.is_some() { "authenticate first" } else { "idle for too long" };
-            send(&mut write, format!("421 4.4.2 {reason}, closing")).await?;
-            return Ok(());
+            return close(&mut write, format!("421 4.4.2 {reason}, closing")).await;
         };
         let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
@@ -186,7 +186,8 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
         }
         let authenticated = waiting.is_none();
         let answer = match verb.as_str() {
-            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 1048576"
+            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n\
+                         250 SIZE 1048576"
                 .to_owned(),
             "HELO" => "250 shop-mailbox".to_owned(),
             "AUTH" if authenticated => "503 5.5.1 already authenticated".to_owned(),
@@ -198,8 +199,7 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
                 Some(_) => {
                     failures += 1;
                     if failures >= MAX_AUTH_FAILURES {
-                        send(&mut write, "421 4.7.0 too many failed attempts, closing").await?;
-                        return Ok(());
+                        return close(&mut write, "421 4.7.0 too many failed attempts, closing").await;
                     }
                     "535 5.7.8 authentication credentials invalid".to_owned()
                 }
@@ -224,7 +224,7 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
             "DATA" if envelope.to.is_empty() => "503 RCPT first".to_owned(),
             "DATA" => {
                 send(&mut write, "354 end data with <CR><LF>.<CR><LF>").await?;
-                let Some(data) = read_data(&mut lines).await? else { return Ok(()) };
+                let Some(data) = read_data(&mut lines, &mut write).await? else { return Ok(()) };
                 let from = envelope.from.take().unwrap_or_default();
                 let to = std::mem::take(&mut envelope.to);
                 match data {
@@ -243,10 +243,7 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
                 "250 OK".to_owned()
             }
             "NOOP" => "250 OK".to_owned(),
-            "QUIT" => {
-                send(&mut write, "221 bye").await?;
-                return Ok(());
-            }
+            "QUIT" => return close(&mut write, "221 bye").await,
             _ => "502 command not implemented".to_owned(),
         };
         send(&mut write, answer).await?;
@@ -254,7 +251,12 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
 }
 
 /// The next line before `deadline`; None when the deadline passed or the peer went away.
-async fn next_line(lines: &mut Lines, deadline: Instant) -> anyhow::Result<Option<String>> {
+/// The answers written so far go out first unless a whole further line is already here (a
+/// pipelining client sent several commands at once and reads their answers together).
+async fn next_line(lines: &mut Lines, write: &mut Writer, deadline: Instant) -> anyhow::Result<Option<String>> {
+    if !lines.read_buffer().contains(&b'\n') {
+        write.flush().await?;
+    }
     match tokio::time::timeout_at(deadline, lines.next()).await {
         Err(_) | Ok(None) => Ok(None),
         Ok(Some(line)) => Ok(Some(line?)),
@@ -263,11 +265,11 @@ async fn next_line(lines: &mut Lines, deadline: Instant) -> anyhow::Result<Optio
 
 /// The message after DATA, up to the lone "."; Err(()) when it is too large; None when the
 /// peer went away or stalled.
-async fn read_data(lines: &mut Lines) -> anyhow::Result<Option<Result<String, ()>>> {
+async fn read_data(lines: &mut Lines, write: &mut Writer) -> anyhow::Result<Option<Result<String, ()>>> {
     let mut data = String::new();
     let mut too_big = false;
     loop {
-        let Some(line) = next_line(lines, Instant::now() + IDLE).await? else { return Ok(None) };
+        let Some(line) = next_line(lines, write, Instant::now() + IDLE).await? else { return Ok(None) };
         if line == "." {
             return Ok(Some(if too_big { Err(()) } else { Ok(data) }));
         }
@@ -292,7 +294,7 @@ async fn authenticate(
     let (mechanism, initial) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
     let mut ask = async |prompt: &str| -> anyhow::Result<Option<String>> {
         send(write, format!("334 {prompt}")).await?;
-        next_line(lines, deadline).await
+        next_line(lines, write, deadline).await
     };
     match mechanism.to_ascii_uppercase().as_str() {
         "PLAIN" => {
@@ -318,8 +320,17 @@ fn decode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
+/// Queues an answer; it goes out before the session next waits for the client.
 async fn send(write: &mut Writer, text: impl AsRef<str>) -> std::io::Result<()> {
-    write.write_all(format!("{}\r\n", text.as_ref()).as_bytes()).await
+    write.write_all(text.as_ref().as_bytes()).await?;
+    write.write_all(b"\r\n").await
+}
+
+/// The last answer of a session, written out now.
+async fn close(write: &mut Writer, text: impl AsRef<str>) -> anyhow::Result<()> {
+    send(write, text).await?;
+    write.flush().await?;
+    Ok(())
 }
 
 /// `FROM:<a@b.c> SIZE=12` → `a@b.c`.

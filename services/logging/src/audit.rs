@@ -33,26 +33,16 @@ impl Apply for AuditHandler {
 
     async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<LogRecord>, HandleError> {
         let Event::AuditRecorded(record) = &incoming.event else {
-            return Err(HandleError::Permanent(format!("logging does not handle {}", incoming.event.event_type())));
+            return Err(HandleError::Permanent(
+                "unexpected_event",
+                format!("logging does not handle {}", incoming.event.event_type()),
+            ));
         };
         let envelope = &incoming.envelope;
         let occurred_at = envelope.occurred_at.timestamp_millis();
-        let inserted = sqlx::query(
-            "INSERT INTO audit_log (event_id, order_id, source, instance, action, message, occurred_at, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(envelope.id.to_string())
-        .bind(envelope.order_id.to_string())
-        .bind(&envelope.source)
-        .bind(&record.instance)
-        .bind(&record.action)
-        .bind(&record.message)
-        .bind(occurred_at)
-        .bind(now_millis())
-        .execute(&mut **tx)
-        .await?;
-        // The event id is the inbox here: a redelivery inserts nothing.
-        Ok((inserted.rows_affected() == 1).then(|| LogRecord {
+        // The record's consumer span continues the trace of the work that wrote it.
+        let trace_id = shop_platform::trace::trace_id(&incoming.span);
+        let record = LogRecord {
             event_id: envelope.id,
             order_id: envelope.order_id,
             source: envelope.source.clone(),
@@ -60,7 +50,10 @@ impl Apply for AuditHandler {
             action: record.action.clone(),
             message: record.message.clone(),
             occurred_at: rfc3339(occurred_at),
-        }))
+            trace_id,
+        };
+        // The event id is the inbox here: a redelivery inserts nothing.
+        Ok(insert(tx, &record, occurred_at).await?.then_some(record))
     }
 
     fn committed(&self, applied: Vec<LogRecord>) {
@@ -71,11 +64,41 @@ impl Apply for AuditHandler {
     }
 }
 
-#[derive(Deserialize)]
+/// Stores `record`, which occurred at `occurred_at` (ms); false when its event id is stored
+/// already.
+pub(crate) async fn insert(
+    tx: &mut Transaction<'_>,
+    record: &LogRecord,
+    occurred_at: i64,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO audit_log \
+         (event_id, order_id, source, instance, action, message, occurred_at, received_at, trace_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(record.event_id.to_string())
+    .bind(record.order_id.to_string())
+    .bind(&record.source)
+    .bind(&record.instance)
+    .bind(&record.action)
+    .bind(&record.message)
+    .bind(occurred_at)
+    .bind(now_millis())
+    .bind(record.trace_id.clone())
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Only this order's records (oldest first).
     order_id: Option<OrderId>,
+    /// At most this many, 1 to 1000 (200 when not given).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: i64,
 }
 
@@ -83,7 +106,7 @@ fn default_limit() -> i64 {
     200
 }
 
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogRecord {
     pub event_id: Uuid,
@@ -93,10 +116,18 @@ pub struct LogRecord {
     pub action: String,
     pub message: String,
     pub occurred_at: String,
+    /// The trace of the work that wrote the record, where it was traced (docs/observability.md).
+    pub trace_id: Option<String>,
 }
 
+/// The audit records.
+///
 /// `GET /logs`: the audit records of one order (oldest first), or the latest of all orders
 /// (newest first).
+#[utoipa::path(get, path = "/logs", security(("bearer" = ["operator"])), params(LogQuery), responses(
+    (status = 200, body = Vec<LogRecord>),
+    (status = 400, description = "A limit not between 1 and 1000.", body = shop_platform::http::ErrorDoc),
+))]
 pub async fn list(
     State(state): State<AppState>,
     _: Operator,
@@ -108,8 +139,8 @@ pub async fn list(
     Ok(Json(stored(&state.pool, query.order_id, query.limit).await?))
 }
 
-async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Vec<LogRecord>, sqlx::Error> {
-    const COLUMNS: &str = "event_id, order_id, source, instance, action, message, occurred_at";
+pub(crate) async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Vec<LogRecord>, sqlx::Error> {
+    const COLUMNS: &str = "event_id, order_id, source, instance, action, message, occurred_at, trace_id";
     let rows = match order_id {
         Some(order_id) => {
             sqlx::query(&format!(
@@ -142,24 +173,33 @@ async fn stored(pool: &Pool, order_id: Option<OrderId>, limit: i64) -> Result<Ve
                 action: row.try_get("action")?,
                 message: row.try_get("message")?,
                 occurred_at: rfc3339(row.try_get("occurred_at")?),
+                trace_id: row.try_get("trace_id")?,
             })
         })
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Only this order's records.
     order_id: Option<OrderId>,
 }
 
 /// How many of the latest records a stream of every order starts with.
 const BACKLOG: i64 = 200;
 
+/// The audit records as they are stored (Server-Sent Events).
+///
 /// `GET /logs/stream[?orderId=]`: `record` events, oldest first: the stored records (one
 /// order's, or the latest 200), then each new one as it is stored. It subscribes before
 /// reading, so nothing stored in between is missed, and skips what the backlog already
 /// sent. A stream that falls too far behind ends; the browser reconnects and starts over.
+#[utoipa::path(get, path = "/logs/stream", security(("bearer" = ["operator"])), params(StreamQuery), responses(
+    (status = 200, description = "Server-Sent Events: a `record` event per audit record (data a `LogRecord`).",
+        content_type = "text/event-stream", body = String),
+))]
 pub async fn stream(
     State(state): State<AppState>,
     _: Operator,

@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::Json;
 use serde::Serialize;
 use serde_json::Value;
@@ -35,14 +37,14 @@ pub fn parse_watched(entry: &str) -> Result<Watched, String> {
     Ok(Watched { instance: instance.trim().to_owned(), url: url.to_owned() })
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthReport {
     pub measured_at: String,
     pub services: Vec<ServiceHealth>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceHealth {
     pub instance: String,
@@ -50,22 +52,24 @@ pub struct ServiceHealth {
     pub ready: bool,
     /// What its consumers wait for, as its `/readyz` lists them (group, topic, partition,
     /// waitingFor, sinceSeconds).
+    #[schema(value_type = Vec<Object>)]
     pub waiting: Vec<Value>,
     /// Why it is not ready: its own words, or that it did not answer.
     pub problem: Option<String>,
 }
 
 /// Asks every watched service at once.
-pub async fn measure(http: &reqwest::Client, watched: &[Watched]) -> HealthReport {
-    let services = futures::future::join_all(watched.iter().map(|w| ask(http, w))).await;
+/// `authorization` is the operator's, for the failures' own words (`detail`) in each `/readyz`.
+pub async fn measure(http: &reqwest::Client, watched: &[Watched], authorization: &str) -> HealthReport {
+    let services = futures::future::join_all(watched.iter().map(|w| ask(http, w, authorization))).await;
     HealthReport { measured_at: rfc3339(now_millis()), services }
 }
 
-async fn ask(http: &reqwest::Client, watched: &Watched) -> ServiceHealth {
+async fn ask(http: &reqwest::Client, watched: &Watched, authorization: &str) -> ServiceHealth {
     let health =
         |ready, waiting, problem| ServiceHealth { instance: watched.instance.clone(), ready, waiting, problem };
-    let answer =
-        http.get(format!("{}{}", watched.url, shop_platform::http::READINESS_PATH)).timeout(TIMEOUT).send().await;
+    let url = format!("{}{}", watched.url, shop_platform::http::READINESS_PATH);
+    let answer = http.get(url).header(AUTHORIZATION, authorization).timeout(TIMEOUT).send().await;
     let response = match answer {
         Ok(response) => response,
         Err(error) if error.is_timeout() => return health(false, Vec::new(), Some("does not answer in time".into())),
@@ -82,9 +86,10 @@ async fn ask(http: &reqwest::Client, watched: &Watched) -> ServiceHealth {
     }
 }
 
-/// `GET /api/services`: every watched service, ready or not, and what it waits for.
-pub async fn report(State(state): State<AppState>, _: Operator) -> Json<HealthReport> {
-    Json(measure(&state.http, &state.watched).await)
+/// Every watched service: ready or not, and what its consumers wait for.
+#[utoipa::path(get, path = "/api/services", security(("bearer" = ["operator"])), responses((status = 200, body = HealthReport)))]
+pub async fn report(State(state): State<AppState>, _: Operator, headers: HeaderMap) -> Json<HealthReport> {
+    Json(measure(&state.http, &state.watched, crate::operator_authorization(&headers)).await)
 }
 
 #[cfg(test)]

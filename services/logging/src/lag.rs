@@ -24,14 +24,14 @@ use crate::AppState;
 /// How long one question to Kafka may take.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LagReport {
     pub measured_at: String,
     pub groups: Vec<GroupLag>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupLag {
     pub group: &'static str,
@@ -41,7 +41,7 @@ pub struct GroupLag {
     pub error: Option<String>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicLag {
     pub topic: &'static str,
@@ -49,7 +49,7 @@ pub struct TopicLag {
     pub partitions: Vec<PartitionLag>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionLag {
     pub partition: i32,
@@ -161,7 +161,85 @@ fn group_lag(
     GroupLag { group, lag: Some(topics.iter().map(|t| t.lag).sum()), topics, error: None }
 }
 
-/// `GET /api/lag`: every group's lag now; 503 when Kafka does not answer.
+/// How often the lag is sampled for its history, and how many samples are kept (an hour).
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+const SAMPLES_KEPT: usize = 360;
+
+/// Every group's lag over the last hour, sampled in the background (`sample`).
+#[derive(Default)]
+pub struct LagHistory {
+    samples: Mutex<std::collections::VecDeque<LagSample>>,
+}
+
+#[derive(Serialize, Debug, Clone, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagSample {
+    pub at: String,
+    /// Each group's lag; None when it could not be read (Kafka down).
+    #[schema(value_type = std::collections::BTreeMap<String, Option<i64>>)]
+    pub groups: std::collections::BTreeMap<&'static str, Option<i64>>,
+}
+
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LagHistoryReport {
+    pub every_seconds: u64,
+    /// Oldest first.
+    pub samples: Vec<LagSample>,
+}
+
+impl LagHistory {
+    fn add(&self, sample: LagSample) {
+        let mut samples = self.samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        samples.push_back(sample);
+        while samples.len() > SAMPLES_KEPT {
+            samples.pop_front();
+        }
+    }
+
+    fn all(&self) -> Vec<LagSample> {
+        self.samples.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
+    }
+}
+
+/// Measures every group's lag every `SAMPLE_EVERY` into `history`, until `shutdown`.
+pub async fn sample(
+    probe: Arc<LagProbe>,
+    history: Arc<LagHistory>,
+    shutdown: shop_platform::Shutdown,
+) -> anyhow::Result<()> {
+    loop {
+        let measuring = Arc::clone(&probe);
+        let at = rfc3339(now_millis());
+        let groups = match tokio::task::spawn_blocking(move || measuring.measure()).await? {
+            Ok(report) => report.groups.iter().map(|g| (g.group, g.lag)).collect(),
+            Err(error) => {
+                tracing::debug!(%error, "Lag not sampled: Kafka does not answer");
+                group::SUBSCRIPTIONS.iter().map(|(g, _)| (*g, None)).collect()
+            }
+        };
+        history.add(LagSample { at, groups });
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
+/// Every group's lag over the last hour.
+///
+/// Sampled every 10 s, oldest first.
+#[utoipa::path(get, path = "/api/lag/history", security(("bearer" = ["operator"])), responses((status = 200, body = LagHistoryReport)))]
+pub async fn history(State(state): State<AppState>, _: Operator) -> Json<LagHistoryReport> {
+    Json(LagHistoryReport { every_seconds: SAMPLE_EVERY.as_secs(), samples: state.lag_history.all() })
+}
+
+/// Every group's lag now.
+///
+/// Per topic and partition; 503 when Kafka does not answer.
+#[utoipa::path(get, path = "/api/lag", security(("bearer" = ["operator"])), responses(
+    (status = 200, body = LagReport),
+))]
 pub async fn report(State(state): State<AppState>, _: Operator) -> Result<Json<LagReport>, ApiError> {
     let probe = Arc::clone(&state.lag);
     tokio::task::spawn_blocking(move || probe.measure())
@@ -174,6 +252,18 @@ pub async fn report(State(state): State<AppState>, _: Operator) -> Result<Json<L
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_keeps_the_last_hour() {
+        let history = LagHistory::default();
+        for n in 0..SAMPLES_KEPT + 5 {
+            history.add(LagSample { at: n.to_string(), groups: Default::default() });
+        }
+        let kept = history.all();
+        assert_eq!(kept.len(), SAMPLES_KEPT);
+        assert_eq!(kept[0].at, "5", "the oldest went first");
+        assert_eq!(kept.last().unwrap().at, (SAMPLES_KEPT + 4).to_string());
+    }
 
     #[test]
     fn every_consumer_group_is_measured_on_the_topics_it_consumes() {

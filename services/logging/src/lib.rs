@@ -2,31 +2,42 @@
 //! (group `logging-service`), stores each record once, answers `GET /logs?orderId=`, streams
 //! new records live (`GET /logs/stream`), measures every consumer group's lag in Kafka
 //! (`GET /api/lag`), gathers what every service says of its readiness and waits
-//! (`GET /api/services`), and serves the operations page that shows all of it (`GET /`).
+//! (`GET /api/services`), lists the dead letters and replays one (`GET /api/dead-letters`,
+//! `POST /api/dead-letters/{topic}/{partition}/{offset}/replay`), keeps the lag of the last hour
+//! (`GET /api/lag/history`), puts one order on one timeline (`GET /api/orders/{id}/timeline`),
+//! and serves the operations
+//! page that shows all of it (`GET /`).
 
 mod audit;
+mod dead_letters;
 mod health;
 mod lag;
+mod order_view;
 
 pub use audit::{AuditHandler, LogRecord};
+pub use dead_letters::{DeadLetter, DeadLetterReport, DeadLetterTopic, Replayed, REPLAYED_FROM};
 pub use health::{parse_watched, HealthReport, ServiceHealth, Watched};
-pub use lag::{GroupLag, LagProbe, LagReport};
+pub use lag::{GroupLag, LagHistory, LagProbe, LagReport, LagSample};
+pub use order_view::{Entry, StageReached, Timeline};
 
 use std::sync::Arc;
 
 use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
 use shop_events::group;
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::db::Pool;
 use shop_platform::host::{Parts, ServiceHost};
-use shop_platform::http::static_asset;
+use shop_platform::http::{routes, static_asset, Api};
 use shop_platform::transactional::InTransaction;
 use shop_platform::Shutdown;
 use tokio::sync::broadcast;
 
 pub const SERVICE: &str = shop_events::service::LOGGING;
+
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, api())
+}
 
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
@@ -50,6 +61,10 @@ pub struct Config {
     /// operations page shows: `instance=url,...` (e.g. `order-1=http://127.0.0.1:8081`).
     #[arg(long = "watched-services", env = "WATCHED_SERVICES", value_delimiter = ',', value_parser = parse_watched)]
     pub watched: Vec<Watched>,
+    /// A trace UI (Jaeger's, e.g. `http://localhost:16686`) the operations page links each
+    /// trace id to (`/trace/{id}`) and an order's traces to (`/search?tags=`); no links without.
+    #[arg(long = "trace-ui-url", env = "TRACE_UI_URL")]
+    pub trace_ui: Option<String>,
 }
 
 /// What the handlers share.
@@ -59,6 +74,15 @@ pub struct AppState {
     /// Every audit record stored for the first time, for the live streams.
     pub arrivals: broadcast::Sender<LogRecord>,
     pub lag: Arc<LagProbe>,
+    /// Every group's lag over the last hour.
+    pub lag_history: Arc<LagHistory>,
+    /// Where trace ids link to (`TRACE_UI_URL`), without a trailing slash.
+    pub trace_ui: Option<String>,
+    /// Where the dead letters are read, and replayed with `producer`.
+    pub brokers: String,
+    pub producer: shop_platform::kafka::Producer,
+    /// This instance's name, in the audit records it writes itself (a replay).
+    pub instance: String,
     /// The services `GET /api/services` asks, and how.
     pub watched: Arc<[Watched]>,
     pub http: reqwest::Client,
@@ -67,16 +91,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pool: Pool, brokers: &str, watched: Vec<Watched>) -> Self {
+    pub fn new(pool: Pool, brokers: &str, watched: Vec<Watched>) -> anyhow::Result<Self> {
         let (arrivals, _) = broadcast::channel(1024);
-        Self {
+        Ok(Self {
             pool,
             arrivals,
             lag: Arc::new(LagProbe::new(brokers)),
+            lag_history: Arc::default(),
+            trace_ui: None,
+            brokers: brokers.to_owned(),
+            producer: shop_platform::kafka::producer(brokers, "logging-replay")?,
+            instance: SERVICE.to_owned(),
             watched: watched.into(),
             http: reqwest::Client::new(),
             streams: Shutdown::new(),
-        }
+        })
     }
 }
 
@@ -90,7 +119,10 @@ impl Service {
         let parts =
             Parts::open(SERVICE, &config.http, config.http_port, &config.storage, &config.kafka, sqlx::migrate!())
                 .await?;
-        let state = AppState::new(parts.pool.clone(), &config.kafka.brokers, config.watched.clone());
+        let mut state = AppState::new(parts.pool.clone(), &config.kafka.brokers, config.watched.clone())?;
+        state.instance = parts.instance.clone();
+        state.producer = parts.producer.clone();
+        state.trace_ui = config.trace_ui.as_deref().map(|url| url.trim_end_matches('/').to_owned());
         let handler = InTransaction {
             pool: parts.pool.clone(),
             apply: AuditHandler { arrivals: state.arrivals.clone() },
@@ -98,7 +130,11 @@ impl Service {
         };
         let streams = state.streams.clone();
         let consumer = parts.consumer(group::LOGGING_SERVICE, handler);
-        let host = parts.host(router(state)).with_consumer(consumer);
+        let (probe, history) = (state.lag.clone(), state.lag_history.clone());
+        let host = parts
+            .host(router(state))
+            .with_consumer(consumer)
+            .with_task(move |shutdown| lag::sample(probe, history, shutdown));
         Ok(Service { host, streams })
     }
 
@@ -116,17 +152,48 @@ impl Service {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(|| async { Html(include_str!("ops.html")) }))
-        .route(
-            "/assets/ops.js",
-            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("ops.js")) }),
-        )
-        .route("/assets/ops.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("ops.css")) }))
-        .route("/logs", get(audit::list))
-        .route("/logs/stream", get(audit::stream))
-        .route("/api/lag", get(lag::report))
-        .route("/api/services", get(health::report))
-        .with_state(state)
+/// The operations API and page, documented (`/openapi.json`).
+pub fn api() -> Api<AppState> {
+    Api::new()
+        .routes(routes!(ops_page))
+        .routes(routes!(ops_script))
+        .routes(routes!(ops_style))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::stream))
+        .routes(routes!(lag::report))
+        .routes(routes!(lag::history))
+        .routes(routes!(order_view::timeline))
+        .routes(routes!(health::report))
+        .routes(routes!(dead_letters::report))
+        .routes(routes!(dead_letters::replay))
+}
+
+/// The operator's own `Authorization`, to ask the other services as them (their pushes, mails
+/// and readiness details are the operator's to see, not logging's).
+fn operator_authorization(headers: &axum::http::HeaderMap) -> &str {
+    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+/// The routes of `api`, serving with `state`.
+pub fn router(state: AppState) -> Api {
+    api().with_state(state)
+}
+
+/// The operations page (a shell: its data needs the operator's sign-in).
+#[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html; charset=utf-8", body = String)))]
+async fn ops_page() -> Html<&'static str> {
+    Html(include_str!("ops.html"))
+}
+
+/// The operations page's script.
+#[utoipa::path(get, path = "/assets/ops.js",
+    responses((status = 200, content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn ops_script() -> axum::response::Response {
+    static_asset("text/javascript; charset=utf-8", include_str!("ops.js"))
+}
+
+/// The operations page's style.
+#[utoipa::path(get, path = "/assets/ops.css", responses((status = 200, content_type = "text/css; charset=utf-8", body = String)))]
+async fn ops_style() -> axum::response::Response {
+    static_asset("text/css; charset=utf-8", include_str!("ops.css"))
 }

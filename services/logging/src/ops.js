@@ -2,8 +2,12 @@
 // The audit trail arrives live from GET /logs/stream (Server-Sent Events: the stored
 // records first, then each new one, read with ui.stream so that the token goes with them);
 // the lag of every consumer group is measured in Kafka by GET /api/lag, and every service's
-// readiness and what its consumers wait for come from GET /api/services, every three seconds.
-// Both are the operator's only: the page signs in as the operator first (ui.signInForm,
+// readiness and what its consumers wait for come from GET /api/services, every three seconds;
+// each group's lag over the last hour from GET /api/lag/history (a line per group), the dead
+// letters from GET /api/dead-letters (each with a Replay button:
+// POST /api/dead-letters/{topic}/{partition}/{offset}/replay), and, when the page follows one
+// order, that order's timeline from GET /api/orders/{id}/timeline.
+// All of it is the operator's only: the page signs in as the operator first (ui.signInForm,
 // /assets/ui.js); a 401 (an expired token) brings the sign-in back.
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_ROWS = 500;
@@ -11,6 +15,8 @@ let source = null;
 let filtered = '';
 let seen = new Set();
 let openedAt = Infinity;
+let lagHistory = null;
+let ticks = 0;
 
 const $ = (id) => document.getElementById(id);
 
@@ -67,7 +73,8 @@ function add(record, fresh) {
       onclick: (event) => { event.preventDefault(); applyFilter(record.orderId); } }, ui.shortId(record.orderId))),
     h('td', { class: 'who' }, record.instance),
     h('td', { class: 'action' }, record.action),
-    h('td', {}, record.message));
+    h('td', {}, record.message),
+    h('td', { class: 'trace', title: record.traceId || 'not traced' }, record.traceId ? record.traceId.slice(0, 8) : ''));
   const body = $('records');
   body.prepend(row);
   while (body.rows.length > MAX_ROWS) body.deleteRow(body.rows.length - 1);
@@ -92,6 +99,7 @@ function applyFilter(value) {
   history.replaceState(null, '', orderId ? `?orderId=${orderId}` : location.pathname);
   filtered = orderId;
   follow(orderId);
+  orderView();
 }
 
 $('filter').addEventListener('submit', (event) => {
@@ -125,7 +133,131 @@ async function measure() {
       h('div', { class: 'lag' }, g.error ? '?' : String(g.lag)),
       h('div', { class: 'state' }, g.error ? g.error : g.lag === 0 ? `caught up · ${records} consumed` : `${g.lag} record${g.lag === 1 ? '' : 's'} behind`),
       h('table', {}, h('tbody', {}, ...g.topics.map((t) =>
-        h('tr', {}, h('td', {}, t.topic), h('td', { class: t.lag ? 'lagging' : null }, String(t.lag)))))));
+        h('tr', {}, h('td', {}, t.topic), h('td', { class: t.lag ? 'lagging' : null }, String(t.lag)))))),
+      ...sparkline(g.group));
+  }));
+}
+
+async function readLagHistory() {
+  try {
+    lagHistory = await ui.api('/api/lag/history');
+  } catch (error) {
+    lagHistory = null; // the cards say what went wrong with Kafka; the line is left out
+  }
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** The group's lag over the last hour as a line, with its highest point and span. */
+function sparkline(group) {
+  const samples = (lagHistory?.samples || []).filter((s) => s.groups[group] !== null && s.groups[group] !== undefined);
+  if (samples.length < 2) return [h('div', { class: 'spark-note' }, 'lag over time: sampling…')];
+  const values = samples.map((s) => s.groups[group]);
+  const most = Math.max(1, ...values);
+  const points = values.map((v, i) => `${(i / (values.length - 1) * 100).toFixed(2)},${(19 - v / most * 18).toFixed(2)}`);
+  const line = document.createElementNS(SVG, 'svg');
+  line.setAttribute('class', 'spark');
+  line.setAttribute('viewBox', '0 0 100 20');
+  line.setAttribute('preserveAspectRatio', 'none');
+  line.setAttribute('role', 'img');
+  line.setAttribute('aria-label', `${group} lag over time, highest ${Math.max(...values)}`);
+  const polyline = document.createElementNS(SVG, 'polyline');
+  polyline.setAttribute('points', points.join(' '));
+  line.append(polyline);
+  const minutes = Math.round((Date.parse(samples[samples.length - 1].at) - Date.parse(samples[0].at)) / 60000);
+  return [line, h('div', { class: 'spark-note', 'data-samples': samples.length },
+    `last ${minutes < 1 ? 'minute' : `${minutes} min`} · highest ${Math.max(...values)}`)];
+}
+
+// --- dead letters --------------------------------------------------------------------
+
+async function deadLetters() {
+  if (!signedIn()) return;
+  let report;
+  try {
+    report = await ui.api('/api/dead-letters');
+  } catch (error) {
+    if (error.status === 401) return; // the sign-in is showing
+    $('dead-updated').textContent = `not read: ${error.unreachable ? 'the logging service cannot be reached' : error.message}`;
+    return;
+  }
+  $('dead-updated').textContent = `read ${new Date(report.measuredAt).toLocaleTimeString()}`;
+  const held = report.topics.filter((t) => t.count > 0);
+  $('dead-empty').hidden = held.length > 0;
+  $('dead').replaceChildren(...held.map((t) => h('article', { class: 'dead-topic', 'data-topic': t.topic, 'data-count': t.count },
+    h('h3', {}, t.topic, h('span', { class: 'count' }, `${t.count} set aside`)),
+    ...t.records.map((r) => letter(t, r)))));
+}
+
+function letter(topic, r) {
+  const origin = `${r.group || 'a group'} · from ${topic.source}/${r.sourcePartition ?? '?'} at ${r.sourceOffset ?? '?'}`
+    + (r.setAsideAt ? ` · ${new Date(r.setAsideAt).toLocaleString()}` : '') + (r.key ? ` · order ${ui.shortId(r.key)}` : '')
+    + (r.replayOf ? ` · a replay of ${r.replayOf}` : '');
+  const status = h('span', { class: 'replayed' }, r.replayed
+    ? `replayed ${new Date(r.replayed.at).toLocaleTimeString()} to ${r.replayed.toTopic}${r.replayed.toOffset !== null && r.replayed.toOffset !== undefined ? ` at ${r.replayed.toOffset}` : ''}`
+    : '');
+  const button = h('button', { type: 'button', 'data-action': 'replay', disabled: r.replayed ? '' : null }, 'Replay');
+  const problem = h('span', { class: 'error-text', role: 'alert' });
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    problem.textContent = '';
+    try {
+      const done = await ui.api(`/api/dead-letters/${encodeURIComponent(topic.topic)}/${r.partition}/${r.offset}/replay`, { method: 'POST' });
+      status.textContent = `replayed just now to ${done.toTopic} at ${done.toOffset}`;
+      deadLetters();
+    } catch (error) {
+      if (error.status === 401) return;
+      problem.textContent = `Not replayed: ${error.message}`;
+      button.disabled = error.status === 409;
+    }
+  });
+  return h('div', { class: 'letter', 'data-offset': r.offset, 'data-replayed': r.replayed ? 'true' : 'false' },
+    h('div', { class: 'error-text' }, r.error || 'no reason recorded'),
+    h('div', { class: 'origin' }, origin),
+    h('pre', {}, r.payload ?? '(no value)'),
+    h('div', {}, button, ' ', status, ' ', problem));
+}
+
+// --- one order -------------------------------------------------------------------------
+
+async function orderView() {
+  const view = $('order-view');
+  if (!filtered || !signedIn()) {
+    view.hidden = true;
+    return;
+  }
+  const orderId = filtered;
+  let timeline;
+  try {
+    timeline = await ui.api(`/api/orders/${orderId}/timeline`);
+  } catch (error) {
+    if (error.status === 401) return;
+    $('order-updated').textContent = `not read: ${error.message}`;
+    return;
+  }
+  if (orderId !== filtered) return; // the filter changed meanwhile
+  view.hidden = false;
+  $('order-id').textContent = orderId;
+  $('order-updated').textContent = `read ${new Date().toLocaleTimeString()}`;
+  const traces = $('order-traces');
+  traces.hidden = !timeline.tracesUrl;
+  if (timeline.tracesUrl) traces.href = timeline.tracesUrl;
+  $('order-stages').replaceChildren(...timeline.stages.map((s) => h('li', { 'data-stage': s.stage, 'data-reached': s.at ? 'true' : 'false' },
+    h('strong', {}, s.stage), s.at ? new Date(s.at).toLocaleTimeString() : 'not yet')));
+  $('order-problems').textContent = timeline.problems.join(' · ');
+  $('order-problems').hidden = timeline.problems.length === 0;
+  $('order-entries').replaceChildren(...timeline.entries.map((e) => {
+    const time = new Date(e.at);
+    const trace = e.traceUrl
+      ? h('a', { href: e.traceUrl, target: '_blank', rel: 'noopener', title: e.traceId }, e.traceId.slice(0, 8))
+      : e.traceId ? e.traceId.slice(0, 8) : '';
+    return h('tr', { 'data-kind': e.kind },
+      h('td', { class: 'time', title: e.at }, time.toLocaleTimeString([], { hour12: false }) + `.${String(time.getMilliseconds()).padStart(3, '0')}`),
+      h('td', { class: 'kind' }, e.kind),
+      h('td', { class: 'who' }, e.by),
+      h('td', { class: e.kind === 'audit' ? 'action' : null }, e.title),
+      h('td', {}, e.detail),
+      h('td', { class: 'trace', title: e.traceId || 'not traced' }, trace));
   }));
 }
 
@@ -151,7 +283,7 @@ async function services() {
       h('div', { class: 'name' }, s.instance),
       h('div', { class: 'state' }, said),
       ...s.waiting.map((w) => h('div', { class: 'wait' },
-        `${w.group} · ${w.topic}/${w.partition} for ${w.sinceSeconds} s: ${w.waitingFor}`)));
+        `${w.group} · ${w.topic}/${w.partition} for ${w.sinceSeconds} s: ${w.waitingFor}${w.detail ? ` (${w.detail})` : ''}`)));
   }));
 }
 
@@ -183,8 +315,9 @@ function start() {
   $('account').replaceChildren(ui.signedInAs(signedIn()));
   banner('');
   applyFilter(filtered);
-  measure();
+  readLagHistory().then(measure);
   services();
+  deadLetters();
 }
 
 ui.onSignedOut(({ reason }) => {
@@ -195,4 +328,12 @@ ui.onSignedOut(({ reason }) => {
 filtered = new URLSearchParams(location.search).get('orderId') || '';
 if (signedIn()) start();
 else showSignIn();
-setInterval(() => { if (!document.hidden) { measure(); services(); } }, 3000);
+setInterval(async () => {
+  if (document.hidden) return;
+  ticks += 1;
+  if (ticks % 3 === 0) await readLagHistory();
+  measure();
+  services();
+  orderView();
+  if (ticks % 2 === 0) deadLetters();
+}, 3000);

@@ -15,7 +15,7 @@ async fn state(brokers: &str) -> AppState {
     let file = std::env::temp_dir().join(format!("shop-logging-test-{}.db", uuid::Uuid::new_v4()));
     let url = format!("sqlite://{}?mode=rwc", file.display());
     let pool = shop_platform::db::open(&url, sqlx::migrate!("./migrations")).await.expect("the database opens");
-    AppState::new(pool, brokers, Vec::new())
+    AppState::new(pool, brokers, Vec::new()).expect("the state is made")
 }
 
 fn record(order_id: uuid::Uuid, action: &str) -> LogRecord {
@@ -27,6 +27,7 @@ fn record(order_id: uuid::Uuid, action: &str) -> LogRecord {
         action: action.into(),
         message: format!("{action} happened"),
         occurred_at: "2026-01-01T00:00:00.000Z".into(),
+        trace_id: None,
     }
 }
 
@@ -137,6 +138,25 @@ async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
 async fn a_stream_of_a_malformed_order_id_is_a_json_400() {
     let (app, keys) = app(state("127.0.0.1:1").await);
     let response = get_as(&app, "/logs/stream?orderId=not-an-id", Some(&keys.staff(Role::Operator))).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["content-type"], "application/json");
+}
+
+/// The path parameters of the order view and of a replay are read by the service's own
+/// extractor: a malformed one is a JSON 400, as the OpenAPI description says (axum's own `Path`
+/// answered it in plain text).
+#[tokio::test]
+async fn malformed_path_parameters_are_json_400s() {
+    let (app, keys) = app(state("127.0.0.1:1").await);
+    let operator = keys.staff(Role::Operator);
+    let response = get_as(&app, "/api/orders/not-an-id/timeline", Some(&operator)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let request = Request::post("/api/dead-letters/orders-created.dlq/first/0/replay")
+        .header("authorization", &operator)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["content-type"], "application/json");
 }

@@ -96,26 +96,34 @@ fn verifies(password: &str, stored: &str) -> bool {
 }
 
 /// A token, as the client gets it (OAuth 2.0 names in camelCase).
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignedIn {
+    /// The JWT to send as `Authorization: Bearer <token>`.
     token: String,
+    /// `Bearer`.
     token_type: &'static str,
+    /// Seconds it stays good.
     expires_in: u64,
     role: Role,
+    /// Whom it names: the customer's email, or the staff role.
     subject: String,
 }
 
-#[derive(Deserialize)]
+/// A customer's email and password.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerCredentials {
     email: String,
+    /// 8 to 128 characters when opening an account.
     password: String,
 }
 
-#[derive(Deserialize)]
+/// The courier's or the operator's sign-in.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaffCredentials {
+    /// `courier` or `operator`.
     username: String,
     password: String,
 }
@@ -125,6 +133,12 @@ fn refused() -> ApiError {
 }
 
 /// `POST /auth/customers`: opens an account and signs it in (201); 409 if the email has one.
+#[utoipa::path(post, path = "/auth/customers", request_body = CustomerCredentials, responses(
+    (status = 201, description = "Opened and signed in.", body = SignedIn),
+    (status = 409, description = "This email has an account already.", body = shop_platform::http::ErrorDoc),
+    (status = 422, description = "Not an email address, or a password not 8 to 128 characters.", body = shop_platform::http::ErrorDoc),
+    (status = 429, description = "Too many tries from this client: wait.", body = shop_platform::http::ErrorDoc),
+))]
 pub async fn register(
     State(state): State<AppState>,
     ApiJson(credentials): ApiJson<CustomerCredentials>,
@@ -154,6 +168,11 @@ pub async fn register(
 }
 
 /// `POST /auth/sign-in`: a customer's token for their email and password.
+#[utoipa::path(post, path = "/auth/sign-in", request_body = CustomerCredentials, responses(
+    (status = 200, description = "Signed in.", body = SignedIn),
+    (status = 401, description = "Wrong email or password.", body = shop_platform::http::ErrorDoc),
+    (status = 429, description = "Too many tries from this client: wait.", body = shop_platform::http::ErrorDoc),
+))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(credentials): ApiJson<CustomerCredentials>,
@@ -176,6 +195,11 @@ async fn stored_hash(pool: &Pool, email: &str) -> Result<Option<String>, sqlx::E
 }
 
 /// `POST /auth/staff/sign-in`: the courier's or the operator's token.
+#[utoipa::path(post, path = "/auth/staff/sign-in", request_body = StaffCredentials, responses(
+    (status = 200, description = "Signed in.", body = SignedIn),
+    (status = 401, description = "Wrong username or password.", body = shop_platform::http::ErrorDoc),
+    (status = 429, description = "Too many tries from this client: wait.", body = shop_platform::http::ErrorDoc),
+))]
 pub async fn staff_sign_in(
     State(state): State<AppState>,
     ApiJson(credentials): ApiJson<StaffCredentials>,
@@ -194,6 +218,9 @@ pub async fn staff_sign_in(
 }
 
 /// `GET /.well-known/jwks.json`: the public keys tokens are verified with.
+#[utoipa::path(get, path = "/.well-known/jwks.json", responses(
+    (status = 200, description = "A JSON Web Key Set (RFC 7517) of Ed25519 keys.", body = Object),
+))]
 pub async fn key_set(State(state): State<AppState>) -> Response {
     ([(axum::http::header::CACHE_CONTROL, "max-age=300")], Json(state.identity.key_set.clone())).into_response()
 }

@@ -15,17 +15,21 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::Html;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Serialize;
 use shop_platform::config::{HttpConfig, StorageConfig};
 use shop_platform::db::Pool;
 use shop_platform::host::ServiceHost;
-use shop_platform::http::{limits, static_asset};
+use shop_platform::http::{limits, routes, static_asset, Api, UtoipaMethodRouterExt};
 use shop_platform::{db, http as web, Shutdown};
 use tokio::sync::broadcast;
 
 pub const SERVICE: &str = shop_events::service::MOBILE;
+
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, api())
+}
 
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
@@ -96,7 +100,7 @@ impl Service {
         let pool = db::open(&config.storage.database_url(SERVICE), sqlx::migrate!("./migrations")).await?;
         let state = AppState::new(pool.clone(), &config.order_url, identity);
         let streams = state.streams.clone();
-        let router = web::finish(router(state), vec![web::storage_check(pool)], Default::default(), &web);
+        let router = web::finish(api().with_state(state), vec![web::storage_check(pool)], Default::default(), &web);
         let listener = web::bind(&config.http.host, config.http_port).await?;
         Ok(Service { host: ServiceHost::new(listener, router), streams })
     }
@@ -119,32 +123,58 @@ impl Service {
 const SIGN_IN_BURST: u32 = 10;
 const SIGN_IN_EVERY: Duration = Duration::from_secs(3);
 
-pub fn router(state: AppState) -> Router {
-    let limited = |route: axum::routing::MethodRouter<AppState>| {
-        route.layer(limits::per_client("sign-ins", SIGN_IN_EVERY, SIGN_IN_BURST))
-    };
-    Router::new()
-        .route("/", get(|| async { Html(include_str!("web/index.html")) }))
-        .route("/app.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("web/app.css")) }))
-        .route("/app.js", get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("web/app.js")) }))
-        .route("/api/config", get(app_config))
-        .route("/.well-known/jwks.json", get(accounts::key_set))
-        .route("/auth/customers", limited(post(accounts::register)))
-        .route("/auth/sign-in", limited(post(accounts::sign_in)))
-        .route("/auth/staff/sign-in", limited(post(accounts::staff_sign_in)))
-        .route("/api/push", post(pushes::receive))
-        .route("/api/notifications", get(pushes::list))
-        .route("/api/notifications/stream", get(pushes::stream))
-        .with_state(state)
+/// The app, the sign-in and the pushes, documented (`/openapi.json`).
+pub fn api() -> Api<AppState> {
+    let limited = || limits::per_client("sign-ins", SIGN_IN_EVERY, SIGN_IN_BURST);
+    Api::new()
+        .routes(routes!(app_page))
+        .routes(routes!(app_style))
+        .routes(routes!(app_script))
+        .routes(routes!(app_config))
+        .routes(routes!(accounts::key_set))
+        .routes(routes!(accounts::register).layer(limited()))
+        .routes(routes!(accounts::sign_in).layer(limited()))
+        .routes(routes!(accounts::staff_sign_in).layer(limited()))
+        .routes(routes!(pushes::receive))
+        .routes(routes!(pushes::receive_many))
+        .routes(routes!(pushes::list))
+        .routes(routes!(pushes::stream))
 }
 
-#[derive(Serialize)]
+/// The routes of `api`, serving with `state`.
+pub fn router(state: AppState) -> Api {
+    api().with_state(state)
+}
+
+/// The customer's app (a shell: its data needs a sign-in).
+#[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html; charset=utf-8", body = String)))]
+async fn app_page() -> Html<&'static str> {
+    Html(include_str!("web/index.html"))
+}
+
+/// The app's style.
+#[utoipa::path(get, path = "/app.css", responses((status = 200, content_type = "text/css; charset=utf-8", body = String)))]
+async fn app_style() -> axum::response::Response {
+    static_asset("text/css; charset=utf-8", include_str!("web/app.css"))
+}
+
+/// The app's script.
+#[utoipa::path(get, path = "/app.js",
+    responses((status = 200, content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn app_script() -> axum::response::Response {
+    static_asset("text/javascript; charset=utf-8", include_str!("web/app.js"))
+}
+
+/// Where the app finds what it calls.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct AppConfig {
+    /// The order API's address.
     order_url: String,
 }
 
 /// What the front end needs to know about its surroundings: where the order API is.
+#[utoipa::path(get, path = "/api/config", responses((status = 200, body = AppConfig)))]
 async fn app_config(State(state): State<AppState>) -> Json<AppConfig> {
     Json(AppConfig { order_url: state.order_url })
 }

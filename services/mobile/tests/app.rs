@@ -175,11 +175,52 @@ async fn only_notification_may_push() {
         (Some(keys.service("notification", "payment")), StatusCode::UNAUTHORIZED),
         (Some("Bearer not.a.token".to_owned()), StatusCode::UNAUTHORIZED),
     ];
+    let many = json!({ "pushes": [{ "push": body, "traceparent": null }] });
     for (authorization, expected) in cases {
         let (status, _, answer) = call(&app, post_json("/api/push", authorization.as_deref(), &body)).await;
         assert_eq!(status, expected, "{authorization:?}: {answer}");
+        let (status, _, answer) = call(&app, post_json("/api/pushes", authorization.as_deref(), &many)).await;
+        assert_eq!(status, expected, "many, {authorization:?}: {answer}");
     }
     assert_eq!(send(&app, &keys, &body).await, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn many_pushes_in_one_request_are_each_stored_once_and_a_bad_one_refused_alone() {
+    let (app, keys) = app().await;
+    let notification = keys.service("notification", "mobile");
+    let order = uuid::Uuid::new_v4();
+    let first = push(uuid::Uuid::new_v4(), order, "ada@example.com", "created");
+    let second = push(uuid::Uuid::new_v4(), order, "ada@example.com", "paymentCreated");
+    let mut bad = push(uuid::Uuid::new_v4(), order, "not an address", "paymentMade");
+    bad["title"] = json!("");
+    assert_eq!(send(&app, &keys, &first).await, StatusCode::CREATED, "one of them arrived before");
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let many = json!({ "pushes": [
+        { "push": first, "traceparent": traceparent },
+        { "push": bad, "traceparent": null },
+        { "push": second, "traceparent": traceparent },
+    ] });
+    let (status, _, answer) = call(&app, post_json("/api/pushes", Some(&notification), &many)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let outcomes: Vec<&str> = answer.as_array().unwrap().iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["duplicate", "refused", "stored"], "{answer}");
+    assert_eq!(answer[0]["id"], first["id"]);
+    assert!(answer[1]["error"].as_str().unwrap().contains("email"), "{answer}");
+
+    let ada = keys.customer("ada@example.com");
+    let (_, _, listed) = call(&app, get_as(&format!("/api/notifications?orderId={order}"), Some(&ada))).await;
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let mut stages: Vec<&str> = listed.as_array().unwrap().iter().map(|p| p["stage"].as_str().unwrap()).collect();
+    stages.sort();
+    assert_eq!(stages, ["created", "paymentCreated"], "each once, the bad one not at all");
+
+    for empty_or_too_many in [json!({ "pushes": [] }), json!({ "pushes": vec![json!({ "push": second }); 101] })] {
+        let (status, _, answer) = call(&app, post_json("/api/pushes", Some(&notification), &empty_or_too_many)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
+        assert!(answer.contains("between 1 and 100"), "{answer}");
+    }
 }
 
 #[tokio::test]

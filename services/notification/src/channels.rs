@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail as MailFrom, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Message;
 use shop_events::{api, Customer, OrderId};
 use shop_platform::auth::ServiceCredential;
@@ -22,15 +23,34 @@ pub struct Outgoing<'a> {
     pub order_id: OrderId,
     pub customer: &'a Customer,
     pub notice: &'a Notice,
+    /// The span of the record it is for: its sending belongs under it.
+    pub span: tracing::Span,
 }
+
+/// At most this many notices of one batch are on their way at once, where a channel sends
+/// them one by one.
+const SENDS_IN_FLIGHT: usize = 8;
 
 #[async_trait]
 pub trait Channel: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError>;
+
+    /// Sends several notices (each to a different order) and says what became of each, in
+    /// their order. By default each on its own, several at once, each in its record's span.
+    async fn send_all(&self, outgoing: &[Outgoing<'_>]) -> Vec<Result<(), HandleError>> {
+        use futures::StreamExt;
+        use tracing::Instrument;
+        let mut sends = Vec::with_capacity(outgoing.len());
+        for o in outgoing {
+            sends.push(self.send(o).instrument(o.span.clone()));
+        }
+        futures::stream::iter(sends).buffered(SENDS_IN_FLIGHT).collect().await
+    }
 }
 
-/// Pushes to the phone: `POST /api/push` on mobile, with notification's service credential.
+/// Pushes to the phone: `POST /api/pushes` on mobile (one request for the pushes of a batch),
+/// with notification's service credential.
 pub struct Push {
     http: reqwest::Client,
     url: String,
@@ -45,7 +65,7 @@ impl Push {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .expect("an HTTP client builds");
-        Self { http, url: format!("{}/api/push", mobile_url.trim_end_matches('/')), credential }
+        Self { http, url: format!("{}/api/pushes", mobile_url.trim_end_matches('/')), credential }
     }
 }
 
@@ -56,34 +76,102 @@ impl Channel for Push {
     }
 
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
-        let authorization =
-            self.credential.authorization().map_err(|e| HandleError::Transient(format!("cannot sign a token: {e}")))?;
-        let body = api::Push {
-            id: outgoing.id,
-            order_id: outgoing.order_id,
-            to: outgoing.customer.email().to_owned(),
-            stage: outgoing.notice.stage,
-            title: outgoing.notice.title.clone(),
-            body: outgoing.notice.body.clone(),
-            sent_at: chrono::Utc::now().to_rfc3339(),
-        };
-        let response = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::AUTHORIZATION, authorization)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| HandleError::Transient(format!("mobile unreachable: {e}")))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else if push_refused_for_itself(status) {
-            let text = response.text().await.unwrap_or_default();
-            Err(HandleError::Permanent(format!("mobile refused the push ({status}): {text}")))
-        } else {
-            Err(HandleError::Transient(format!("mobile failed ({status})")))
+        let mut results = self.send_all(std::slice::from_ref(outgoing)).await;
+        results.pop().expect("one answer for one push")
+    }
+
+    /// One request for many pushes (`POST /api/pushes`): mobile stores them in one transaction
+    /// and says what became of each. Each push carries its record's trace context; the request
+    /// goes in the first one's trace.
+    async fn send_all(&self, outgoing: &[Outgoing<'_>]) -> Vec<Result<(), HandleError>> {
+        let mut results = Vec::with_capacity(outgoing.len());
+        for chunk in chunks(outgoing) {
+            results.extend(self.send_chunk(chunk).await);
         }
+        results
+    }
+}
+
+/// Requests of at most [`api::MAX_PUSHES`] pushes and about [`PUSH_BYTES`] of JSON, under
+/// mobile's limit on a request's body.
+fn chunks<'o, 'a>(outgoing: &'o [Outgoing<'a>]) -> Vec<&'o [Outgoing<'a>]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, o) in outgoing.iter().enumerate() {
+        let size = 300 + o.notice.title.len() + o.notice.body.len() + o.customer.email().len();
+        if i > start && (i - start == api::MAX_PUSHES || bytes + size > PUSH_BYTES) {
+            chunks.push(&outgoing[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < outgoing.len() {
+        chunks.push(&outgoing[start..]);
+    }
+    chunks
+}
+
+/// About how much JSON one request of pushes carries at most (mobile takes 64 KiB).
+const PUSH_BYTES: usize = 48 * 1024;
+
+impl Push {
+    async fn send_chunk(&self, chunk: &[Outgoing<'_>]) -> Vec<Result<(), HandleError>> {
+        let everyone = |error: HandleError| chunk.iter().map(|_| Err(error.clone())).collect::<Vec<_>>();
+        let authorization = match self.credential.authorization() {
+            Ok(authorization) => authorization,
+            Err(e) => return everyone(HandleError::Transient("credentials", format!("cannot sign a token: {e}"))),
+        };
+        let sent_at = chrono::Utc::now().to_rfc3339();
+        let pushes = api::Pushes {
+            pushes: chunk
+                .iter()
+                .map(|o| api::TracedPush {
+                    push: api::Push {
+                        id: o.id,
+                        order_id: o.order_id,
+                        to: o.customer.email().to_owned(),
+                        stage: o.notice.stage,
+                        title: o.notice.title.clone(),
+                        body: o.notice.body.clone(),
+                        sent_at: sent_at.clone(),
+                    },
+                    traceparent: shop_platform::trace::traceparent(&o.span),
+                })
+                .collect(),
+        };
+        let mut request = self.http.post(&self.url).header(reqwest::header::AUTHORIZATION, authorization);
+        // The request's span at mobile comes under the first record's span.
+        if let Some(traceparent) = pushes.pushes.first().and_then(|p| p.traceparent.clone()) {
+            request = request.header(shop_platform::trace::TRACEPARENT, traceparent);
+        }
+        let response = match request.json(&pushes).send().await {
+            Ok(response) => response,
+            Err(e) => return everyone(HandleError::Transient("mobile", format!("mobile unreachable: {e}"))),
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return everyone(if push_refused_for_itself(status) {
+                HandleError::Permanent("push_refused", format!("mobile refused the pushes ({status}): {text}"))
+            } else {
+                HandleError::Transient("mobile", format!("mobile failed ({status})"))
+            });
+        }
+        let answers: Vec<api::PushResult> = match response.json().await {
+            Ok(answers) => answers,
+            Err(e) => return everyone(HandleError::Transient("mobile", format!("mobile's answer unreadable: {e}"))),
+        };
+        chunk
+            .iter()
+            .map(|o| match answers.iter().find(|a| a.id == o.id) {
+                Some(api::PushResult { outcome: api::PushOutcome::Stored | api::PushOutcome::Duplicate, .. }) => Ok(()),
+                Some(api::PushResult { outcome: api::PushOutcome::Refused, error, .. }) => Err(HandleError::Permanent(
+                    "push_refused",
+                    format!("mobile refused the push: {}", error.as_deref().unwrap_or("no reason given")),
+                )),
+                None => Err(HandleError::Transient("mobile", "mobile did not answer for this push".into())),
+            })
+            .collect()
     }
 }
 
@@ -105,12 +193,13 @@ const OPENING: usize = 2;
 /// Sends mail over at most `SESSIONS` kept-open SMTP connections (opened `OPENING` at a time,
 /// each reopened when it breaks), with Nagle's algorithm off: lettre writes a message's body
 /// and its final "." separately, and with Nagle on, the second write waits for the mailbox's
-/// delayed ACK, 40 ms per mail.
+/// delayed ACK, 40 ms per mail. Where the mailbox offers PIPELINING (RFC 2920), a mail takes
+/// two round trips instead of four: MAIL, RCPT and DATA go in one write, then the message.
 pub struct Mail {
     address: String,
     from: lettre::message::Mailbox,
     credentials: Credentials,
-    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    idle: std::sync::Mutex<Vec<Session>>,
     sessions: tokio::sync::Semaphore,
     opening: tokio::sync::Semaphore,
 }
@@ -131,10 +220,11 @@ impl Mail {
     }
 
     /// A mailbox on the private network: plain SMTP (no TLS), authenticated with AUTH PLAIN.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, HandleError> {
+    async fn connect(&self) -> Result<Session, HandleError> {
         let _opening = self.opening.acquire().await.expect("the semaphore is never closed");
-        let unreachable =
-            |e: &dyn std::fmt::Display| HandleError::Transient(format!("mailbox {} unreachable: {e}", self.address));
+        let unreachable = |e: &dyn std::fmt::Display| {
+            HandleError::Transient("mailbox", format!("mailbox {} unreachable: {e}", self.address))
+        };
         let stream = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(&self.address))
             .await
             .map_err(|e| unreachable(&e))?
@@ -143,16 +233,24 @@ impl Mail {
         // Whatever fails before a mail is given is the mailbox's failure (or its configuration's),
         // never a mail's: retried, so that no mail is set aside for it.
         let refused = |e: lettre::transport::smtp::Error| {
-            HandleError::Transient(format!("mailbox {} refused the session: {e}", self.address))
+            HandleError::Transient("mailbox", format!("mailbox {} refused the session: {e}", self.address))
         };
         let mut connection = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &ClientId::default())
             .await
             .map_err(refused)?;
+        // lettre reads the EHLO answer for the extensions it uses, PIPELINING not among them:
+        // asked once more per session (sessions are kept), before AUTH.
+        let pipelining = connection
+            .command(Ehlo::new(ClientId::default()))
+            .await
+            .map_err(refused)?
+            .message()
+            .any(|line| line.trim().eq_ignore_ascii_case("PIPELINING"));
         connection.auth(&[Mechanism::Plain], &self.credentials).await.map_err(refused)?;
-        Ok(connection)
+        Ok(Session { connection, pipelining })
     }
 
-    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<AsyncSmtpConnection>> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
         self.idle.lock().expect("the pool lock is never poisoned")
     }
 
@@ -160,27 +258,79 @@ impl Mail {
         let _session = self.sessions.acquire().await.expect("the semaphore is never closed");
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
-            let kept = if fresh { None } else { self.kept().pop().filter(|c| !c.has_broken()) };
-            let mut connection = match kept {
-                Some(connection) => connection,
+            let kept = if fresh { None } else { self.kept().pop().filter(|s| !s.connection.has_broken()) };
+            let mut session = match kept {
+                Some(session) => session,
                 None => self.connect().await?,
             };
-            match tokio::time::timeout(
-                Duration::from_secs(10),
-                connection.send(message.envelope(), &message.formatted()),
-            )
-            .await
+            match tokio::time::timeout(Duration::from_secs(10), session.send(message.envelope(), &message.formatted()))
+                .await
             {
-                Ok(Ok(_)) => {
-                    self.kept().push(connection);
+                Ok(Ok(())) => {
+                    self.kept().push(session);
                     return Ok(());
                 }
                 Ok(Err(error)) if fresh || is_the_mails(&error) => return Err(classify(error)),
-                Err(_) if fresh => return Err(HandleError::Transient("the mailbox did not answer in time".into())),
+                Err(_) if fresh => {
+                    return Err(HandleError::Transient("mailbox", "the mailbox did not answer in time".into()))
+                }
                 Ok(Err(_)) | Err(_) => continue,
             }
         }
         unreachable!("the loop returns on its fresh try")
+    }
+}
+
+/// An authenticated SMTP session, and whether the mailbox takes pipelined commands.
+struct Session {
+    connection: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+impl Session {
+    /// One mail. Any error leaves the session out of step (answers may be unread): it is not
+    /// kept. The checks before MAIL are lettre's own (`AsyncSmtpConnection::send`).
+    async fn send(
+        &mut self,
+        envelope: &lettre::address::Envelope,
+        email: &[u8],
+    ) -> Result<(), lettre::transport::smtp::Error> {
+        let Some(parameters) = self.pipelined(envelope, email) else {
+            return self.connection.send(envelope, email).await.map(drop);
+        };
+        let mut commands = MailFrom::new(envelope.from().cloned(), parameters).to_string();
+        for to in envelope.to() {
+            commands.push_str(&Rcpt::new(to.clone(), Vec::new()).to_string());
+        }
+        commands.push_str(&Data.to_string());
+        // One write; the answers come in order: MAIL's, each RCPT's, DATA's (354).
+        self.connection.command(commands).await?;
+        for _ in 0..envelope.to().len() + 1 {
+            self.connection.read_response().await?;
+        }
+        self.connection.message(email).await.map(drop)
+    }
+
+    /// The MAIL parameters of a pipelined send; None where lettre's own `send` goes instead:
+    /// the mailbox does not pipeline, or lacks an extension the mail needs (SMTPUTF8 for an
+    /// international address, 8BITMIME for a body that is not ASCII), which lettre refuses as
+    /// the mail's own fault.
+    fn pipelined(&self, envelope: &lettre::address::Envelope, email: &[u8]) -> Option<Vec<MailParameter>> {
+        if !self.pipelining {
+            return None;
+        }
+        let offers = |extension| self.connection.server_info().supports_feature(extension).then_some(());
+        let mut parameters = Vec::new();
+        let mut addresses = envelope.from().into_iter().chain(envelope.to());
+        if addresses.any(|address: &lettre::Address| !AsRef::<str>::as_ref(address).is_ascii()) {
+            offers(Extension::SmtpUtfEight)?;
+            parameters.push(MailParameter::SmtpUtfEight);
+        }
+        if !email.is_ascii() {
+            offers(Extension::EightBitMime)?;
+            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        Some(parameters)
     }
 }
 
@@ -192,13 +342,20 @@ impl Channel for Mail {
 
     async fn send(&self, outgoing: &Outgoing<'_>) -> Result<(), HandleError> {
         // The name as the customer wrote it: lettre quotes or encodes it in the header.
-        let address = outgoing
-            .customer
-            .email()
-            .parse()
-            .map_err(|e| HandleError::Permanent(format!("customer email cannot be addressed: {e}")))?;
+        let address =
+            outgoing.customer.email().parse().map_err(|e| {
+                HandleError::Permanent("bad_address", format!("customer email cannot be addressed: {e}"))
+            })?;
         let to = lettre::message::Mailbox::new(Some(outgoing.customer.name().to_owned()), address);
-        let message = Message::builder()
+        let mut message = Message::builder();
+        // The mailbox's span of the delivery comes under this record's span.
+        if let Some(traceparent) = shop_platform::trace::current() {
+            message = message.raw_header(lettre::message::header::HeaderValue::new(
+                lettre::message::header::HeaderName::new_from_ascii_str(shop_platform::trace::TRACEPARENT),
+                traceparent,
+            ));
+        }
+        let message = message
             .from(self.from.clone())
             .to(to)
             .subject(&outgoing.notice.title)
@@ -209,7 +366,7 @@ impl Channel for Mail {
             ))
             .header(ContentType::TEXT_PLAIN)
             .body(outgoing.notice.body.clone())
-            .map_err(|e| HandleError::Permanent(format!("cannot build the mail: {e}")))?;
+            .map_err(|e| HandleError::Permanent("bad_mail", format!("cannot build the mail: {e}")))?;
         self.send_message(&message).await
     }
 }
@@ -220,9 +377,9 @@ impl Channel for Mail {
 /// (a 4xx answer, a lost or refused connection, a timeout) may: it is retried.
 fn classify(error: lettre::transport::smtp::Error) -> HandleError {
     if is_the_mails(&error) {
-        HandleError::Permanent(format!("mail refused: {error}"))
+        HandleError::Permanent("mail_refused", format!("mail refused: {error}"))
     } else {
-        HandleError::Transient(format!("mail not sent: {error}"))
+        HandleError::Transient("mailbox", format!("mail not sent: {error}"))
     }
 }
 
@@ -298,8 +455,13 @@ mod tests {
         let mail = Mail::new("127.0.0.1", port, "Shop <shop@example.com>", "notification", "secret".into()).unwrap();
         let customer = Customer::parse("Smith (Jr): Foo", email, "+49 89 1234567").unwrap();
         let notice = Notice { stage: Stage::Created, title: "Order received".into(), body: "Thank you.".into() };
-        let outgoing =
-            Outgoing { id: uuid::Uuid::now_v7(), order_id: OrderId::new(), customer: &customer, notice: &notice };
+        let outgoing = Outgoing {
+            id: uuid::Uuid::now_v7(),
+            order_id: OrderId::new(),
+            customer: &customer,
+            notice: &notice,
+            span: tracing::Span::none(),
+        };
         mail.send(&outgoing).await
     }
 
@@ -324,12 +486,18 @@ mod tests {
                 order_id: OrderId::new(),
                 customer: &customer,
                 notice: &notice,
+                span: tracing::Span::none(),
             })
             .collect();
         let sent = futures::future::join_all(outgoing.iter().map(|o| mail.send(o))).await;
         let refused: Vec<String> = sent.into_iter().filter_map(Result::err).map(|e| e.to_string()).collect();
         assert!(refused.is_empty(), "{} of 64 mails not sent: {:?}", refused.len(), refused.first());
-        assert!(mail.kept().len() <= SESSIONS, "at most {SESSIONS} sessions are kept");
+        let (kept, pipelined) = {
+            let kept = mail.kept();
+            (kept.len(), kept.iter().filter(|session| session.pipelining).count())
+        };
+        assert!(kept <= SESSIONS, "at most {SESSIONS} sessions are kept");
+        assert_eq!(pipelined, kept, "the mailbox offers PIPELINING, and every session uses it");
         system.stop().await;
     }
 
@@ -340,8 +508,23 @@ mod tests {
         let taken = mailbox(UTF8, AUTHENTICATED, "250 OK").await;
         assert!(send_to(taken, "user@münchen.de").await.is_ok());
 
+        const PIPELINING: &str = "250-PIPELINING\r\n250-SMTPUTF8\r\n";
+        assert!(send_to(mailbox(PIPELINING, AUTHENTICATED, "250 OK").await, "user@münchen.de").await.is_ok());
+
         let cases = [
             // The mail's own: a 5xx to it, or an address the mailbox cannot take.
+            (
+                "RCPT 550, pipelined",
+                mailbox(PIPELINING, AUTHENTICATED, "550 5.1.1 no such user").await,
+                "ada@example.com",
+                true,
+            ),
+            (
+                "RCPT 450, pipelined",
+                mailbox(PIPELINING, AUTHENTICATED, "450 4.2.1 try later").await,
+                "ada@example.com",
+                false,
+            ),
             (
                 "RCPT 550 (no such mailbox)",
                 mailbox(UTF8, AUTHENTICATED, "550 5.1.1 no such user").await,
@@ -378,8 +561,12 @@ mod tests {
         ];
         for (case, port, email, the_mails) in cases {
             match send_to(port, email).await {
-                Err(HandleError::Permanent(why)) => assert!(the_mails, "{case}: set aside, should be retried: {why}"),
-                Err(HandleError::Transient(why)) => assert!(!the_mails, "{case}: retried, should be set aside: {why}"),
+                Err(HandleError::Permanent(_, why)) => {
+                    assert!(the_mails, "{case}: set aside, should be retried: {why}")
+                }
+                Err(HandleError::Transient(_, why)) => {
+                    assert!(!the_mails, "{case}: retried, should be set aside: {why}")
+                }
                 Ok(()) => panic!("{case}: sent"),
             }
         }
@@ -387,6 +574,6 @@ mod tests {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        assert!(matches!(send_to(port, "ada@example.com").await, Err(HandleError::Transient(_))));
+        assert!(matches!(send_to(port, "ada@example.com").await, Err(HandleError::Transient(..))));
     }
 }

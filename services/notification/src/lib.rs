@@ -9,16 +9,14 @@ mod messages;
 
 pub use messages::{notice, Notice};
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::State;
-use axum::routing::get;
-use axum::Router;
-use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use shop_events::group;
-use shop_platform::auth::{Operator, ServiceCredential, SigningKey};
+use shop_platform::auth::{ServiceCredential, SigningKey};
 use shop_platform::config::{HttpConfig, KafkaConfig, StorageConfig};
 use shop_platform::consumer::{HandleError, Handler, Incoming};
 use shop_platform::db::Pool;
@@ -28,6 +26,11 @@ use shop_platform::{inbox, Shutdown};
 use crate::channels::{Channel, Outgoing};
 
 pub const SERVICE: &str = shop_events::service::NOTIFICATION;
+
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, shop_platform::http::Api::<()>::new())
+}
 
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
@@ -65,10 +68,12 @@ pub struct Service {
     host: ServiceHost,
 }
 
-#[derive(Default)]
-struct Counters {
-    push: AtomicU64,
-    email: AtomicU64,
+/// Notices per channel and how they went: `sent`, `set_aside` (refused as they are),
+/// `retried` (the receiver's failure; tried again).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Sent {
+    channel: &'static str,
+    outcome: &'static str,
 }
 
 impl Service {
@@ -85,7 +90,8 @@ impl Service {
         let push_credential =
             ServiceCredential::new(SigningKey::load(&parts.secrets, SERVICE)?, shop_events::service::MOBILE);
         let smtp_password = parts.secrets.read_text(shop_platform::secrets::SMTP_PASSWORD)?;
-        let counters = Arc::new(Counters::default());
+        let counters = Family::<Sent, Counter>::default();
+        parts.web.metrics().register("notifications_sent", "Notices per channel and outcome", counters.clone());
         let channels: [(&'static str, Arc<dyn Channel>); 2] = [
             (group::NOTIFICATION_MOBILE, Arc::new(channels::Push::new(&config.mobile_url, push_credential))),
             (
@@ -109,7 +115,7 @@ impl Service {
                 consumer
             })
             .collect();
-        let router = Router::new().route("/metrics", get(metrics)).with_state(counters);
+        let router = shop_platform::http::Api::new();
         let host = consumers.into_iter().fold(parts.host(router), ServiceHost::with_consumer);
         Ok(Service { host })
     }
@@ -127,29 +133,8 @@ struct NotifyHandler {
     pool: Pool,
     group: &'static str,
     channel: Arc<dyn Channel>,
-    counters: Arc<Counters>,
+    counters: Family<Sent, Counter>,
 }
-
-impl NotifyHandler {
-    /// Sends the notice of `incoming` on this handler's channel (not recording it).
-    async fn send(&self, incoming: &Incoming) -> Result<(), HandleError> {
-        let envelope = &incoming.envelope;
-        let Some((_, customer)) = incoming.event.stage() else {
-            return Err(HandleError::Permanent(format!("{} is not a stage event", envelope.event_type)));
-        };
-        let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
-        let id = uuid::Uuid::new_v5(&envelope.id, self.channel.name().as_bytes());
-        let outgoing = Outgoing { id, order_id: envelope.order_id, customer, notice: &notice };
-        self.channel.send(&outgoing).await?;
-        let counter = if self.channel.name() == "push" { &self.counters.push } else { &self.counters.email };
-        counter.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(channel = self.channel.name(), stage = %notice.stage, order_id = %envelope.order_id, "Customer notified");
-        Ok(())
-    }
-}
-
-/// At most this many notices of one batch are on their way at once.
-const SENDS_IN_FLIGHT: usize = 8;
 
 #[async_trait]
 impl Handler for NotifyHandler {
@@ -158,35 +143,62 @@ impl Handler for NotifyHandler {
         self.handle_batch(std::slice::from_ref(incoming)).await
     }
 
-    /// Under load: one query for which were sent already, the others sent several at once
-    /// (each to a different order: a partition of a stage topic holds one event per order),
-    /// and one statement recording those that went. A failed send fails the batch after the
-    /// successful ones are recorded; the consumer then handles the rest one by one.
+    /// Under load: one query for which were sent already, the others sent together (each to
+    /// a different order: a partition of a stage topic holds one event per order; the channel
+    /// decides how: pushes in one request, mails several at once), and one statement recording
+    /// those that went. A failed send fails the batch after the successful ones are recorded;
+    /// the consumer then handles the rest one by one.
     async fn handle_batch(&self, batch: &[Incoming]) -> Result<(), HandleError> {
         let ids: Vec<uuid::Uuid> = batch.iter().map(|incoming| incoming.envelope.id).collect();
         let done = inbox::applied_among(&self.pool, self.group, &ids).await?;
-        let mut sends = Vec::with_capacity(batch.len());
+        let mut notices = Vec::with_capacity(batch.len());
         for incoming in batch {
             if done.contains(&incoming.envelope.id) {
                 tracing::debug!(event_id = %incoming.envelope.id, "Already sent on this channel; skipping the redelivery");
                 continue;
             }
-            sends.push(async move { self.send(incoming).await.map(|()| incoming.envelope.id) });
+            let envelope = &incoming.envelope;
+            let Some((_, customer)) = incoming.event.stage() else {
+                return Err(HandleError::Permanent(
+                    "unexpected_event",
+                    format!("{} is not a stage event", envelope.event_type),
+                ));
+            };
+            let notice = notice(envelope.order_id, &incoming.event).expect("every stage event has a notice");
+            notices.push((incoming, customer, notice));
         }
-        let sends: Vec<_> = futures::stream::iter(sends).buffer_unordered(SENDS_IN_FLIGHT).collect().await;
-        let sent: Vec<uuid::Uuid> = sends.iter().filter_map(|sent| sent.as_ref().ok().copied()).collect();
+        let outgoing: Vec<Outgoing> = notices
+            .iter()
+            .map(|(incoming, customer, notice)| Outgoing {
+                id: uuid::Uuid::new_v5(&incoming.envelope.id, self.channel.name().as_bytes()),
+                order_id: incoming.envelope.order_id,
+                customer,
+                notice,
+                span: incoming.span.clone(),
+            })
+            .collect();
+        let sends = self.channel.send_all(&outgoing).await;
+        let mut sent = Vec::with_capacity(sends.len());
+        let mut failure = None;
+        for ((incoming, _, notice), result) in notices.iter().zip(sends) {
+            let outcome = match &result {
+                Ok(()) => "sent",
+                Err(HandleError::Permanent(..)) => "set_aside",
+                Err(HandleError::Transient(..)) => "retried",
+            };
+            self.counters.get_or_create(&Sent { channel: self.channel.name(), outcome }).inc();
+            match result {
+                Ok(()) => {
+                    incoming.span.in_scope(|| {
+                        tracing::debug!(channel = self.channel.name(), stage = %notice.stage,
+                            order_id = %incoming.envelope.order_id, "Customer notified")
+                    });
+                    sent.push(incoming.envelope.id);
+                }
+                Err(error) => _ = failure.get_or_insert(error),
+            }
+        }
         inbox::record_applied(&self.pool, self.group, &sent).await?;
-        sends.into_iter().find_map(Result::err).map_or(Ok(()), Err)
+        failure.map_or(Ok(()), Err)
     }
-}
-
-/// Prometheus text, for the operator: notifications sent per channel since start.
-async fn metrics(State(counters): State<Arc<Counters>>, _: Operator) -> String {
-    format!(
-        "# TYPE shop_notifications_sent_total counter\n\
-         shop_notifications_sent_total{{channel=\"push\"}} {}\n\
-         shop_notifications_sent_total{{channel=\"email\"}} {}\n",
-        counters.push.load(Ordering::Relaxed),
-        counters.email.load(Ordering::Relaxed)
-    )
 }

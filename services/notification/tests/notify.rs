@@ -112,8 +112,17 @@ async fn a_stage_event_becomes_one_push_and_one_mail_for_its_customer_only_even_
     let metrics = system.get(notify.notification, "/metrics", Some(&operator)).await;
     assert_eq!(metrics.status, 200);
     let text = metrics.body.as_str().unwrap_or_default();
-    assert!(text.contains("shop_notifications_sent_total{channel=\"push\"} 2"), "{metrics:?}");
-    assert!(text.contains("shop_notifications_sent_total{channel=\"email\"} 2"), "{metrics:?}");
+    assert!(text.contains("shop_notifications_sent_total{channel=\"push\",outcome=\"sent\"} 2"), "{metrics:?}");
+    assert!(text.contains("shop_notifications_sent_total{channel=\"email\",outcome=\"sent\"} 2"), "{metrics:?}");
+    // Every service counts its HTTP requests by route and status (the scrape before included).
+    let again = system.get(notify.notification, "/metrics", Some(&operator)).await;
+    let text = again.body.as_str().unwrap_or_default();
+    let scraped = "shop_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"} 1";
+    assert!(text.contains(scraped), "{again:?}");
+    assert!(
+        text.contains("shop_http_request_duration_seconds_count{method=\"GET\",route=\"/metrics\"} 1"),
+        "{again:?}"
+    );
     let anonymous = system.get(notify.notification, "/metrics", None).await;
     assert_eq!(anonymous.status, 401, "metrics are the operator's");
     notify.system.stop().await;
@@ -171,7 +180,15 @@ async fn while_the_mailbox_is_down_readiness_says_so_and_the_mail_goes_out_once_
     .await;
     assert_eq!(waiting[0]["group"], "notification-email", "{waiting:?}");
     assert_eq!(waiting[0]["topic"], "orders-created", "{waiting:?}");
-    assert!(waiting[0]["waitingFor"].as_str().unwrap().contains("unreachable"), "{waiting:?}");
+    assert_eq!(waiting[0]["waitingFor"], "mailbox", "{waiting:?}");
+    assert!(waiting[0].get("detail").is_none(), "the failure's words are the operator's only: {waiting:?}");
+    let operator = system.keys().staff(Role::Operator);
+    let detailed = system.get(notification, "/readyz", Some(&operator)).await;
+    let waits = detailed.body["waiting"].as_array().cloned().unwrap_or_default();
+    assert!(
+        waits.iter().any(|w| w["detail"].as_str().is_some_and(|detail| detail.contains("unreachable"))),
+        "the operator gets the failure's words: {waits:?}"
+    );
     assert!(waiting[0]["sinceSeconds"].is_u64());
     let ada = system.keys().customer("ada@example.com");
     one_listed(&system, mobile, &format!("/api/notifications?orderId={order}"), &ada, "the push, meanwhile").await;

@@ -46,7 +46,7 @@ pub fn find(sku: &str) -> Option<&'static Product> {
 }
 
 /// A product as `GET /products` shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
     sku: &'static str,

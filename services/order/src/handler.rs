@@ -26,7 +26,10 @@ impl Apply for OrderHandler {
 
     async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<OrderId>, HandleError> {
         let Some(trigger) = OrderTrigger::of(&incoming.event) else {
-            return Err(HandleError::Permanent(format!("order does not handle {}", incoming.event.event_type())));
+            return Err(HandleError::Permanent(
+                "unexpected_event",
+                format!("order does not handle {}", incoming.event.event_type()),
+            ));
         };
         let order_id = incoming.envelope.order_id;
         if !inbox::first_delivery(&mut **tx, group::ORDER_SERVICE, incoming.envelope.id).await? {
@@ -34,15 +37,15 @@ impl Apply for OrderHandler {
         }
         // Each trigger moves an order on from one status: try that first, look only if it fails.
         let was = trigger.legal_source();
-        let next = was.transition(&trigger).map_err(|e| HandleError::Permanent(e.to_string()))?;
+        let next = was.transition(&trigger).map_err(|e| HandleError::Permanent("illegal_transition", e.to_string()))?;
         let now = now_millis();
         let Some(order) = store::update_status(tx, order_id, was, next, trigger.delivery_id(), now).await? else {
             let order = store::find(&mut **tx, order_id)
                 .await?
-                .ok_or_else(|| HandleError::Permanent(format!("no order {order_id}")))?;
+                .ok_or_else(|| HandleError::Permanent("unknown_order", format!("no order {order_id}")))?;
             return Err(match order.status.transition(&trigger) {
-                Err(illegal) => HandleError::Permanent(illegal.to_string()),
-                Ok(_) => HandleError::Transient("the order changed concurrently".into()),
+                Err(illegal) => HandleError::Permanent("illegal_transition", illegal.to_string()),
+                Ok(_) => HandleError::Transient("conflict", "the order changed concurrently".into()),
             });
         };
         store::add_history(tx, order_id, next.stages_on_entry(), now).await?;
@@ -50,7 +53,7 @@ impl Apply for OrderHandler {
         let action = format!("order.{}", next.as_str());
         let message = format!("Order is {} (was {})", next.as_str(), was.as_str());
         let audit = Audit { instance: &self.instance, action: &action, message };
-        self.outbox.enqueue(tx, order_id, &event, audit, Some(&incoming.trace)).await?;
+        self.outbox.enqueue(tx, order_id, &event, audit, &incoming.span).await?;
         tracing::debug!(status = next.as_str(), %order_id, "Order moved on");
         Ok(Some(order_id))
     }

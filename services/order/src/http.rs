@@ -10,18 +10,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use shop_events::{Customer as Buyer, DeliveryId, Event, LineItem, Money, OrderCreated, OrderId, PaymentId, Stage};
 use shop_platform::auth::Customer;
 use shop_platform::db::{now_millis, rfc3339, Pool};
-use shop_platform::http::limits;
+use shop_platform::http::{limits, routes, Api, ErrorDoc, UtoipaMethodRouterExt};
 use shop_platform::http::{ApiError, ApiJson, ApiPath, ApiQuery};
 use shop_platform::outbox::{Audit, Outbox};
-use shop_platform::trace::TraceParent;
 
 use crate::catalogue;
 use crate::live::{Follow, Followers};
@@ -48,17 +46,25 @@ pub struct AppState {
     pub followers: Followers,
 }
 
-pub fn router(state: AppState) -> Router {
-    let create = post(create_order).layer(limits::per_client("orders", ORDER_EVERY, ORDER_BURST));
-    Router::new()
-        .route("/products", get(|| async { Json(catalogue::views()) }))
-        .route("/orders", create.get(list_orders))
-        .route("/orders/{order_id}", get(get_order))
-        .route("/orders/{order_id}/events", get(order_events))
-        .with_state(state)
+/// The order API, documented (`/openapi.json`).
+pub fn api() -> Api<AppState> {
+    let limit = limits::per_client("orders", ORDER_EVERY, ORDER_BURST);
+    Api::new()
+        .routes(routes!(products))
+        .routes(routes!(create_order).layer(limit))
+        .routes(routes!(list_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(order_events))
 }
 
-#[derive(Serialize)]
+/// The catalogue: what can be ordered, at what price.
+#[utoipa::path(get, path = "/products", responses((status = 200, body = Vec<catalogue::ProductView>)))]
+async fn products() -> Json<Vec<catalogue::ProductView>> {
+    Json(catalogue::views())
+}
+
+/// An order as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
     order_id: OrderId,
@@ -67,18 +73,26 @@ pub struct OrderView {
     items: Vec<LineItem>,
     total: Money,
     payment_id: PaymentId,
+    /// Where the customer pays (payment's page).
     payment_url: String,
+    /// The parcel, once delivery opened it.
     delivery_id: Option<DeliveryId>,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339.
     updated_at: String,
+    /// Each stage reached, in order.
     history: Vec<HistoryEntry>,
 }
 
-#[derive(Serialize, Clone)]
+/// A stage the order reached, and when.
+#[derive(Serialize, Clone, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HistoryEntry {
     stage: Stage,
+    /// The stage's number, 1 to 7.
     step: u8,
+    /// RFC 3339.
     at: String,
 }
 
@@ -109,9 +123,23 @@ async fn read_view(pool: &Pool, order: Order) -> Result<OrderView, ApiError> {
     Ok(view(order, history))
 }
 
+/// Creates an order.
+///
 /// Creates an order for the signed-in customer. With an `Idempotency-Key`, the key is first
 /// reserved for a fresh order id, so a retry (even a concurrent one) finds the same order and
 /// the same payment; the same key with another body is a 422.
+#[utoipa::path(post, path = "/orders", security(("bearer" = ["customer"])), request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 200,
+        description = "1 to 200 visible ASCII characters: a retry with the same key and body answers the same order")),
+    responses(
+        (status = 201, description = "Created, or (`Idempotent-Replayed: true`) the order this key made before.",
+            body = OrderView, headers(("Idempotent-Replayed" = String, description = "`true` on a retry's answer"))),
+        (status = 400, description = "A malformed `Idempotency-Key` or body.", body = ErrorDoc),
+        (status = 422, description = "Not an order that can be placed (an unknown product, a wrong price, an \
+            email not the customer's), or the key was used with another body.", body = ErrorDoc),
+        (status = 429, description = "Too many orders at once: try again shortly.", body = ErrorDoc),
+        (status = 502, description = "The payment service cannot open the payment now: try again.", body = ErrorDoc),
+    ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn create_order(
     State(state): State<AppState>,
@@ -151,7 +179,6 @@ async fn create_order(
         created_at: now,
         updated_at: now,
     };
-    let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
     if !store::insert(&mut tx, &order).await? {
         // A concurrent retry with the same key got there first.
@@ -172,7 +199,7 @@ async fn create_order(
     let message =
         format!("Order created: {} item(s), total {}, payment {}", order.items.len(), order.total, order.payment_id);
     let audit = Audit { instance: &state.instance, action: "order.created", message };
-    state.outbox.enqueue(&mut tx, order.id, &event, audit, Some(&trace)).await?;
+    state.outbox.enqueue(&mut tx, order.id, &event, audit, &tracing::Span::current()).await?;
     state.outbox.commit(tx).await?;
     tracing::debug!(total = %order.total, "Order created");
     let history = OrderStatus::Created.stages_on_entry().iter().map(|stage| (*stage, now)).collect();
@@ -207,6 +234,13 @@ fn owned(order: Option<Order>, customer: &Customer, id: OrderId) -> Result<Order
     order.filter(|order| customer.owns(&order.owner)).ok_or_else(|| not_found(id))
 }
 
+/// One of the signed-in customer's orders.
+#[utoipa::path(get, path = "/orders/{order_id}", security(("bearer" = ["customer"])),
+    params(("order_id" = OrderId, Path, description = "The order")),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 404, description = "No such order of this customer's.", body = ErrorDoc),
+    ))]
 async fn get_order(
     State(state): State<AppState>,
     customer: Customer,
@@ -222,7 +256,9 @@ async fn get_order(
 #[serde(deny_unknown_fields)]
 struct ListQuery {}
 
-/// The signed-in customer's orders, newest first.
+/// The signed-in customer's orders, newest first (at most 50).
+#[utoipa::path(get, path = "/orders", security(("bearer" = ["customer"])),
+    responses((status = 200, body = Vec<OrderView>)))]
 async fn list_orders(
     State(state): State<AppState>,
     customer: Customer,
@@ -239,8 +275,18 @@ fn not_found(id: OrderId) -> ApiError {
     ApiError::not_found(format!("no order {id}"))
 }
 
+/// An order's stages as they come (Server-Sent Events).
+///
 /// Streams each stage the order reaches, from the first, as a `stage` event, and ends after
 /// `delivered`. A stage either replica writes is seen at once (`live`).
+#[utoipa::path(get, path = "/orders/{order_id}/events", security(("bearer" = ["customer"])),
+    params(("order_id" = OrderId, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Server-Sent Events: one `stage` event per stage (`id` the step), its data \
+            `{\"orderId\", \"stage\", \"step\", \"at\", \"done\"}`; the stream ends after `delivered`.",
+            content_type = "text/event-stream", body = String),
+        (status = 404, description = "No such order of this customer's.", body = ErrorDoc),
+    ))]
 async fn order_events(
     State(state): State<AppState>,
     customer: Customer,

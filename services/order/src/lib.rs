@@ -26,6 +26,11 @@ use shop_platform::Shutdown;
 
 pub const SERVICE: &str = shop_events::service::ORDER;
 
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, http::api())
+}
+
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
 pub fn secret_files() -> Vec<String> {
@@ -60,9 +65,10 @@ impl Service {
         let handler = InTransaction { pool: parts.pool.clone(), apply, outbox: Some(outbox.clone()) };
         let consumer = parts.consumer(group::ORDER_SERVICE, handler);
         let relay = parts.relay(&outbox);
+        count_orders_by_status(&parts);
         let (brokers, client_id) = (parts.brokers().to_owned(), format!("{}-live", parts.instance));
         let host = parts
-            .host(http::router(state))
+            .host(http::api().with_state(state))
             .with_consumer(consumer)
             .with_relay(relay)
             .with_task(move |shutdown| followers.hear_stages(brokers, client_id, shutdown));
@@ -76,4 +82,37 @@ impl Service {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         self.host.run_until_stopped(shutdown).await
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct StatusLabel {
+    status: &'static str,
+}
+
+/// `shop_orders{status}`: the orders at each status, read from the database at each scrape
+/// (both replicas read the same table: take the max, not the sum).
+fn count_orders_by_status(parts: &Parts) {
+    use prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let orders = Family::<StatusLabel, Gauge>::default();
+    parts.web.metrics().register(
+        "orders",
+        "Orders at each status now (the same figure on every replica)",
+        orders.clone(),
+    );
+    let pool = parts.pool.clone();
+    parts.web.metrics().on_scrape(move || {
+        let (pool, orders) = (pool.clone(), orders.clone());
+        async move {
+            match store::count_by_status(&pool).await {
+                Ok(counts) => {
+                    for status in OrderStatus::ALL {
+                        let name: &'static str = status.into();
+                        let count = counts.iter().find(|(s, _)| s == name).map_or(0, |(_, n)| *n);
+                        orders.get_or_create(&StatusLabel { status: name }).set(count);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "Cannot count the orders for the metrics"),
+            }
+        }
+    });
 }

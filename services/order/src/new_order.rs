@@ -10,27 +10,36 @@ use crate::catalogue;
 pub const MAX_ITEMS: usize = 100;
 pub const MAX_QUANTITY: i64 = 1000;
 
-#[derive(Deserialize, serde::Serialize)]
+/// A new order: who it is for (the signed-in customer) and what.
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderRequest {
     pub customer: CustomerInput,
+    /// 1 to 100 lines, each a product of the catalogue.
+    #[schema(min_items = 1, max_items = 100)]
     pub items: Vec<ItemInput>,
 }
 
-#[derive(Deserialize, serde::Serialize)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerInput {
+    /// One line, at most 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// The signed-in customer's email is the order's; if given, it must be that one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// 5 to 20 digits, with spaces and `+-()`.
     pub phone: String,
 }
 
-#[derive(Deserialize, serde::Serialize)]
+#[derive(Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ItemInput {
+    /// A product's `sku` (`GET /products`).
     pub sku: String,
+    /// 1 to 1000.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// Ignored unless given; then it must be the catalogue's price.
     #[serde(default, skip_serializing_if = "Option::is_none")]

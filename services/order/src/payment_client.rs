@@ -67,14 +67,15 @@ impl PaymentClient {
         let body = api::OpenPayment { order_id, amount, customer: customer.clone() };
         let authorization = self.credential.authorization().map_err(|e| PaymentError::Credential(e.to_string()))?;
         let mut last_problem = "no payment service configured".to_owned();
+        // Payment's span of the request comes under the order's request span.
+        let traceparent = shop_platform::trace::current();
         for base in &self.base_urls {
-            let sent = self
-                .http
-                .post(format!("{base}/payments"))
-                .header(reqwest::header::AUTHORIZATION, &authorization)
-                .json(&body)
-                .send()
-                .await;
+            let mut request =
+                self.http.post(format!("{base}/payments")).header(reqwest::header::AUTHORIZATION, &authorization);
+            if let Some(traceparent) = &traceparent {
+                request = request.header(shop_platform::trace::TRACEPARENT, traceparent);
+            }
+            let sent = request.json(&body).send().await;
             let response = match sent {
                 Ok(response) => response,
                 Err(error) => {

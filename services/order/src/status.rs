@@ -6,7 +6,8 @@ use shop_events::{DeliveryId, Event, OrderDeliveryProgressed, OrderReadyToShip, 
 
 use crate::store::Order;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
+/// Where an order is: each status is reached once, in this order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[strum(serialize_all = "camelCase")]
 pub enum OrderStatus {

@@ -155,6 +155,11 @@ pub async fn find<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
         .transpose()
 }
 
+/// How many orders are at each status now.
+pub async fn count_by_status(pool: &Pool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status").fetch_all(pool).await
+}
+
 /// A customer's orders, newest first.
 pub async fn list_by_owner(pool: &Pool, owner: &str, limit: i64) -> Result<Vec<Order>, sqlx::Error> {
     sqlx::query(&format!("SELECT {COLUMNS} FROM orders WHERE owner = $1 ORDER BY created_at DESC LIMIT $2"))

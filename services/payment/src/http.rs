@@ -5,15 +5,13 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use shop_events::{api, service, Customer, Event, Money, OrderId, PaymentCreated, PaymentId, PaymentMade};
 use shop_platform::auth::{AuthError, Caller, Role, ServiceCaller};
 use shop_platform::db::{now_millis, rfc3339, Pool};
-use shop_platform::http::{static_asset, ApiError, ApiJson, ApiPath, ApiQuery, OptionalJson};
+use shop_platform::http::{routes, static_asset, Api, ApiError, ApiJson, ApiPath, ApiQuery, ErrorDoc, OptionalJson};
 use shop_platform::outbox::{Audit, Outbox};
-use shop_platform::trace::TraceParent;
 
 use crate::link::LinkKey;
 use crate::store::{self, Payment};
@@ -30,30 +28,44 @@ pub struct AppState {
     pub links: LinkKey,
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/payments", post(create_payment))
-        .route("/payments/{payment_id}", get(get_payment))
-        .route("/payments/{payment_id}/pay", post(pay))
-        .route("/pay/{payment_id}", get(payment_page))
-        .route(
-            "/assets/pay.js",
-            get(|| async { static_asset("text/javascript; charset=utf-8", include_str!("pay.js")) }),
-        )
-        .route("/assets/pay.css", get(|| async { static_asset("text/css; charset=utf-8", include_str!("pay.css")) }))
-        .with_state(state)
+/// The payment API and page, documented (`/openapi.json`).
+pub fn api() -> Api<AppState> {
+    Api::new()
+        .routes(routes!(create_payment))
+        .routes(routes!(get_payment))
+        .routes(routes!(pay))
+        .routes(routes!(payment_page))
+        .routes(routes!(pay_script))
+        .routes(routes!(pay_style))
 }
 
-#[derive(Serialize)]
+/// The payment page's script.
+#[utoipa::path(get, path = "/assets/pay.js",
+    responses((status = 200, content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn pay_script() -> Response {
+    static_asset("text/javascript; charset=utf-8", include_str!("pay.js"))
+}
+
+/// The payment page's style.
+#[utoipa::path(get, path = "/assets/pay.css", responses((status = 200, content_type = "text/css; charset=utf-8", body = String)))]
+async fn pay_style() -> Response {
+    static_asset("text/css; charset=utf-8", include_str!("pay.css"))
+}
+
+/// A payment as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PaymentView {
     payment_id: PaymentId,
     order_id: OrderId,
     amount: Money,
     status: PaymentStatus,
+    /// The payment's link: its page, with the secret that opens it.
     payment_url: String,
     customer: Customer,
+    /// RFC 3339.
     created_at: String,
+    /// RFC 3339, once paid.
     paid_at: Option<String>,
 }
 
@@ -77,8 +89,17 @@ impl AppState {
     }
 }
 
+/// Opens an order's payment.
+///
 /// Opens the payment of an order, for the order service only. Idempotent per order: asking
 /// again returns the same one.
+#[utoipa::path(post, path = "/payments", security(("bearer" = ["service:order"])), request_body = api::OpenPayment,
+    responses(
+        (status = 201, description = "Opened.", body = PaymentView),
+        (status = 200, description = "The order's payment, opened before.", body = PaymentView),
+        (status = 409, description = "The order already has a payment of another amount.", body = ErrorDoc),
+        (status = 422, description = "Not a payment that can be opened (an amount of 0, say).", body = ErrorDoc),
+    ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 async fn create_payment(
     State(state): State<AppState>,
@@ -99,7 +120,6 @@ async fn create_payment(
         created_at: now_millis(),
         paid_at: None,
     };
-    let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
     if !store::insert(&mut tx, &payment).await? {
         let existing = store::find_by_order(&mut *tx, payment.order_id)
@@ -122,7 +142,7 @@ async fn create_payment(
     });
     let message = format!("Payment {} of {} created", payment.id, payment.amount);
     let audit = Audit { instance: &state.instance, action: "payment.created", message };
-    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, &tracing::Span::current()).await?;
     state.outbox.commit(tx).await?;
     tracing::debug!(payment_id = %payment.id, amount = %payment.amount, "Payment created");
     Ok((StatusCode::CREATED, Json(state.view(payment))).into_response())
@@ -141,6 +161,14 @@ fn allowed(caller: &Caller, payment: Option<Payment>, id: PaymentId) -> Result<P
     }
 }
 
+/// A payment, for its customer or the order service.
+#[utoipa::path(get, path = "/payments/{payment_id}",
+    security(("bearer" = ["customer"]), ("bearer" = ["service:order"])),
+    params(("payment_id" = PaymentId, Path, description = "The payment")),
+    responses(
+        (status = 200, body = PaymentView),
+        (status = 404, description = "No such payment of this customer's.", body = ErrorDoc),
+    ))]
 async fn get_payment(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,16 +179,28 @@ async fn get_payment(
 }
 
 /// What a payment link's holder sends to pay.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PayRequest {
+    /// The secret of the payment's link (its `secret` parameter), when paying without a token.
     #[serde(default)]
     secret: Option<String>,
 }
 
+/// Pays a payment.
+///
 /// Pays once: the first call wins (200), every later or concurrent one gets a 409 and
 /// publishes nothing. The customer's token or the link's secret (`{"secret": ...}`) is needed.
-#[tracing::instrument(skip_all, fields(payment_id = %id))]
+#[utoipa::path(post, path = "/payments/{payment_id}/pay", security(("bearer" = ["customer"]), ()),
+    params(("payment_id" = PaymentId, Path, description = "The payment")),
+    request_body(content = Option<PayRequest>, description = "The link's secret, where no token is sent."),
+    responses(
+        (status = 200, description = "Paid now.", body = PaymentView),
+        (status = 404, description = "No such payment of this customer's, or a secret that does not open it.",
+            body = ErrorDoc),
+        (status = 409, description = "Paid before.", body = ErrorDoc),
+    ))]
+#[tracing::instrument(skip_all, fields(payment_id = %id, order_id))]
 async fn pay(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -178,7 +218,6 @@ async fn pay(
         (None, Some(PayRequest { secret: Some(_) })) => return Err(not_found(id)),
         (None, _) => return Err(AuthError::Missing.into()),
     }
-    let trace = TraceParent::root();
     let mut tx = state.pool.begin().await?;
     let Some(payment) = store::mark_made(&mut tx, id).await? else {
         let existing = store::find(&mut *tx, id).await?;
@@ -188,6 +227,7 @@ async fn pay(
             Some(payment) => ApiError::conflict(format!("payment {id} is already {}", payment.status.as_str())),
         });
     };
+    tracing::Span::current().record("order_id", tracing::field::display(payment.order_id));
     let event = Event::PaymentMade(PaymentMade {
         payment_id: payment.id,
         amount: payment.amount,
@@ -195,7 +235,7 @@ async fn pay(
     });
     let message = format!("Payment {} of {} made", payment.id, payment.amount);
     let audit = Audit { instance: &state.instance, action: "payment.made", message };
-    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, Some(&trace)).await?;
+    state.outbox.enqueue(&mut tx, payment.order_id, &event, audit, &tracing::Span::current()).await?;
     state.outbox.commit(tx).await?;
     tracing::debug!(order_id = %payment.order_id, "Payment made");
     Ok(Json(state.view(payment)))
@@ -205,15 +245,25 @@ fn not_found(id: PaymentId) -> ApiError {
     ApiError::not_found(format!("no payment {id}"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LinkQuery {
+    /// The link's secret.
     #[serde(default)]
     secret: String,
 }
 
+/// A payment's page.
+///
 /// The gateway's hosted page behind every payment link: amount, order, a Pay button, and
 /// the way back to the order in the customer's app.
+#[utoipa::path(get, path = "/pay/{payment_id}",
+    params(("payment_id" = PaymentId, Path, description = "The payment"), LinkQuery),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html; charset=utf-8", body = String),
+        (status = 404, description = "No such payment, or a secret that does not open it.", body = ErrorDoc),
+    ))]
 async fn payment_page(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<PaymentId>,

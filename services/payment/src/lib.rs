@@ -17,6 +17,11 @@ use shop_platform::Shutdown;
 
 pub const SERVICE: &str = shop_events::service::PAYMENT;
 
+/// This service's OpenAPI description, as its `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shop_platform::http::document(SERVICE, http::api())
+}
+
 /// The files of the secrets folder this service reads, and no others (each deployment mounts
 /// exactly these).
 pub fn secret_files() -> Vec<String> {
@@ -44,7 +49,7 @@ impl Service {
             links,
         };
         let relay = parts.relay(&outbox);
-        let host = parts.host(http::router(state)).with_relay(relay);
+        let host = parts.host(http::api().with_state(state)).with_relay(relay);
         Ok(Service { host })
     }
 

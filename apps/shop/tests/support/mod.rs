@@ -47,6 +47,7 @@ pub struct System {
 struct Launch {
     args: Vec<String>,
     unset: Vec<&'static str>,
+    env: Vec<(String, String)>,
     log: Option<std::path::PathBuf>,
 }
 
@@ -63,6 +64,7 @@ impl Launch {
         for name in &self.unset {
             command.env_remove(name);
         }
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command.args(&self.args).stdout(output()).stderr(output()).spawn().expect("shop up starts")
     }
 }
@@ -117,6 +119,16 @@ impl System {
 
     /// Starts on `ports`, with more arguments for `shop up` (e.g. `--advertised-host`).
     pub async fn start_on(data: std::sync::Arc<tempfile::TempDir>, ports: Ports, more: &[&str]) -> System {
+        Self::start_with_env(data, ports, more, &[]).await
+    }
+
+    /// As `start_on`, with more environment variables for `shop up` and its services.
+    pub async fn start_with_env(
+        data: std::sync::Arc<tempfile::TempDir>,
+        ports: Ports,
+        more: &[&str],
+        env: &[(&str, &str)],
+    ) -> System {
         let Ports { broker, order: [o1, o2], payment: [p1, p2], delivery, notification, logging, mobile, email, smtp } =
             ports;
         let log = std::env::var_os("TEST_LOG").is_none().then(|| data.path().join(format!("shop-up-{broker}.log")));
@@ -162,7 +174,8 @@ impl System {
             args.extend([flag.into(), value]);
         }
         args.extend(more.iter().map(|arg| (*arg).to_owned()));
-        let launch = Launch { args, unset, log };
+        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let launch = Launch { args, unset, env, log };
         let system = System {
             child: std::sync::Mutex::new(launch.spawn()),
             launch,
@@ -209,16 +222,22 @@ impl System {
     }
 
     fn ports(&self) -> Vec<u16> {
+        self.instances().into_iter().map(|(_, port)| port).collect()
+    }
+
+    /// Every service instance's HTTP port, with the name of its service (order and payment
+    /// twice: their two replicas).
+    pub fn instances(&self) -> Vec<(&'static str, u16)> {
         vec![
-            self.order[0],
-            self.order[1],
-            self.payment[0],
-            self.payment[1],
-            self.delivery,
-            self.notification,
-            self.logging,
-            self.mobile,
-            self.email,
+            ("order", self.order[0]),
+            ("order", self.order[1]),
+            ("payment", self.payment[0]),
+            ("payment", self.payment[1]),
+            ("delivery", self.delivery),
+            ("notification", self.notification),
+            ("logging", self.logging),
+            ("mobile", self.mobile),
+            ("email", self.email),
         ]
     }
 
@@ -546,23 +565,26 @@ impl System {
     /// Waits until every consumer group has committed up to the end of its topics.
     pub async fn wait_until_consumed(&self) {
         let brokers = self.brokers();
-        eventually("every consumer group to catch up", PATIENCE, || {
-            let brokers = brokers.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    shop_events::group::SUBSCRIPTIONS
-                        .iter()
-                        .all(|(group, topics)| {
-                            let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
-                            kafka::caught_up(&brokers, group, &names)
-                        })
-                        .then_some(())
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let check = brokers.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                shop_events::group::SUBSCRIPTIONS.iter().all(|(group, topics)| {
+                    let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
+                    kafka::caught_up(&check, group, &names)
                 })
-                .await
-                .unwrap()
+            })
+            .await
+            .unwrap();
+            if done {
+                return;
             }
-        })
-        .await
+            if Instant::now() >= deadline {
+                let report = tokio::task::spawn_blocking(move || kafka::report(&brokers)).await.unwrap();
+                panic!("timed out waiting for every consumer group to catch up\n{report}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops `shop up` the way Ctrl-C does and reports whether it exited cleanly.
@@ -664,6 +686,17 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Each operation of an OpenAPI description: (method in upper case, path, the operation).
+pub fn openapi_operations(document: &Value) -> Vec<(String, String, Value)> {
+    let mut all = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            all.push((method.to_uppercase(), path.clone(), operation.clone()));
+        }
+    }
+    all
 }
 
 /// Kafka access for tests: read a topic, write raw records, see what a group has done.
@@ -822,18 +855,37 @@ pub mod kafka {
     }
 
     /// Every group's position, one line per partition. For a failed test's report.
+    /// Partitions behind first (with their groups' states and members), so the start of a
+    /// long report, which is what a truncated CI log keeps, says what is stuck.
     pub fn report(brokers: &str) -> String {
-        let mut lines = Vec::new();
+        let (mut behind, mut done) = (Vec::new(), 0);
         for (group, topics) in shop_events::group::SUBSCRIPTIONS {
             let names: Vec<&str> = topics.iter().map(|t| t.name()).collect();
             match positions(brokers, group, &names, Duration::from_secs(2)) {
-                Ok(positions) => lines.extend(positions.iter().map(|p| {
-                    format!("{group} {}/{}: committed {:?}, end {}", p.topic, p.partition, p.committed, p.end)
-                })),
-                Err(error) => lines.push(format!("{group}: the cluster did not answer: {error}")),
+                Ok(positions) => {
+                    for p in positions {
+                        if p.caught_up() {
+                            done += 1;
+                        } else {
+                            behind.push(format!(
+                                "{group} {}/{}: committed {:?}, end {}",
+                                p.topic, p.partition, p.committed, p.end
+                            ));
+                        }
+                    }
+                }
+                Err(error) => behind.push(format!("{group}: the cluster did not answer: {error}")),
             }
         }
-        lines.join("\n")
+        let states = std::panic::catch_unwind(|| groups(brokers)).map_or_else(
+            |_| "the groups could not be described".to_owned(),
+            |groups| {
+                let lines: Vec<String> =
+                    groups.iter().map(|(group, state, members)| format!("{group}: {state} {members:?}")).collect();
+                lines.join("\n")
+            },
+        );
+        format!("behind:\n{}\n({done} partitions caught up)\ngroups:\n{states}", behind.join("\n"))
     }
 
     /// Has `group` committed offsets up to the end of every partition of `topics`? Exactly up

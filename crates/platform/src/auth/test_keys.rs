@@ -32,7 +32,7 @@ impl TestKeys {
     pub fn web(&self, service: &str, origins: &[&str]) -> Web {
         let verifier = Verifier::load(&self.secrets, service).expect("the test key set loads");
         let origins: Vec<String> = origins.iter().map(|o| (*o).to_owned()).collect();
-        Web::with_verifier(verifier, &origins, "http://localhost:8080").expect("test web settings")
+        Web::with_verifier(service, verifier, &origins, "http://localhost:8080").expect("test web settings")
     }
 
     /// `Bearer <token>` of a customer.

@@ -3,11 +3,13 @@
 //! router gets (`web`: callers, browser hardening, limits) and the server (`server`).
 
 pub mod limits;
+pub mod openapi;
 mod server;
 mod web;
 
+pub use openapi::{routes, Api, ErrorBody as ErrorDoc, UtoipaMethodRouterExt, BEARER};
 pub use server::{serve, HEADER_READ_TIMEOUT};
-pub use web::{finish, static_asset, Web, REQUEST_ID, SITE_PATH, UI_SCRIPT_PATH};
+pub use web::{document, finish, static_asset, Web, REQUEST_ID, SITE_PATH, UI_SCRIPT_PATH};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,8 +21,6 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -228,29 +228,48 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuer
 /// A readiness check: resolves to `Err(what is wrong)` when the service cannot work.
 pub type ReadinessCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// `GET /healthz` (the process answers) and `GET /readyz` (every check passes), which also
-/// lists what the service's consumers are waiting for (`waiting`: a dependency's failure they
-/// retry on). Waiting is not unready: the service still serves what does not need it.
-pub fn health_routes(checks: Vec<ReadinessCheck>, waits: crate::consumer::Waits) -> Router {
-    Router::new().route(LIVENESS_PATH, get(|| async { axum::Json(serde_json::json!({"status": "ok"})) })).route(
-        READINESS_PATH,
-        get(move || {
-            let (checks, waits) = (checks.clone(), waits.clone());
-            async move {
-                let mut problems = Vec::new();
-                for check in &checks {
-                    if let Err(problem) = check().await {
-                        problems.push(problem);
-                    }
-                }
-                if problems.is_empty() {
-                    axum::Json(serde_json::json!({"status": "ready", "waiting": waits.now()})).into_response()
-                } else {
-                    ApiError::unavailable(format!("not ready: {}", problems.join("; "))).into_response()
-                }
-            }
-        }),
-    )
+/// What `GET /readyz` asks: the service's checks, and what its consumers wait for.
+#[derive(Clone)]
+struct Readiness {
+    checks: Vec<ReadinessCheck>,
+    waits: crate::consumer::Waits,
+}
+
+/// `GET /healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", responses(
+    (status = 200, description = "The process answers.", body = Object, example = json!({"status": "ok"})),
+))]
+async fn liveness() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness.
+///
+/// `GET /readyz`: every check passes (storage and Kafka answer); it also lists what the
+/// service's consumers are waiting for (`waiting`: the dependency whose failure they retry on;
+/// with the failure's words, `detail`, for the operator only, as they may name internal
+/// addresses). Waiting is not unready: the service still serves what does not need it.
+#[utoipa::path(get, path = "/readyz", responses(
+    (status = 200, description = "Ready; `waiting` names what its consumers retry on.", body = Object,
+        example = json!({"status": "ready", "waiting": []})),
+    (status = 503, description = "Not ready: the error says why.", body = openapi::ErrorBody),
+))]
+async fn readiness(
+    axum::extract::State(readiness): axum::extract::State<Readiness>,
+    caller: Option<crate::auth::Caller>,
+) -> Response {
+    let operator = caller.is_some_and(|caller| caller.role() == crate::auth::Role::Operator);
+    let mut problems = Vec::new();
+    for check in &readiness.checks {
+        if let Err(problem) = check().await {
+            problems.push(problem);
+        }
+    }
+    if problems.is_empty() {
+        axum::Json(serde_json::json!({"status": "ready", "waiting": readiness.waits.now(operator)})).into_response()
+    } else {
+        ApiError::unavailable(format!("not ready: {}", problems.join("; "))).into_response()
+    }
 }
 
 /// Readiness of the database and of the Kafka cluster seen through the service's producer.

@@ -1,5 +1,6 @@
 //! What every service's router gets around its own routes: health routes, JSON 404/405, the
-//! body limit and request timeout, a request id, error logging, the caller's token checked,
+//! body limit and request timeout, a request id, error logging, a server span per request
+//! (continuing the caller's `traceparent`), the caller's token checked,
 //! CORS for the system's own pages only (never `*`), and the headers that harden every page
 //! and answer (a Content-Security-Policy without `unsafe-inline`, no framing, no sniffing, no
 //! referrer, no caching of what is not meant to be cached).
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
@@ -15,15 +16,17 @@ use axum::http::header::{
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
-use super::{health_routes, log_errors, ApiError, ReadinessCheck, BODY_LIMIT};
-use crate::auth::{authenticate, Verifier};
+use super::openapi::{describe, to_pretty_json, Api, Described, OpenApi};
+use super::{log_errors, routes, ApiError, ReadinessCheck, UtoipaMethodRouterExt, BODY_LIMIT};
+use crate::auth::{authenticate, Operator, Verifier};
 use crate::config::HttpConfig;
+use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 
 /// The header carrying each request's id, set when the client sent none, and answered back.
@@ -37,32 +40,52 @@ pub const SITE_PATH: &str = "/assets/site.json";
 /// own pages, and where people sign in.
 #[derive(Clone)]
 pub struct Web {
+    /// The service's name, as its document's title says it.
+    service: String,
     verifier: Arc<Verifier>,
     origins: Vec<HeaderValue>,
     sign_in_url: String,
     /// The origins the pages may call: `'self'`, the sign-in page's, and the peers given.
     connect: Vec<String>,
+    metrics: Metrics,
 }
 
 impl Web {
     /// The web settings of `service`: its verifier from the secrets folder, its allowed
     /// origins and sign-in URL from its configuration.
     pub fn new(config: &HttpConfig, secrets: &Secrets, service: &str) -> anyhow::Result<Self> {
-        Self::with_verifier(Verifier::load(secrets, service)?, &config.allowed_origins, &config.sign_in_url)
+        Self::with_verifier(service, Verifier::load(secrets, service)?, &config.allowed_origins, &config.sign_in_url)
     }
 
-    pub fn with_verifier(verifier: Verifier, allowed_origins: &[String], sign_in_url: &str) -> anyhow::Result<Self> {
+    pub fn with_verifier(
+        service: &str,
+        verifier: Verifier,
+        allowed_origins: &[String],
+        sign_in_url: &str,
+    ) -> anyhow::Result<Self> {
         let mut origins = Vec::new();
         for origin in allowed_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
             origins.push(origin_of(origin).map_err(|problem| anyhow::anyhow!("ALLOWED_ORIGINS: {problem}"))?);
         }
         let sign_in_url = sign_in_url.trim().trim_end_matches('/').to_owned();
-        let web = Self { verifier: Arc::new(verifier), origins, sign_in_url, connect: vec!["'self'".to_owned()] };
+        let web = Self {
+            service: service.to_owned(),
+            verifier: Arc::new(verifier),
+            origins,
+            sign_in_url,
+            connect: vec!["'self'".to_owned()],
+            metrics: Metrics::new(),
+        };
         if web.sign_in_url.is_empty() {
             return Ok(web);
         }
         let url = web.sign_in_url.clone();
         web.calling(&url).map_err(|problem| anyhow::anyhow!("SIGN_IN_URL: {problem}"))
+    }
+
+    /// This service's metrics (`GET /metrics`): a service registers its own families here.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Lets this service's pages call `url`'s origin from the browser (the policy's
@@ -98,18 +121,19 @@ fn origin_of(text: &str) -> Result<HeaderValue, String> {
     HeaderValue::from_str(&origin).map_err(|_| format!("{text:?} is not an origin"))
 }
 
-/// Adds what every service's router has around `router`.
-pub fn finish(router: Router, checks: Vec<ReadinessCheck>, waits: crate::consumer::Waits, web: &Web) -> Router {
-    let site = serde_json::json!({ "signInUrl": web.sign_in_url });
+/// The router of a service whose routes are `api`: the platform's routes beside them, its
+/// description at `/openapi.json`, and what every service's router has around them.
+pub fn finish(api: Api, checks: Vec<ReadinessCheck>, waits: crate::consumer::Waits, web: &Web) -> Router {
+    let site = Site { sign_in_url: web.sign_in_url.clone() };
+    let document = Described::default();
+    let (router, operations) = api.merge(common(checks, waits, web.metrics.clone(), site, document.clone())).split();
+    document.0.set(to_pretty_json(&describe(&web.service, operations)).into()).expect("described once");
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(web.origins.clone()))
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([CONTENT_TYPE, AUTHORIZATION, HeaderName::from_static("idempotency-key")])
         .max_age(Duration::from_secs(600));
     router
-        .merge(health_routes(checks, waits))
-        .route(UI_SCRIPT_PATH, get(ui_script))
-        .route(SITE_PATH, get(move || async move { Json(site) }))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this route")
@@ -122,6 +146,98 @@ pub fn finish(router: Router, checks: Vec<ReadinessCheck>, waits: crate::consume
         .layer(SetRequestIdLayer::new(HeaderName::from_static(REQUEST_ID), MakeRequestUuid))
         .layer(cors)
         .layer(from_fn_with_state(web.policy(), harden))
+        .layer(from_fn_with_state(web.metrics.clone(), observe_request))
+}
+
+/// The routes of every service besides its own, each documented.
+fn common(
+    checks: Vec<ReadinessCheck>,
+    waits: crate::consumer::Waits,
+    metrics: Metrics,
+    site: Site,
+    document: Described,
+) -> Api {
+    Api::new()
+        .routes(routes!(super::liveness))
+        .routes(routes!(super::readiness).with_state(super::Readiness { checks, waits }))
+        .routes(routes!(ui_script))
+        .routes(routes!(site_json).with_state(site))
+        .routes(routes!(self::metrics).with_state(metrics))
+        .routes(routes!(super::openapi::openapi_json).with_state(document))
+}
+
+/// The whole description of `service` whose own routes are `api`, as its `/openapi.json`
+/// serves it (the committed files under `docs/openapi/` are made with it).
+pub fn document<S: Clone + Send + Sync + 'static>(service: &str, api: Api<S>) -> OpenApi {
+    let (_, mut operations) = api.split();
+    let site = Site { sign_in_url: String::new() };
+    let (_, platform) = common(Vec::new(), Default::default(), Metrics::new(), site, Default::default()).split();
+    operations.merge(platform);
+    describe(service, operations)
+}
+
+/// What a page needs to know about the system.
+#[derive(Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Site {
+    /// Where people sign in (mobile's address); empty where it is the page's own.
+    sign_in_url: String,
+}
+
+/// `GET /assets/site.json`: where people sign in, for the pages.
+#[utoipa::path(get, path = "/assets/site.json", responses((status = 200, body = Site)))]
+async fn site_json(State(site): State<Site>) -> Json<Site> {
+    Json(site)
+}
+
+/// `GET /metrics`: the service's metrics, for the operator (and the scraper with its token).
+#[utoipa::path(get, path = "/metrics", security(("bearer" = ["operator"])), responses(
+    (status = 200, description = "The metrics in the Prometheus text format.",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+))]
+async fn metrics(State(metrics): State<Metrics>, _: Operator) -> Response {
+    ([(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], metrics.scrape().await).into_response()
+}
+
+/// Counts and times every request by route and status, and makes a server span per request,
+/// named and described by the OpenTelemetry conventions for HTTP, continuing the trace of the
+/// caller's `traceparent` (or starting one), where spans are exported. Probes of health and
+/// metrics get no span: they are not work anyone follows.
+async fn observe_request(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let method = request.method().clone();
+    let path = request.uri().path();
+    let response = if !crate::trace::enabled() || matches!(path, "/healthz" | "/readyz" | "/metrics") {
+        next.run(request).await
+    } else {
+        traced(request, next, &method, route.as_deref()).await
+    };
+    metrics.request(method.as_str(), route.as_deref(), response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn traced(request: Request, next: Next, method: &Method, route: Option<&str>) -> Response {
+    let path = request.uri().path();
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {}", route.unwrap_or("")).trim_end(),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = route,
+        url.path = path,
+        http.response.status_code = tracing::field::Empty,
+        order_id = tracing::field::Empty,
+    );
+    let traceparent = request.headers().get(crate::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    crate::trace::continue_from(&span, traceparent);
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
+    if response.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
 }
 
 /// The headers every answer carries; an answer that says nothing of caching is not cached
@@ -137,6 +253,10 @@ async fn harden(State(policy): State<HeaderValue>, request: Request, next: Next)
     response
 }
 
+/// `GET /assets/ui.js`: the script every page shares.
+#[utoipa::path(get, path = "/assets/ui.js", responses(
+    (status = 200, description = "The script.", content_type = "text/javascript; charset=utf-8", body = String),
+))]
 async fn ui_script() -> impl IntoResponse {
     static_asset("text/javascript; charset=utf-8", include_str!("ui.js"))
 }

@@ -27,6 +27,7 @@ pub async fn broker_with(topics: &[&str]) -> EmbeddedBroker {
 
 /// Up to `count` payloads of partition 0 of `topic`, read from its start (by a reader of no
 /// group's commits), for at most `within`.
+#[allow(dead_code)] // not every test binary reads a topic back
 pub fn read_from_start(brokers: &str, topic: &str, count: usize, within: Duration) -> Vec<Vec<u8>> {
     let reader: BaseConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", brokers)
