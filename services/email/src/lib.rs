@@ -69,7 +69,7 @@ impl Service {
         let listener = web::bind(&config.http.host, config.http_port).await?;
         let smtp = TcpListener::bind((config.http.host.as_str(), config.smtp_port)).await?;
         let smtp_port = smtp.local_addr()?.port();
-        let mailbox = Mailbox { pool };
+        let mailbox = Mailbox::new(pool);
         let sender = smtp::Sender { user: smtp::SENDER.to_owned(), password: smtp_password };
         let host =
             ServiceHost::new(listener, router).with_task(move |shutdown| smtp::serve(smtp, mailbox, sender, shutdown));

@@ -36,17 +36,17 @@ impl Mailbox {
 
     /// A mail about `order` to `to`, sent as notification sends it, with `password`.
     async fn send(&self, password: &str, order: OrderId, to: &str, subject: &str) -> Result<(), String> {
+        let mut connection = self.signed_in(password).await?;
+        let message = mail(order, to, subject, None);
+        connection.send(message.envelope(), &message.formatted()).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// A session signed in as notification with `password`.
+    async fn signed_in(&self, password: &str) -> Result<AsyncSmtpConnection, String> {
         let mut connection = self.connect().await;
         let credentials = Credentials::new(service::NOTIFICATION.to_owned(), password.to_owned());
         connection.auth(&[Mechanism::Plain], &credentials).await.map_err(|e| e.to_string())?;
-        let message = Message::builder()
-            .from("Shop <shop@example.com>".parse().unwrap())
-            .to(to.parse().unwrap())
-            .subject(subject)
-            .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(api::ORDER_MAIL_HEADER), order.to_string()))
-            .body("Hello".to_owned())
-            .unwrap();
-        connection.send(message.envelope(), &message.formatted()).await.map(|_| ()).map_err(|e| e.to_string())
+        Ok(connection)
     }
 
     fn password(&self) -> String {
@@ -57,6 +57,57 @@ impl Mailbox {
         let reply = self.system.get(self.http, &format!("/api/emails{query}"), token).await;
         (reply.status, reply.body)
     }
+}
+
+/// A mail about `order` to `to` as notification writes it, with `message_id` if given.
+fn mail(order: OrderId, to: &str, subject: &str, message_id: Option<String>) -> Message {
+    Message::builder()
+        .from("Shop <shop@example.com>".parse().unwrap())
+        .to(to.parse().unwrap())
+        .subject(subject)
+        .message_id(message_id)
+        .raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(api::ORDER_MAIL_HEADER), order.to_string()))
+        .body("Hello".to_owned())
+        .unwrap()
+}
+
+/// Mails of many sessions at once are stored together (one transaction for those that wait
+/// together): each once, a resend of the same Message-ID included, and each session is told
+/// only after its mail is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mails_of_many_sessions_at_once_are_each_stored_once() {
+    let mailbox = Mailbox::start().await;
+    let password = mailbox.password();
+    let orders: Vec<OrderId> = (0..48).map(|_| OrderId::new()).collect();
+    // Signed in one after the other (the mailbox lets only a few sessions of one peer wait to
+    // authenticate), then all sending at once.
+    let mut connections = Vec::new();
+    for _ in orders.chunks(6) {
+        connections.push(mailbox.signed_in(&password).await.unwrap());
+    }
+    let sessions = orders.chunks(6).zip(connections).map(|(orders, mut connection)| {
+        async move {
+            for order in orders {
+                // Sent twice with one Message-ID, as notification resends after a lost answer.
+                let message = mail(*order, "ada@example.com", "Order received", Some(format!("<{order}@shop.test>")));
+                for _ in 0..2 {
+                    connection.send(message.envelope(), &message.formatted()).await.expect("the mail is accepted");
+                }
+            }
+        }
+    });
+    futures::future::join_all(sessions).await;
+
+    // Every session was answered after its mails were stored: all are there now.
+    let operator = mailbox.system.keys().staff(Role::Operator);
+    let (status, all) = mailbox.emails("", Some(&operator)).await;
+    assert_eq!(status, 200, "{all}");
+    let mut stored: Vec<&str> = all.as_array().unwrap().iter().map(|m| m["orderId"].as_str().unwrap()).collect();
+    stored.sort_unstable();
+    let mut sent: Vec<String> = orders.iter().map(ToString::to_string).collect();
+    sent.sort_unstable();
+    assert_eq!(stored, sent, "each mail stored once");
+    mailbox.system.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
