@@ -12,6 +12,8 @@ mod serve;
 mod topics;
 mod up;
 
+pub use serve::PARENT_WATCH_ENV;
+
 use clap::Parser;
 
 /// Every service's OpenAPI description, by service name (committed under `docs/openapi/`).
@@ -31,7 +33,8 @@ pub fn openapi_documents() -> Vec<(&'static str, utoipa::openapi::OpenApi)> {
 /// other thread exists, so that all of them inherit it), then runs the command line.
 pub fn main() -> std::process::ExitCode {
     cpus::pin_from_env();
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime").block_on(async {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let code = runtime.block_on(async {
         let command = cli::Cli::parse().command;
         let _telemetry = match &command {
             cli::Command::Serve(service) => shop_platform::telemetry::init(service.name(), Some(&service.instance())),
@@ -45,7 +48,13 @@ pub fn main() -> std::process::ExitCode {
                 std::process::ExitCode::FAILURE
             }
         }
-    })
+    });
+    // What the command waited for is done. Dropping the runtime would also wait for every read
+    // still running on its blocking threads, and one never ends while the parent lives: the
+    // read of stdin that watches for `shop up` going away. A service that failed to start
+    // would print its error and hang there instead of exiting to be restarted.
+    runtime.shutdown_background();
+    code
 }
 
 /// Runs one subcommand to its end.

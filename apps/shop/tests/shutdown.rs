@@ -51,3 +51,51 @@ async fn services_exit_cleanly_on_sigterm() {
     serve_then_terminate(&system, "notification", &[]).await;
     serve_then_terminate(&system, "logging", &[]).await;
 }
+
+/// A service that cannot start exits at once with an error, also when started as `shop up`
+/// starts it (watching its stdin for the parent going away): `shop up` restarts what exits,
+/// so a process that printed its error and hung would leave its service down for good (the
+/// fault campaign of 2026-12-04: logging killed while PostgreSQL restarted, its restart
+/// refused by the database, its consumer group empty from then on).
+#[tokio::test]
+async fn a_service_that_cannot_start_exits_even_while_its_parent_watch_reads_stdin() {
+    // Its HTTP port is taken: the service opens its database, then fails to listen.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let secrets = data.path().join("secrets");
+    let made = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["secrets", "generate", "--dir", secrets.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
+        .args(["serve", "logging", "--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+        .args(["--data-dir", data.path().to_str().unwrap()])
+        .args(["--secrets-dir", secrets.to_str().unwrap()])
+        .env(shop::PARENT_WATCH_ENV, "1")
+        .env("KAFKA_BROKERS", "127.0.0.1:1")
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its parent is alive: stdin stays open.
+    let _stdin = child.stdin.take();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a service that failed to start was still running 30 s later");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut error = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut error).unwrap();
+    assert!(!status.success(), "it failed: {status}");
+    assert!(error.contains("error:"), "it says why: {error}");
+}

@@ -34,7 +34,7 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
         .map_err(|source| DbError::Connect { url: redact(url), source })?
         .log_statements(tracing::log::LevelFilter::Trace);
     if url.starts_with("postgres") {
-        create_postgres_database(url).await?;
+        reach_postgres(url).await?;
     }
     // SQLite takes one writer at a time. With several connections in one process, a second
     // writer waits in SQLite's busy handler, which sleeps and re-polls (1, 2, 5, 10... ms);
@@ -143,6 +143,28 @@ pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
 
 /// Creates the service's PostgreSQL database if it does not exist yet (the role needs
 /// CREATEDB), so a fresh server needs nothing but a role.
+/// How long a starting service waits for a PostgreSQL that cannot be reached (restarting, or
+/// not up yet) before it gives up: a process supervisor restarting a service that exits at once
+/// gives up sooner (`shop up` after five quick exits).
+const REACH_WITHIN: Duration = Duration::from_secs(60);
+
+/// Makes the service's database if it is missing, waiting up to [`REACH_WITHIN`] while the
+/// server cannot be reached or refuses connections for now (starting up, shutting down).
+async fn reach_postgres(url: &str) -> Result<(), DbError> {
+    let deadline = std::time::Instant::now() + REACH_WITHIN;
+    let mut delays = crate::retry::delays(Duration::from_millis(200));
+    loop {
+        match create_postgres_database(url).await {
+            Err(DbError::Connect { source, .. }) if is_transient(&source) && std::time::Instant::now() < deadline => {
+                let wait = delays.next().expect("retries never run out");
+                tracing::warn!(error = %source, retry_in = ?wait, "The database cannot be reached yet; waiting for it");
+                tokio::time::sleep(wait).await;
+            }
+            reached => return reached,
+        }
+    }
+}
+
 async fn create_postgres_database(url: &str) -> Result<(), DbError> {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::Connection;
