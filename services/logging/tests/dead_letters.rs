@@ -64,7 +64,8 @@ async fn a_dead_letter_is_listed_replayed_once_to_its_topic_and_audited() {
     let system = shop_testkit::System::start().await;
     let brokers = system.brokers().to_owned();
     shop_platform::kafka::create_topics(&brokers, &["orders-created.dlq".to_owned()], 1, 1).await.unwrap();
-    let file = std::env::temp_dir().join(format!("shop-logging-dlq-{}.db", uuid::Uuid::new_v4()));
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("logging.db");
     let pool =
         shop_platform::db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate!("./migrations"))
             .await

@@ -11,11 +11,12 @@ use shop_logging::{router, AppState, LogRecord};
 use shop_platform::auth::{Role, TestKeys};
 use tower::ServiceExt;
 
-async fn state(brokers: &str) -> AppState {
-    let file = std::env::temp_dir().join(format!("shop-logging-test-{}.db", uuid::Uuid::new_v4()));
-    let url = format!("sqlite://{}?mode=rwc", file.display());
+/// The state on a fresh SQLite file in a folder removed when the returned guard is dropped.
+async fn state(brokers: &str) -> (AppState, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", data.path().join("logging.db").display());
     let pool = shop_platform::db::open(&url, sqlx::migrate!("./migrations")).await.expect("the database opens");
-    AppState::new(pool, brokers, Vec::new()).expect("the state is made")
+    (AppState::new(pool, brokers, Vec::new()).expect("the state is made"), data)
 }
 
 fn record(order_id: uuid::Uuid, action: &str) -> LogRecord {
@@ -83,7 +84,8 @@ async fn read_until(
 
 #[tokio::test]
 async fn the_operations_page_is_served_from_the_binary() {
-    let (app, _keys) = app(state("127.0.0.1:1").await);
+    let (state, _data) = state("127.0.0.1:1").await;
+    let (app, _keys) = app(state);
     let response = get_as(&app, "/", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let page = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
@@ -96,7 +98,8 @@ async fn the_operations_page_is_served_from_the_binary() {
 
 #[tokio::test]
 async fn the_audit_trail_and_the_lag_are_for_the_operator_only() {
-    let (app, keys) = app(state("127.0.0.1:1").await);
+    let (state, _data) = state("127.0.0.1:1").await;
+    let (app, keys) = app(state);
     for uri in ["/logs", "/logs/stream", "/api/lag", "/api/services"] {
         assert_eq!(get_as(&app, uri, None).await.status(), StatusCode::UNAUTHORIZED, "{uri} anonymous");
         let courier = keys.staff(Role::Courier);
@@ -110,7 +113,7 @@ async fn the_audit_trail_and_the_lag_are_for_the_operator_only() {
 
 #[tokio::test]
 async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
-    let state = state("127.0.0.1:1").await;
+    let (state, _data) = state("127.0.0.1:1").await;
     let (app, keys) = app(state.clone());
     let operator = keys.staff(Role::Operator);
     let (order, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -136,7 +139,8 @@ async fn an_order_stream_sends_its_stored_records_then_each_new_one_once() {
 
 #[tokio::test]
 async fn a_stream_of_a_malformed_order_id_is_a_json_400() {
-    let (app, keys) = app(state("127.0.0.1:1").await);
+    let (state, _data) = state("127.0.0.1:1").await;
+    let (app, keys) = app(state);
     let response = get_as(&app, "/logs/stream?orderId=not-an-id", Some(&keys.staff(Role::Operator))).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -147,7 +151,8 @@ async fn a_stream_of_a_malformed_order_id_is_a_json_400() {
 /// answered it in plain text).
 #[tokio::test]
 async fn malformed_path_parameters_are_json_400s() {
-    let (app, keys) = app(state("127.0.0.1:1").await);
+    let (state, _data) = state("127.0.0.1:1").await;
+    let (app, keys) = app(state);
     let operator = keys.staff(Role::Operator);
     let response = get_as(&app, "/api/orders/not-an-id/timeline", Some(&operator)).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
@@ -163,7 +168,8 @@ async fn malformed_path_parameters_are_json_400s() {
 
 #[tokio::test]
 async fn lag_is_a_503_naming_kafka_when_no_broker_answers() {
-    let (app, keys) = app(state("127.0.0.1:1").await);
+    let (state, _data) = state("127.0.0.1:1").await;
+    let (app, keys) = app(state);
     let started = Instant::now();
     let response = get_as(&app, "/api/lag", Some(&keys.staff(Role::Operator))).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
