@@ -199,7 +199,8 @@ pub struct UpArgs {
     #[arg(long = "smtp-port", default_value_t = 2525)]
     pub smtp_port: u16,
     /// Let the kernel place the service processes on CPUs, instead of running each on one
-    /// CPU, spread by the services' usual load (see docs/performance.md).
+    /// CPU, spread by the services' usual load (see docs/performance.md). Only the embedded
+    /// broker's system is pinned: with `--kafka-brokers` the kernel places them anyway.
     #[arg(long = "no-cpu-pinning")]
     pub no_cpu_pinning: bool,
 }

@@ -50,7 +50,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let mut running = Vec::new();
     let mut plans = plans(&args, &brokers);
-    let cpus = if args.no_cpu_pinning { Vec::new() } else { crate::cpus::allowed() };
+    // Pinned only beside the embedded broker: with the brokers in other processes (on the same
+    // cores, as dev/kafka-cluster runs them) the kernel places everything better; pinned, the
+    // email channel fell behind in six runs of six (docs/performance.md).
+    let pin = !args.no_cpu_pinning && args.kafka_brokers.is_none();
+    let cpus = if pin { crate::cpus::allowed() } else { Vec::new() };
     let weights: Vec<u32> = plans.iter().map(|plan| crate::cpus::weight(plan.service)).collect();
     let assigned = crate::cpus::assign(&cpus, &weights);
     for (plan, cpu) in plans.iter_mut().zip(assigned) {
