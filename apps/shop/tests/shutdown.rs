@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use support::System;
@@ -29,18 +29,23 @@ async fn serve_then_terminate(system: &System, service: &str, extra: &[String]) 
     })
     .await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = exit_within_30_s(&mut child, &format!("{service} did not stop within 30 s of SIGTERM")).await;
+    assert!(status.success(), "{service} exited with {status} on SIGTERM");
+}
+
+/// How `child` exited, once it has; kills it and fails with `otherwise` if it still runs 30 s on.
+async fn exit_within_30_s(child: &mut Child, otherwise: &str) -> ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
-            break status;
+            return status;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("{service} did not stop within 30 s of SIGTERM");
+            panic!("{otherwise}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{service} exited with {status} on SIGTERM");
+    }
 }
 
 #[tokio::test]
@@ -83,17 +88,7 @@ async fn a_service_that_cannot_start_exits_even_while_its_parent_watch_reads_std
         .unwrap();
     // Its parent is alive: stdin stays open.
     let _stdin = child.stdin.take();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("a service that failed to start was still running 30 s later");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exit_within_30_s(&mut child, "a service that failed to start was still running 30 s later").await;
     let mut error = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut error).unwrap();
     assert!(!status.success(), "it failed: {status}");
