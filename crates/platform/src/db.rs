@@ -141,8 +141,6 @@ pub async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
 
-/// Creates the service's PostgreSQL database if it does not exist yet (the role needs
-/// CREATEDB), so a fresh server needs nothing but a role.
 /// How long a starting service waits for a PostgreSQL that cannot be reached (restarting, or
 /// not up yet) before it gives up: a process supervisor restarting a service that exits at once
 /// gives up sooner (`shop up` after five quick exits).
@@ -165,6 +163,8 @@ async fn reach_postgres(url: &str) -> Result<(), DbError> {
     }
 }
 
+/// Creates the service's PostgreSQL database if it does not exist yet (the role needs
+/// CREATEDB), so a fresh server needs nothing but a role.
 async fn create_postgres_database(url: &str) -> Result<(), DbError> {
     use sqlx::postgres::PgConnectOptions;
     use sqlx::Connection;

@@ -1,9 +1,9 @@
 //! The mailbox: mails received over SMTP, parsed and stored once per Message-ID.
 
-use mail_parser::MessageParser;
-use shop_events::api::ORDER_MAIL_HEADER;
 use std::sync::Arc;
 
+use mail_parser::MessageParser;
+use shop_events::api::ORDER_MAIL_HEADER;
 use shop_platform::db::{now_millis, Pool, Transaction};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
