@@ -283,7 +283,7 @@ async fn an_order_is_one_trace_per_action_through_every_service() {
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/screenshots").to_owned());
     std::fs::write(format!("{picture}/trace.svg"), pay.waterfall()).expect("the trace's picture is written");
     // The push and the mail are each under a notification span, which is under a record.
-    for (receiver, name) in [("mobile", "push stored"), ("email", "smtp DATA")] {
+    for (receiver, name) in [("mobile", "push stored"), ("email", "smtp BDAT")] {
         let received: Vec<&Span> = pay.spans.iter().filter(|s| s.service == receiver && s.name == name).collect();
         assert!(!received.is_empty(), "no {name} span of {receiver} in the pay trace");
         for span in received {

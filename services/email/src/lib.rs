@@ -5,6 +5,8 @@
 mod mailbox;
 mod smtp;
 
+pub use smtp::MAX_MESSAGE;
+
 use axum::extract::State;
 use axum::response::Html;
 use axum::Json;

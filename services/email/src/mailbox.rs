@@ -53,9 +53,11 @@ impl Mailbox {
         Mailbox { arrivals }
     }
 
-    /// Stores a received message. A message whose Message-ID is already here is accepted
-    /// and not stored again. Returns the Message-ID.
-    pub async fn deliver(&self, from: &str, to: &[String], raw: &[u8]) -> Result<String, StoreError> {
+    /// Hands a received message to the writer and returns at once: the [`Delivery`] says when
+    /// it is stored, so a session can read the next pipelined mail meanwhile (and the mails of
+    /// one write go into one transaction). A message whose Message-ID is already here is
+    /// accepted and not stored again. `command` is the SMTP command that carried it (DATA, BDAT).
+    pub async fn receive(&self, from: &str, to: &[String], raw: &[u8], command: &str) -> Result<Delivery, StoreError> {
         let parsed = MessageParser::default().parse(raw);
         let (message_id, order_id, subject, body) = match &parsed {
             Some(message) => (
@@ -70,7 +72,7 @@ impl Mailbox {
         // The delivery's span comes under the sender's span, named in the mail's traceparent.
         let span = tracing::info_span!(
             "deliver",
-            otel.name = "smtp DATA",
+            otel.name = format!("smtp {command}"),
             otel.kind = "server",
             network.protocol.name = "smtp",
             order_id = order_id.as_deref(),
@@ -80,11 +82,28 @@ impl Mailbox {
         let mail =
             Mail { message_id: message_id.clone(), order_id, from: from.to_owned(), to: to.to_vec(), subject, body };
         let (stored, answer) = oneshot::channel();
-        let gone = || Arc::new(sqlx::Error::WorkerCrashed);
         self.arrivals.send(Arrival { mail, span, stored }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())??;
-        Ok(message_id)
+        Ok(Delivery { message_id, answer })
     }
+}
+
+/// A mail handed to the writer, not necessarily stored yet.
+pub struct Delivery {
+    message_id: String,
+    answer: oneshot::Receiver<Result<(), StoreError>>,
+}
+
+impl Delivery {
+    /// Waits until the mail is stored (or could not be); returns its Message-ID.
+    pub async fn stored(self) -> Result<String, StoreError> {
+        self.answer.await.map_err(|_| gone())??;
+        Ok(self.message_id)
+    }
+}
+
+/// The writer is gone (the mailbox is shutting down).
+fn gone() -> StoreError {
+    Arc::new(sqlx::Error::WorkerCrashed)
 }
 
 /// Stores a group of mails in one transaction and tells each sender. When the transaction

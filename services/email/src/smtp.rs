@@ -1,7 +1,8 @@
 //! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT; 8BITMIME,
-//! SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531, and PIPELINING,
-//! RFC 2920: answers are written when no further command is waiting to be read), enough to
-//! receive mail from any standard client such as lettre. Only the shop's sender may
+//! SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531, PIPELINING,
+//! RFC 2920: answers are written when no further command is waiting to be read, and CHUNKING,
+//! RFC 3030: BDAT, so that a client can send many mails in one write and read all their
+//! answers at once), enough to receive mail from any standard client such as lettre. Only the shop's sender may
 //! submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the configured password before
 //! any mail. No relay, no TLS: it is the customers' mailbox on the system's private network.
 //!
@@ -17,14 +18,14 @@ use std::time::Duration;
 use base64::Engine;
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Delivery, Mailbox, StoreError};
 use shop_platform::Shutdown;
 
 /// The largest message accepted.
@@ -147,20 +148,27 @@ pub async fn serve(listener: TcpListener, mailbox: Mailbox, sender: Sender, shut
     }
 }
 
+/// The mail being received: its sender, recipients and, with BDAT, the chunks so far.
 #[derive(Default)]
 struct Envelope {
     from: Option<String>,
     to: Vec<String>,
+    chunks: Vec<u8>,
+}
+
+impl Envelope {
+    fn has_recipients(&self) -> bool {
+        self.from.is_some() && !self.to.is_empty()
+    }
 }
 
 type Lines = FramedRead<tokio::net::tcp::OwnedReadHalf, LinesCodec>;
-type Writer = BufWriter<tokio::net::tcp::OwnedWriteHalf>;
 
 async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: Waiting) -> anyhow::Result<()> {
     let (read, write) = stream.into_split();
-    let mut write = BufWriter::new(write);
+    let mut answers = Answers { write: BufWriter::new(write), queue: VecDeque::new() };
     let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(4096));
-    send(&mut write, "220 shop-mailbox ESMTP ready").await?;
+    answers.push("220 shop-mailbox ESMTP ready").await?;
     let mut waiting = Some(waiting);
     let authenticate_by = Instant::now() + AUTHENTICATE_WITHIN;
     let mut idle_until = Instant::now() + IDLE;
@@ -170,14 +178,14 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
         let deadline = if waiting.is_some() { authenticate_by.min(idle_until) } else { idle_until };
         let evicted = waiting.as_ref().map(|w| w.evicted.clone()).unwrap_or_default();
         let line = tokio::select! {
-            line = next_line(&mut lines, &mut write, deadline) => line?,
+            line = next_line(&mut lines, &mut answers, deadline) => line?,
             _ = evicted.cancelled(), if waiting.is_some() => {
-                return close(&mut write, "421 4.7.0 too many connections waiting to authenticate, closing").await;
+                return answers.close("421 4.7.0 too many connections waiting to authenticate, closing").await;
             }
         };
         let Some(line) = line else {
             let reason = if waiting.is_some() { "authenticate first" } else { "idle for too long" };
-            return close(&mut write, format!("421 4.4.2 {reason}, closing")).await;
+            return answers.close(format!("421 4.4.2 {reason}, closing")).await;
         };
         let (verb, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let verb = verb.to_ascii_uppercase();
@@ -185,77 +193,166 @@ async fn session(stream: TcpStream, mailbox: Mailbox, sender: &Sender, waiting: 
             idle_until = Instant::now() + IDLE;
         }
         let authenticated = waiting.is_none();
-        let answer = match verb.as_str() {
-            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n250-AUTH PLAIN LOGIN\r\n\
-                         250 SIZE 1048576"
-                .to_owned(),
-            "HELO" => "250 shop-mailbox".to_owned(),
-            "AUTH" if authenticated => "503 5.5.1 already authenticated".to_owned(),
-            "AUTH" => match authenticate(rest, &mut lines, &mut write, deadline).await? {
+        let answer: Answer = match verb.as_str() {
+            "EHLO" => "250-shop-mailbox\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-PIPELINING\r\n250-CHUNKING\r\n\
+                       250-AUTH PLAIN LOGIN\r\n250 SIZE 1048576"
+                .into(),
+            "HELO" => "250 shop-mailbox".into(),
+            "AUTH" if authenticated => "503 5.5.1 already authenticated".into(),
+            "AUTH" => match authenticate(rest, &mut lines, &mut answers, deadline).await? {
                 Some((user, password)) if sender.accepts(&user, &password) => {
                     waiting = None;
-                    "235 2.7.0 authentication succeeded".to_owned()
+                    "235 2.7.0 authentication succeeded".into()
                 }
                 Some(_) => {
                     failures += 1;
                     if failures >= MAX_AUTH_FAILURES {
-                        return close(&mut write, "421 4.7.0 too many failed attempts, closing").await;
+                        return answers.close("421 4.7.0 too many failed attempts, closing").await;
                     }
-                    "535 5.7.8 authentication credentials invalid".to_owned()
+                    "535 5.7.8 authentication credentials invalid".into()
                 }
-                None => "501 5.5.2 expected AUTH PLAIN or AUTH LOGIN with base64 credentials".to_owned(),
+                None => "501 5.5.2 expected AUTH PLAIN or AUTH LOGIN with base64 credentials".into(),
             },
-            "MAIL" | "RCPT" | "DATA" if !authenticated => "530 5.7.0 authentication required".to_owned(),
+            // The octets after BDAT cannot be told from commands: a chunk that will not be
+            // taken is still read (RFC 3030), except before AUTH, where the session ends.
+            "BDAT" if !authenticated => return answers.close("530 5.7.0 authentication required, closing").await,
+            "MAIL" | "RCPT" | "DATA" if !authenticated => "530 5.7.0 authentication required".into(),
             "MAIL" => match address(rest, "FROM:") {
                 Some(from) => {
-                    envelope = Envelope { from: Some(from), to: Vec::new() };
-                    "250 OK".to_owned()
+                    envelope = Envelope { from: Some(from), ..Envelope::default() };
+                    "250 OK".into()
                 }
-                None => "501 expected MAIL FROM:<address>".to_owned(),
+                None => "501 expected MAIL FROM:<address>".into(),
             },
-            "RCPT" if envelope.from.is_none() => "503 MAIL first".to_owned(),
+            "RCPT" if envelope.from.is_none() => "503 MAIL first".into(),
             "RCPT" => match address(rest, "TO:") {
                 Some(to) if !to.is_empty() => {
                     envelope.to.push(to);
-                    "250 OK".to_owned()
+                    "250 OK".into()
                 }
-                _ => "501 expected RCPT TO:<address>".to_owned(),
+                _ => "501 expected RCPT TO:<address>".into(),
             },
-            "DATA" if envelope.to.is_empty() => "503 RCPT first".to_owned(),
+            "DATA" if !envelope.has_recipients() => "503 RCPT first".into(),
+            "DATA" if !envelope.chunks.is_empty() => "503 5.5.1 a BDAT mail is under way: RSET first".into(),
             "DATA" => {
-                send(&mut write, "354 end data with <CR><LF>.<CR><LF>").await?;
-                let Some(data) = read_data(&mut lines, &mut write).await? else { return Ok(()) };
-                let from = envelope.from.take().unwrap_or_default();
-                let to = std::mem::take(&mut envelope.to);
+                answers.push("354 end data with <CR><LF>.<CR><LF>").await?;
+                let Some(data) = read_data(&mut lines, &mut answers).await? else { return Ok(()) };
+                let envelope = std::mem::take(&mut envelope);
                 match data {
-                    Err(()) => "552 message too large".to_owned(),
-                    Ok(data) => match mailbox.deliver(&from, &to, data.as_bytes()).await {
-                        Ok(id) => format!("250 OK queued as {id}"),
-                        Err(error) => {
-                            tracing::warn!(%error, "Cannot store a mail; the sender will retry");
-                            "451 cannot store the message now, try again".to_owned()
-                        }
-                    },
+                    Err(()) => "552 message too large".into(),
+                    Ok(data) => receive(&mailbox, envelope, data.into_bytes(), "DATA").await,
+                }
+            }
+            "BDAT" => {
+                let Some((size, last)) = chunk_size(rest) else {
+                    return answers.close("501 5.5.4 expected BDAT <size> [LAST], closing").await;
+                };
+                let room = if envelope.has_recipients() { MAX_MESSAGE - envelope.chunks.len() } else { 0 };
+                let kept = read_chunk(&mut lines, size, room, &mut envelope.chunks, idle_until).await?;
+                if !envelope.has_recipients() {
+                    "503 5.5.1 MAIL and RCPT first".into()
+                } else if !kept {
+                    envelope = Envelope::default();
+                    "552 5.3.4 message too large".into()
+                } else if !last {
+                    format!("250 2.0.0 {size} octets received").into()
+                } else {
+                    let mut envelope = std::mem::take(&mut envelope);
+                    let message = std::mem::take(&mut envelope.chunks);
+                    receive(&mailbox, envelope, message, "BDAT").await
                 }
             }
             "RSET" => {
                 envelope = Envelope::default();
-                "250 OK".to_owned()
+                "250 OK".into()
             }
-            "NOOP" => "250 OK".to_owned(),
-            "QUIT" => return close(&mut write, "221 bye").await,
-            _ => "502 command not implemented".to_owned(),
+            "NOOP" => "250 OK".into(),
+            "QUIT" => return answers.close("221 bye").await,
+            _ => "502 command not implemented".into(),
         };
-        send(&mut write, answer).await?;
+        answers.push(answer).await?;
+    }
+}
+
+/// Hands a mail to the mailbox; its answer waits until it is stored.
+async fn receive(mailbox: &Mailbox, envelope: Envelope, message: Vec<u8>, command: &str) -> Answer {
+    let from = envelope.from.unwrap_or_default();
+    match mailbox.receive(&from, &envelope.to, &message, command).await {
+        Ok(delivery) => Answer::Stored(delivery),
+        Err(error) => store_failed(&error).into(),
+    }
+}
+
+fn store_failed(error: &StoreError) -> String {
+    tracing::warn!(%error, "Cannot store a mail; the sender will retry");
+    "451 cannot store the message now, try again".to_owned()
+}
+
+/// An answer of the session: now, or once a mail is stored.
+enum Answer {
+    Text(String),
+    Stored(Delivery),
+}
+
+impl<T: Into<String>> From<T> for Answer {
+    fn from(text: T) -> Self {
+        Answer::Text(text.into())
+    }
+}
+
+/// The session's answers, in the order of the commands. An answer waiting for its mail to be
+/// stored holds back those after it; all go out when the client waits for them (nothing
+/// further to read), so the mails of one pipelined write are stored together.
+struct Answers {
+    write: BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    queue: VecDeque<Answer>,
+}
+
+impl Answers {
+    async fn push(&mut self, answer: impl Into<Answer>) -> std::io::Result<()> {
+        match answer.into() {
+            Answer::Text(text) if self.queue.is_empty() => self.write_line(&text).await,
+            answer => {
+                self.queue.push_back(answer);
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for the mails answered so far to be stored and writes every answer out.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        while let Some(answer) = self.queue.pop_front() {
+            let text = match answer {
+                Answer::Text(text) => text,
+                Answer::Stored(delivery) => match delivery.stored().await {
+                    Ok(id) => format!("250 OK queued as {id}"),
+                    Err(error) => store_failed(&error),
+                },
+            };
+            self.write_line(&text).await?;
+        }
+        self.write.flush().await
+    }
+
+    async fn write_line(&mut self, text: &str) -> std::io::Result<()> {
+        self.write.write_all(text.as_bytes()).await?;
+        self.write.write_all(b"\r\n").await
+    }
+
+    /// The last answer of a session, written out now.
+    async fn close(&mut self, text: impl Into<String>) -> anyhow::Result<()> {
+        self.push(text.into()).await?;
+        self.flush().await?;
+        Ok(())
     }
 }
 
 /// The next line before `deadline`; None when the deadline passed or the peer went away.
-/// The answers written so far go out first unless a whole further line is already here (a
-/// pipelining client sent several commands at once and reads their answers together).
-async fn next_line(lines: &mut Lines, write: &mut Writer, deadline: Instant) -> anyhow::Result<Option<String>> {
+/// The answers so far go out first unless a whole further line is already here (a pipelining
+/// client sent several commands at once and reads their answers together).
+async fn next_line(lines: &mut Lines, answers: &mut Answers, deadline: Instant) -> anyhow::Result<Option<String>> {
     if !lines.read_buffer().contains(&b'\n') {
-        write.flush().await?;
+        answers.flush().await?;
     }
     match tokio::time::timeout_at(deadline, lines.next()).await {
         Err(_) | Ok(None) => Ok(None),
@@ -263,13 +360,60 @@ async fn next_line(lines: &mut Lines, write: &mut Writer, deadline: Instant) -> 
     }
 }
 
+/// `1024 LAST` → (1024, true).
+fn chunk_size(rest: &str) -> Option<(usize, bool)> {
+    let mut words = rest.split_ascii_whitespace();
+    let size = words.next()?.parse().ok()?;
+    let last = match words.next() {
+        None => false,
+        Some(word) if word.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return None,
+    };
+    words.next().is_none().then_some((size, last))
+}
+
+/// Reads the `size` octets of a BDAT chunk: appended to `into` when they fit in `room`, read
+/// and dropped when not; says whether they were kept. An error when the peer goes away or
+/// stalls until `deadline`.
+async fn read_chunk(
+    lines: &mut Lines,
+    size: usize,
+    room: usize,
+    into: &mut Vec<u8>,
+    deadline: Instant,
+) -> anyhow::Result<bool> {
+    let keep = size <= room;
+    // What the line reader holds already comes first. It has just returned the BDAT line and
+    // looked no further, so taking bytes from its buffer leaves it in step.
+    let buffered = lines.read_buffer_mut();
+    let head = buffered.split_to(buffered.len().min(size));
+    if keep {
+        into.extend_from_slice(&head);
+    }
+    let left = (size - head.len()) as u64;
+    let mut rest = lines.get_mut().take(left);
+    let read = async {
+        if keep {
+            rest.read_to_end(into).await.map(|n| n as u64)
+        } else {
+            tokio::io::copy(&mut rest, &mut tokio::io::sink()).await
+        }
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(read)) if read == left => Ok(keep),
+        Ok(Ok(_)) => anyhow::bail!("the peer went away within a BDAT chunk"),
+        Ok(Err(error)) => Err(error.into()),
+        Err(_) => anyhow::bail!("the peer stalled within a BDAT chunk"),
+    }
+}
+
 /// The message after DATA, up to the lone "."; Err(()) when it is too large; None when the
 /// peer went away or stalled.
-async fn read_data(lines: &mut Lines, write: &mut Writer) -> anyhow::Result<Option<Result<String, ()>>> {
+async fn read_data(lines: &mut Lines, answers: &mut Answers) -> anyhow::Result<Option<Result<String, ()>>> {
     let mut data = String::new();
     let mut too_big = false;
     loop {
-        let Some(line) = next_line(lines, write, Instant::now() + IDLE).await? else { return Ok(None) };
+        let Some(line) = next_line(lines, answers, Instant::now() + IDLE).await? else { return Ok(None) };
         if line == "." {
             return Ok(Some(if too_big { Err(()) } else { Ok(data) }));
         }
@@ -288,13 +432,13 @@ async fn read_data(lines: &mut Lines, write: &mut Writer) -> anyhow::Result<Opti
 async fn authenticate(
     rest: &str,
     lines: &mut Lines,
-    write: &mut Writer,
+    answers: &mut Answers,
     deadline: Instant,
 ) -> anyhow::Result<Option<(String, String)>> {
     let (mechanism, initial) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
     let mut ask = async |prompt: &str| -> anyhow::Result<Option<String>> {
-        send(write, format!("334 {prompt}")).await?;
-        next_line(lines, write, deadline).await
+        answers.push(format!("334 {prompt}")).await?;
+        next_line(lines, answers, deadline).await
     };
     match mechanism.to_ascii_uppercase().as_str() {
         "PLAIN" => {
@@ -320,19 +464,6 @@ fn decode(text: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// Queues an answer; it goes out before the session next waits for the client.
-async fn send(write: &mut Writer, text: impl AsRef<str>) -> std::io::Result<()> {
-    write.write_all(text.as_ref().as_bytes()).await?;
-    write.write_all(b"\r\n").await
-}
-
-/// The last answer of a session, written out now.
-async fn close(write: &mut Writer, text: impl AsRef<str>) -> anyhow::Result<()> {
-    send(write, text).await?;
-    write.flush().await?;
-    Ok(())
-}
-
 /// `FROM:<a@b.c> SIZE=12` → `a@b.c`.
 fn address(rest: &str, prefix: &str) -> Option<String> {
     let rest = rest.trim();
@@ -348,6 +479,17 @@ fn address(rest: &str, prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes_are_read_with_their_last_mark() {
+        assert_eq!(chunk_size("1024 LAST"), Some((1024, true)));
+        assert_eq!(chunk_size("0 last"), Some((0, true)));
+        assert_eq!(chunk_size("17"), Some((17, false)));
+        assert_eq!(chunk_size(""), None);
+        assert_eq!(chunk_size("-1 LAST"), None);
+        assert_eq!(chunk_size("12 FIRST"), None);
+        assert_eq!(chunk_size("12 LAST more"), None);
+    }
 
     #[test]
     fn addresses_are_read_from_their_angle_brackets() {

@@ -165,3 +165,124 @@ async fn mail_without_the_senders_password_is_refused_and_not_stored() {
     assert_eq!(all, Value::Array(vec![]), "nothing was stored");
     mailbox.system.stop().await;
 }
+
+/// A raw SMTP session on the mailbox, signed in as notification: what a client that pipelines
+/// (RFC 2920) and chunks (RFC 3030) writes, byte for byte, and the answers' codes.
+struct Raw {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn open(mailbox: &Mailbox, password: Option<&str>) -> Raw {
+        use tokio::io::AsyncBufReadExt;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", mailbox.smtp)).await.unwrap();
+        let (read, write) = stream.into_split();
+        let mut raw = Raw { lines: tokio::io::BufReader::new(read).lines(), write };
+        assert_eq!(raw.codes(1).await, [220]);
+        raw.write(b"EHLO test\r\n").await;
+        let mut extensions = Vec::new();
+        loop {
+            let line = raw.lines.next_line().await.unwrap().expect("an EHLO answer");
+            extensions.push(line[4..].to_owned());
+            if line.as_bytes()[3] == b' ' {
+                break;
+            }
+        }
+        assert!(["PIPELINING", "CHUNKING"].iter().all(|e| extensions.iter().any(|x| x == e)), "{extensions:?}");
+        if let Some(password) = password {
+            use base64::Engine;
+            let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0notification\0{password}"));
+            raw.write(format!("AUTH PLAIN {plain}\r\n").as_bytes()).await;
+            assert_eq!(raw.codes(1).await, [235]);
+        }
+        raw
+    }
+
+    async fn write(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.write.write_all(bytes).await.unwrap();
+    }
+
+    /// The codes of the next `n` answers (None once the mailbox closed the session).
+    async fn codes(&mut self, n: usize) -> Vec<u16> {
+        let mut codes = Vec::new();
+        while codes.len() < n {
+            let Some(line) = self.lines.next_line().await.unwrap() else { break };
+            if line.as_bytes().get(3) != Some(&b'-') {
+                codes.push(line[..3].parse().unwrap());
+            }
+        }
+        codes
+    }
+}
+
+/// A mail for BDAT: its envelope commands and message, about `order`.
+fn chunked(order: OrderId, body: &str) -> (String, String) {
+    let envelope = "MAIL FROM:<shop@example.com>\r\nRCPT TO:<ada@example.com>\r\n".to_owned();
+    let message = format!(
+        "From: shop@example.com\r\nTo: ada@example.com\r\nSubject: Chunked\r\nMessage-ID: <{order}@shop.test>\r\n\
+         {}: {order}\r\n\r\n{body}\r\n",
+        api::ORDER_MAIL_HEADER
+    );
+    (envelope, message)
+}
+
+/// Many mails in one write (RFC 3030's BDAT, pipelined): each answered in order and stored
+/// as it was sent, a message in two chunks too, and a line of a lone "." is the message's,
+/// not its end. A chunk outside a mail, or too large, is read and refused, and the session
+/// goes on in step; before AUTH, BDAT ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mails_written_at_once_in_chunks_are_each_answered_and_stored() {
+    let mailbox = Mailbox::start().await;
+    let mut raw = Raw::open(&mailbox, Some(&mailbox.password())).await;
+    let orders: Vec<OrderId> = (0..4).map(|_| OrderId::new()).collect();
+    let bodies = ["First.", "Second, in two chunks.", "Third:\r\n.\r\nafter a lone dot.", "Fourth."];
+    let mut write = Vec::new();
+    let mut expected = Vec::new();
+    for (i, (order, body)) in orders.iter().zip(bodies).enumerate() {
+        let (envelope, message) = chunked(*order, body);
+        write.extend_from_slice(envelope.as_bytes());
+        if i == 1 {
+            let (head, tail) = message.split_at(20);
+            write.extend_from_slice(format!("BDAT {}\r\n{head}", head.len()).as_bytes());
+            write.extend_from_slice(format!("BDAT {} LAST\r\n{tail}", tail.len()).as_bytes());
+            expected.extend([250, 250, 250, 250]);
+        } else {
+            write.extend_from_slice(format!("BDAT {} LAST\r\n{message}", message.len()).as_bytes());
+            expected.extend([250, 250, 250]);
+        }
+        if i == 2 {
+            // Outside a mail: read and refused.
+            write.extend_from_slice(b"BDAT 5 LAST\r\nhello");
+            expected.push(503);
+            // Larger than the mailbox takes: read and refused, the mail dropped.
+            let big = "x".repeat(shop_email::MAX_MESSAGE + 1);
+            let envelope = "MAIL FROM:<shop@example.com>\r\nRCPT TO:<ada@example.com>\r\n";
+            write.extend_from_slice(format!("{envelope}BDAT {} LAST\r\n{big}", big.len()).as_bytes());
+            expected.extend([250, 250, 552]);
+        }
+    }
+    write.extend_from_slice(b"NOOP\r\n");
+    expected.push(250);
+    raw.write(&write).await;
+    assert_eq!(raw.codes(expected.len()).await, expected);
+
+    let operator = mailbox.system.keys().staff(Role::Operator);
+    for (order, body) in orders.iter().zip(bodies) {
+        let (status, mails) = mailbox.emails(&format!("?orderId={order}"), Some(&operator)).await;
+        assert_eq!(status, 200, "{mails}");
+        let mails = mails.as_array().unwrap();
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        let stored = mails[0]["body"].as_str().unwrap().replace("\r\n", "\n");
+        assert_eq!(stored, body.replace("\r\n", "\n"), "{mails:?}");
+    }
+    let (_, all) = mailbox.emails("", Some(&operator)).await;
+    assert_eq!(all.as_array().unwrap().len(), 4, "only the four mails: {all}");
+
+    // Before AUTH: refused, and the session ends (what follows could not be told from commands).
+    let mut stranger = Raw::open(&mailbox, None).await;
+    stranger.write(b"BDAT 5 LAST\r\nhello").await;
+    assert_eq!(stranger.codes(2).await, [530], "refused, then closed");
+    mailbox.system.stop().await;
+}
