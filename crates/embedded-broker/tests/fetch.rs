@@ -176,22 +176,49 @@ async fn a_waiting_fetch_is_answered_as_soon_as_a_record_is_stored(storage: Stor
     let brokers = broker.bootstrap_servers().to_owned();
     // Each fetch may wait five minutes for records: only an answer as soon as one is stored
     // brings it within the test's deadline (tansu held every fetch for half its wait at least).
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "long-wait")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "300000")
-        .create()
-        .unwrap();
-    reader.subscribe(&[TOPIC]).unwrap();
+    let long_wait = |topic: &str| -> StreamConsumer {
+        let reader: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", format!("long-wait-{topic}"))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "300000")
+            .create()
+            .unwrap();
+        reader.subscribe(&[topic]).unwrap();
+        reader
+    };
+    let reader = long_wait(TOPIC);
     // After the first record, the reader's next fetch finds nothing and waits.
     for round in 0..3 {
         let value = format!("round {round}");
         send_one_batch(&brokers, std::slice::from_ref(&value)).await;
         assert_eq!(read(&reader, 1).await, vec![(round, value)], "each record comes while the fetch waits");
     }
-    stop(broker, [reader]);
+
+    // A fetch of several partitions waits on each of them: a record on any answers it.
+    const OTHER: &str = "three-partitions";
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    admin.create_topics([&NewTopic::new(OTHER, 3, TopicReplication::Fixed(1))], &AdminOptions::new()).await.unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let send_to = async |partition: i32, value: &str| {
+        let record = FutureRecord::to(OTHER).partition(partition).key("k").payload(value);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+    };
+    let other = long_wait(OTHER);
+    // A record on every partition first, so that every one is being fetched (a partition the
+    // consumer starts on later would wait for the fetch under way to end).
+    for partition in 0..3 {
+        send_to(partition, "start").await;
+    }
+    assert_eq!(read(&other, 3).await.len(), 3);
+    for partition in [2, 0, 1] {
+        let value = format!("partition {partition}");
+        send_to(partition, &value).await;
+        assert_eq!(read(&other, 1).await, vec![(1, value)], "a record on any partition comes while the fetch waits");
+    }
+    stop(broker, [reader, other]);
 }
 
 async fn a_time_after_every_record_finds_no_offset_rather_than_the_first(storage: Storage) {
