@@ -1,10 +1,11 @@
-//! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, RSET, NOOP, QUIT; 8BITMIME,
-//! SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531, PIPELINING,
-//! RFC 2920: answers are written when no further command is waiting to be read, and CHUNKING,
-//! RFC 3030: BDAT, so that a client can send many mails in one write and read all their
-//! answers at once), enough to receive mail from any standard client such as lettre. Only the shop's sender may
-//! submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the configured password before
-//! any mail. No relay, no TLS: it is the customers' mailbox on the system's private network.
+//! A small SMTP server (RFC 5321: EHLO/HELO, AUTH, MAIL, RCPT, DATA, BDAT, RSET, NOOP, QUIT;
+//! 8BITMIME, SMTPUTF8 for international addresses such as `user@münchen.de`, RFC 6531,
+//! PIPELINING, RFC 2920: answers are written when no further command is waiting to be read, and
+//! CHUNKING, RFC 3030: BDAT, so that a client can send many mails in one write and read all
+//! their answers at once), enough to receive mail from any standard client such as lettre. Only
+//! the shop's sender may submit: it authenticates (AUTH PLAIN or LOGIN, RFC 4954) with the
+//! configured password before any mail. No relay, no TLS: it is the customers' mailbox on the
+//! system's private network.
 //!
 //! Bounded so that nobody without the password can stop the mail: sessions that have not
 //! authenticated are few (in all and per peer) and must authenticate within seconds; an idle
