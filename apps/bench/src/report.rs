@@ -191,6 +191,9 @@ impl Report {
                 None => "unknown",
             },
         });
+        let (measured, verdict) = self.keeping_up();
+        let goal = "every consumer group keeps up: backlog < 1 s of its records".to_owned();
+        goals.push(Goal { goal, measured, status: verdict });
         let heaviest = services.iter().max_by(|a, b| a.peak_rss_mib.total_cmp(&b.peak_rss_mib));
         goals.push(Goal {
             goal: format!("each service < {GOAL_SERVICE_RSS_MIB} MiB resident (peak)"),
@@ -204,6 +207,33 @@ impl Report {
             },
         });
         self.goals = goals;
+    }
+
+    /// Whether every group's backlog at the window's end is under one second of the records
+    /// of its topics (as they grew over the window): the group furthest behind, and the verdict.
+    fn keeping_up(&self) -> (String, &'static str) {
+        let seconds = self.settings.window_seconds;
+        let Some(kafka) = self.kafka.as_ref().filter(|k| k.records > 0 && seconds > 0.0) else {
+            return ("no Kafka records counted".to_owned(), "unknown");
+        };
+        if self.backlog.is_empty() {
+            return ("no backlog read".to_owned(), "unknown");
+        }
+        let mut furthest: Option<(&str, i64, f64)> = None;
+        for (group, lag) in &self.backlog {
+            let Some(lag) = *lag else { return (format!("{group}'s backlog unknown"), "unknown") };
+            let records: i64 = shop_events::group::topics(group)
+                .iter()
+                .map(|topic| kafka.by_topic.get(topic.name()).copied().unwrap_or(0))
+                .sum();
+            let per_second = records as f64 / seconds;
+            let behind = if lag == 0 { 0.0 } else { lag as f64 / per_second };
+            if furthest.is_none_or(|(_, _, most)| behind > most) {
+                furthest = Some((group, lag, behind));
+            }
+        }
+        let (group, lag, behind) = furthest.expect("a backlog was read");
+        (format!("furthest behind: {group}, {lag} records ({behind:.2} s of its records)"), status(behind < 1.0))
     }
 
     /// The report as the terminal shows it.
@@ -489,11 +519,28 @@ mod tests {
         assert_eq!(json["processes"][0]["cpuPercentOfOneCore"], 50.0);
         let statuses: Vec<&str> =
             json["goals"].as_array().unwrap().iter().map(|g| g["status"].as_str().unwrap()).collect();
-        assert_eq!(statuses, ["not met", "not met", "not met", "unknown", "met"]);
+        assert_eq!(statuses, ["not met", "not met", "not met", "unknown", "not met", "met"]);
         assert!(json["goals"][1]["measured"].as_str().unwrap().contains("orders-created → email"));
         // One CPU second of the services over 40 records; no ceiling measured.
         assert_eq!(json["goals"][2]["measured"], "25.000 ms (40 records)");
         assert_eq!(json["goals"][3]["measured"], "ceiling not measured");
+        // notification-email 1200 records behind; its topics (the seven stages) grew by 2
+        // records (orders-created) over the 2 s window: 1 a second.
+        assert_eq!(
+            json["goals"][4]["measured"],
+            "furthest behind: notification-email, 1200 records (1200.00 s of its records)"
+        );
+        // Caught up, and a group whose topics grew by 2 a second, 1 behind: half a second.
+        let mut report = super::tests::report();
+        report.backlog =
+            BTreeMap::from([("notification-email".to_owned(), Some(0)), ("logging-service".to_owned(), Some(1))]);
+        report.kafka.as_mut().unwrap().by_topic.insert("logging-events".to_owned(), 4);
+        assert_eq!(
+            report.keeping_up(),
+            ("furthest behind: logging-service, 1 records (0.50 s of its records)".to_owned(), "met")
+        );
+        report.backlog.insert("order-service".to_owned(), None);
+        assert_eq!(report.keeping_up().1, "unknown", "a backlog that could not be read");
     }
 
     #[test]
