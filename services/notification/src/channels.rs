@@ -187,6 +187,8 @@ fn push_refused_for_itself(status: reqwest::StatusCode) -> bool {
 const SESSIONS: usize = 64;
 /// Mails of a batch written to one session at once, where the mailbox takes them so.
 const MAILS_PER_WRITE: usize = 16;
+/// How long a session has to send one mail, or one write of mails, and have its answers.
+const SEND_WITHIN: Duration = Duration::from_secs(10);
 /// Sessions being opened at once. A mailbox admits only a few sessions from one peer that have
 /// not authenticated yet (the shop's: 4, and it closes the oldest for a newer one), so opening
 /// many at once has most of them refused with a 421.
@@ -252,6 +254,15 @@ impl Mail {
         Ok(Session { connection, pipelining, chunking })
     }
 
+    /// A kept session the mailbox has not closed, unless `fresh`; else a new one.
+    async fn session(&self, fresh: bool) -> Result<Session, HandleError> {
+        let kept = if fresh { None } else { self.kept().pop().filter(|s| !s.connection.has_broken()) };
+        match kept {
+            Some(session) => Ok(session),
+            None => self.connect().await,
+        }
+    }
+
     fn kept(&self) -> std::sync::MutexGuard<'_, Vec<Session>> {
         self.idle.lock().expect("the pool lock is never poisoned")
     }
@@ -293,13 +304,9 @@ impl Mail {
         let session_permit = self.sessions.acquire().await.expect("the semaphore is never closed");
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
-            let kept = if fresh { None } else { self.kept().pop().filter(|s| !s.connection.has_broken()) };
-            let mut session = match kept {
-                Some(session) => session,
-                None => match self.connect().await {
-                    Ok(session) => session,
-                    Err(error) => return everyone(error),
-                },
+            let mut session = match self.session(fresh).await {
+                Ok(session) => session,
+                Err(error) => return everyone(error),
             };
             let Some(write) = session.chunked(messages) else {
                 self.kept().push(session);
@@ -311,7 +318,7 @@ impl Mail {
                 return futures::stream::iter(sends).buffered(SENDS_IN_FLIGHT).collect().await;
             };
             let answers: usize = messages.iter().map(|m| m.envelope().to().len() + 2).sum();
-            let read = tokio::time::timeout(Duration::from_secs(10), session.send_chunked(write, messages)).await;
+            let read = tokio::time::timeout(SEND_WITHIN, session.send_chunked(write, messages)).await;
             match read {
                 Ok(Written { outcomes, broken: None }) => {
                     self.kept().push(session);
@@ -337,14 +344,8 @@ impl Mail {
         let _session = self.sessions.acquire().await.expect("the semaphore is never closed");
         // A kept connection may have been closed by the server while idle: one fresh try.
         for fresh in [false, true] {
-            let kept = if fresh { None } else { self.kept().pop().filter(|s| !s.connection.has_broken()) };
-            let mut session = match kept {
-                Some(session) => session,
-                None => self.connect().await?,
-            };
-            match tokio::time::timeout(Duration::from_secs(10), session.send(message.envelope(), &message.formatted()))
-                .await
-            {
+            let mut session = self.session(fresh).await?;
+            match tokio::time::timeout(SEND_WITHIN, session.send(message.envelope(), &message.formatted())).await {
                 Ok(Ok(())) => {
                     self.kept().push(session);
                     return Ok(());
