@@ -246,12 +246,24 @@ fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// The files of the batches of partition 0 of the test topic, oldest first.
-fn batch_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let records = folder.join(format!("clusters/shop/topics/{TOPIC}/partitions/0000000000/records"));
-    let mut files: Vec<_> = std::fs::read_dir(records).unwrap().map(|entry| entry.unwrap().path()).collect();
+/// The batches of partition 0 of the test topic as the broker keeps them on disk: appended to
+/// segment files, each batch framed by its base offset (8 bytes) and its length (4 bytes).
+/// Oldest first, with the segment each is in.
+fn stored_batches(folder: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let segments = folder.join(format!("clusters/shop/topics/{TOPIC}/partitions/0000000000/segments"));
+    let mut files: Vec<_> = std::fs::read_dir(segments).unwrap().map(|entry| entry.unwrap().path()).collect();
     files.sort();
-    files
+    let mut batches = vec![];
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let mut at = 0;
+        while at < bytes.len() {
+            let len = u32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+            batches.push((file.clone(), bytes[at..at + 12 + len].to_vec()));
+            at += 12 + len;
+        }
+    }
+    batches
 }
 
 /// Closes the consumers, then stops the broker. In that order: a consumer closing after its
@@ -309,11 +321,14 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     }
     broker.stop();
     // As if the broker had been killed after taking the offsets of batches 1 and 3 and before
-    // storing them (their producers were never answered).
-    let files = batch_files(folder.path());
-    assert_eq!(files.len(), 4);
-    std::fs::remove_file(&files[1]).unwrap();
-    std::fs::remove_file(&files[3]).unwrap();
+    // storing them (their producers were never answered), and the machine had stopped while
+    // batch 3 was half written.
+    let batches = stored_batches(folder.path());
+    assert_eq!(batches.len(), 4);
+    let (segment, _) = &batches[0];
+    assert!(batches.iter().all(|(other, _)| other == segment), "four small batches, one segment");
+    let kept = [&batches[0].1[..], &batches[2].1[..], &batches[3].1[..batches[3].1.len() / 2]].concat();
+    std::fs::write(segment, kept).unwrap();
 
     let broker = start_broker(&storage).await;
     let brokers = broker.bootstrap_servers().to_owned();
@@ -323,6 +338,8 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     let expected: Vec<(i64, String)> =
         vec![(0, "0a".into()), (1, "0b".into()), (4, "2a".into()), (5, "2b".into()), (6, "after".into())];
     assert_eq!(read(&reader, 5).await, expected, "the hole at 2..4 is passed over; offset 6 is taken afresh");
+    let batches = stored_batches(folder.path());
+    assert_eq!(batches.len(), 3, "the half-written batch is cut off, the new one follows");
     stop(broker, [reader]);
 }
 
@@ -359,8 +376,10 @@ async fn retention_by_size_and_by_age_moves_the_log_start_and_drops_the_batches(
     }
     assert_eq!(watermarks(&watcher).await, (0, 6), "the default retention (a day, 64 MiB) keeps all");
     if let Storage::Disk(folder) = &storage {
-        let records = folder.join("clusters/shop/topics/by-size/partitions/0000000000/records");
-        assert_eq!(std::fs::read_dir(records).unwrap().count(), 0, "the batches' files are deleted");
+        let partition = folder.join("clusters/shop/topics/by-size/partitions/0000000000");
+        let files = |below: &str| std::fs::read_dir(partition.join(below)).map_or(0, |found| found.count());
+        assert_eq!(files("segments"), 0, "the batches' segment is deleted with its last batch");
+        assert_eq!(files("records"), 0, "no file per batch");
     }
     // New records after retention are kept (the newest is no older than a second).
     send_one_batch_to(&brokers, "by-age", &["fresh".to_owned()]).await;

@@ -439,12 +439,11 @@ impl DynoStore {
         }
     }
 
-    /// shop patch: what a batch of `len` bytes takes in the store, as retention counts it. On
-    /// disk each batch is a file, and a file takes whole blocks (4 KiB on the usual file
-    /// systems), so `retention.bytes` bounds the folder, not just the records' bytes.
+    /// shop patch: what a batch of `len` bytes takes in the store, as retention counts it: on
+    /// disk with its framing in a segment, so that `retention.bytes` bounds the folder (less
+    /// what a segment holds of deleted batches until its last one goes).
     fn footprint(&self, len: u64) -> u64 {
-        const BLOCK: u64 = 4096;
-        if self.durable { len.div_ceil(BLOCK) * BLOCK } else { len }
+        if self.durable { local::footprint(len) } else { len }
     }
 
     /// shop patch: the retention of topics without their own.
@@ -470,7 +469,7 @@ impl DynoStore {
     pub fn on_disk(cluster: &str, node: i32, path: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(path)?;
         let local = object_store::local::LocalFileSystem::new_with_prefix(path)?;
-        let store = Self::new(cluster, node, local::Exclusive::new(local)).exclusive();
+        let store = Self::new(cluster, node, local::Exclusive::new(local, path)?).exclusive();
         Ok(Self {
             meta: store.meta.clone().durable(),
             durable: true,
@@ -628,6 +627,9 @@ impl DynoStore {
         self.watermarks
             .lock()
             .map(|mut locked| {
+                if let Some(watermark) = locked.get(topition) {
+                    return watermark.to_owned();
+                }
                 locked
                     .entry(topition.to_owned())
                     .or_insert_with(|| {

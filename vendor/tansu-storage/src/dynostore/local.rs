@@ -1,13 +1,23 @@
 // shop patch: a folder on disk as the store of a broker that is its only writer.
 
-use std::fmt::{Debug, Display};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::{Debug, Display},
+    fs::File,
+    io::Write as _,
+    os::unix::fs::FileExt as _,
+    path::PathBuf,
+    sync::{Arc, Mutex as SyncMutex},
+};
 
 use async_trait::async_trait;
-use futures::stream::BoxStream;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt as _, TryStreamExt as _, stream::BoxStream};
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-    local::LocalFileSystem, path::Path,
+    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, local::LocalFileSystem, path::Path,
 };
 use tokio::sync::Mutex;
 
@@ -15,17 +25,321 @@ use tokio::sync::Mutex;
 /// and replace) that `LocalFileSystem` does not offer and a consumer group's state needs. It
 /// is safe here because this process is the store's only writer: the comparison and the
 /// replacement happen under one lock.
+///
+/// The batches of records (`…/partitions/{partition}/records/{base}.batch` to the engine) are
+/// not a file each: they are appended to the partition's segment files
+/// (`…/partitions/{partition}/segments/{first base}.log`, a new one from `SEGMENT_BYTES` on),
+/// as a Kafka broker keeps its log, and read back with one positioned read, both on the
+/// caller's thread. A file per batch cost an inode allocation on every produce and an open on
+/// every read, each on tokio's blocking pool: most of the broker's CPU below full load.
 pub(super) struct Exclusive {
-    inner: LocalFileSystem,
+    inner: Arc<LocalFileSystem>,
     updating: Mutex<()>,
+    segments: Arc<SyncMutex<Segments>>,
 }
 
 impl Exclusive {
-    pub(super) fn new(inner: LocalFileSystem) -> Self {
-        Self {
-            inner,
+    /// The store in `root` (the folder `inner` is on), with the segments found there.
+    pub(super) fn new(inner: LocalFileSystem, root: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(inner),
             updating: Mutex::new(()),
+            segments: Arc::new(SyncMutex::new(Segments::recover(root)?)),
+        })
+    }
+}
+
+/// A segment file is closed for appends once it holds this much.
+const SEGMENT_BYTES: u64 = 1024 * 1024;
+
+/// Each batch in a segment: its base offset and its length (big-endian), then its bytes.
+const FRAMING: u64 = 12;
+
+/// What a batch takes in a segment, with its framing (what retention counts).
+pub(super) fn footprint(len: u64) -> u64 {
+    len + FRAMING
+}
+
+struct Segment {
+    file: Arc<File>,
+    path: PathBuf,
+    modified: DateTime<Utc>,
+    /// Batches in it not deleted yet; the file goes with the last.
+    live: usize,
+}
+
+/// Where a batch is: its segment (by number in its partition), where its framing starts,
+/// and its length without it.
+#[derive(Clone, Copy)]
+struct Stored {
+    segment: u32,
+    at: u64,
+    len: u32,
+}
+
+#[derive(Default)]
+struct Partition {
+    /// By base offset. (Not in segment order: two produce requests for one partition may store
+    /// their batches the other way round from their offsets.)
+    batches: BTreeMap<i64, Stored>,
+    segments: HashMap<u32, Segment>,
+    /// The segment that takes the next batch, and how much it holds.
+    appending: Option<(u32, u64)>,
+    next_segment: u32,
+}
+
+#[derive(Default)]
+struct Segments {
+    root: PathBuf,
+    /// By the partition's folder (`clusters/{cluster}/topics/{topic}/partitions/{partition}`).
+    partitions: HashMap<String, Partition>,
+}
+
+/// `…/partitions/{partition}/records/{base}.batch`: the partition's folder and the base.
+fn batch_name(location: &Path) -> Option<(&str, i64)> {
+    let (partition, name) = location.as_ref().rsplit_once("/records/")?;
+    let base = name.strip_suffix(".batch")?.parse().ok()?;
+    Some((partition, base))
+}
+
+fn io_error(location: &str, error: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "segments",
+        source: format!("{location}: {error}").into(),
+    }
+}
+
+fn poisoned(location: &str) -> object_store::Error {
+    io_error(location, std::io::Error::other("the segments' lock is poisoned"))
+}
+
+impl Partition {
+    fn add_segment(&mut self, segment: Segment) -> u32 {
+        let number = self.next_segment;
+        self.next_segment += 1;
+        _ = self.segments.insert(number, segment);
+        number
+    }
+
+    /// A batch deleted: its segment goes with its last batch.
+    fn forget(&mut self, stored: Stored) -> std::io::Result<()> {
+        let Some(segment) = self.segments.get_mut(&stored.segment) else {
+            return Ok(());
+        };
+        segment.live = segment.live.saturating_sub(1);
+        if segment.live == 0 {
+            let path = segment.path.clone();
+            _ = self.segments.remove(&stored.segment);
+            if self.appending.is_some_and(|(number, _)| number == stored.segment) {
+                self.appending = None;
+            }
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
+    }
+}
+
+impl Segments {
+    /// Finds the segments under `root` and indexes their batches. A batch cut short at the end
+    /// of a segment (the process or the machine stopped during its write) is cut off; its
+    /// producer was never answered.
+    fn recover(root: &std::path::Path) -> std::io::Result<Self> {
+        let mut segments = Self {
+            root: root.to_owned(),
+            ..Self::default()
+        };
+        // clusters/{cluster}/topics/{topic}/partitions/{partition}/segments/{first base}.log
+        let mut files = vec![root.join("clusters")];
+        for below in ["", "topics", "", "partitions", "", "segments", ""] {
+            let mut next = vec![];
+            for folder in files {
+                if !below.is_empty() {
+                    next.push(folder.join(below));
+                    continue;
+                }
+                let Ok(entries) = std::fs::read_dir(&folder) else {
+                    continue;
+                };
+                for entry in entries {
+                    next.push(entry?.path());
+                }
+            }
+            files = next;
+        }
+        files.retain(|path| path.extension().is_some_and(|ext| ext == "log") && path.is_file());
+        // In each partition the newest segment (the names sort by first base) comes last and
+        // takes the next batches.
+        files.sort();
+        for path in files {
+            let Some(name) = path
+                .parent()
+                .and_then(|segments| segments.parent())
+                .and_then(|partition| partition.strip_prefix(root).ok())
+                .and_then(|partition| partition.to_str())
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let bytes = std::fs::read(&path)?;
+            let file = std::fs::OpenOptions::new().read(true).append(true).open(&path)?;
+            let modified: DateTime<Utc> = file.metadata()?.modified()?.into();
+            let partition = segments.partitions.entry(name).or_default();
+            let number = partition.add_segment(Segment {
+                file: Arc::new(file),
+                path: path.clone(),
+                modified,
+                live: 0,
+            });
+            let mut at = 0_u64;
+            let mut live = 0;
+            while let Some(header) = bytes.get(at as usize..(at + FRAMING) as usize) {
+                let base = i64::from_be_bytes(header[..8].try_into().unwrap_or_default());
+                let len = u32::from_be_bytes(header[8..].try_into().unwrap_or_default());
+                if at + FRAMING + u64::from(len) > bytes.len() as u64 {
+                    break;
+                }
+                let stored = Stored {
+                    segment: number,
+                    at,
+                    len,
+                };
+                if let Some(replaced) = partition.batches.insert(base, stored) {
+                    partition.forget(replaced)?;
+                }
+                live += 1;
+                at += FRAMING + u64::from(len);
+            }
+            let Some(segment) = partition.segments.get_mut(&number) else {
+                continue;
+            };
+            if at < bytes.len() as u64 {
+                tracing::warn!(?path, at, "a batch cut short at the end of a segment: cut off");
+                segment.file.set_len(at)?;
+            }
+            segment.live += live;
+            if segment.live == 0 {
+                _ = partition.segments.remove(&number);
+                std::fs::remove_file(&path)?;
+                continue;
+            }
+            partition.appending = Some((number, at));
+        }
+        Ok(segments)
+    }
+
+    fn append(&mut self, location: &Path, name: &str, base: i64, payload: &PutPayload) -> object_store::Result<()> {
+        let error = |e| io_error(location.as_ref(), e);
+        let len = u32::try_from(payload.content_length()).map_err(|e| error(std::io::Error::other(e)))?;
+        let root = self.root.clone();
+        let partition = self.partitions.entry(name.to_owned()).or_default();
+        let (number, at) = match partition.appending {
+            Some((number, size)) if size < SEGMENT_BYTES => (number, size),
+            _ => {
+                let folder = root.join(name).join("segments");
+                std::fs::create_dir_all(&folder).map_err(error)?;
+                let path = folder.join(format!("{base:0>20}.log"));
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create(true)
+                    .open(&path)
+                    .map_err(error)?;
+                let size = file.metadata().map_err(error)?.len();
+                let number = partition.add_segment(Segment {
+                    file: Arc::new(file),
+                    path,
+                    modified: Utc::now(),
+                    live: 0,
+                });
+                (number, size)
+            }
+        };
+        let Some(segment) = partition.segments.get_mut(&number) else {
+            return Err(error(std::io::Error::other("no segment")));
+        };
+        let mut framed = Vec::with_capacity(FRAMING as usize + len as usize);
+        framed.extend_from_slice(&base.to_be_bytes());
+        framed.extend_from_slice(&len.to_be_bytes());
+        for chunk in payload.iter() {
+            framed.extend_from_slice(chunk);
+        }
+        // One write. A batch cut short by a stop during it is cut off on recovery; one cut
+        // short by an error is cut off here, so the next goes where it is counted.
+        if let Err(e) = (&*segment.file).write_all(&framed) {
+            _ = segment.file.set_len(at);
+            partition.appending = Some((number, at));
+            return Err(error(e));
+        }
+        segment.live += 1;
+        segment.modified = Utc::now();
+        partition.appending = Some((number, at + framed.len() as u64));
+        let stored = Stored {
+            segment: number,
+            at,
+            len,
+        };
+        if let Some(replaced) = partition.batches.insert(base, stored) {
+            partition.forget(replaced).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// The batch stored as `location`: a copy of its file handle, where its bytes start, and
+    /// what the engine sees of it.
+    fn find(&self, location: &Path) -> Option<(Arc<File>, u64, ObjectMeta)> {
+        let (name, base) = batch_name(location)?;
+        let partition = self.partitions.get(name)?;
+        let stored = partition.batches.get(&base)?;
+        let segment = partition.segments.get(&stored.segment)?;
+        Some((segment.file.clone(), stored.at + FRAMING, Self::meta(name, base, stored, segment)))
+    }
+
+    fn meta(name: &str, base: i64, stored: &Stored, segment: &Segment) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(format!("{name}/records/{base:0>20}.batch")),
+            last_modified: segment.modified,
+            size: u64::from(stored.len),
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    /// Deletes the batch stored as `location`: false when there is none in a segment.
+    fn delete(&mut self, location: &Path) -> object_store::Result<bool> {
+        let Some((name, base)) = batch_name(location) else {
+            return Ok(false);
+        };
+        let Some(partition) = self.partitions.get_mut(name) else {
+            return Ok(false);
+        };
+        let Some(stored) = partition.batches.remove(&base) else {
+            return Ok(false);
+        };
+        partition.forget(stored).map_err(|e| io_error(location.as_ref(), e))?;
+        Ok(true)
+    }
+
+    /// The batches in segments under `prefix`, as the engine names them.
+    fn list(&self, prefix: Option<&Path>) -> Vec<ObjectMeta> {
+        let mut found = vec![];
+        for (name, partition) in &self.partitions {
+            let folder = Path::from(format!("{name}/records/"));
+            if prefix.is_some_and(|prefix| !folder.prefix_matches(prefix) && !prefix.prefix_matches(&folder)) {
+                continue;
+            }
+            for (base, stored) in &partition.batches {
+                if let Some(segment) = partition.segments.get(&stored.segment) {
+                    let meta = Self::meta(name, *base, stored, segment);
+                    if prefix.is_none_or(|prefix| meta.location.prefix_matches(prefix)) {
+                        found.push(meta);
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
@@ -55,6 +369,16 @@ impl ObjectStore for Exclusive {
             attributes: Default::default(),
             ..opts
         };
+        if let Some((partition, base)) = batch_name(location) {
+            self.segments
+                .lock()
+                .map_err(|_| poisoned(location.as_ref()))?
+                .append(location, partition, base, &payload)?;
+            return Ok(PutResult {
+                e_tag: None,
+                version: None,
+            });
+        }
         let PutMode::Update(expected) = &opts.mode else {
             return self.inner.put_opts(location, payload, opts).await;
         };
@@ -97,21 +421,87 @@ impl ObjectStore for Exclusive {
         location: &Path,
         options: GetOptions,
     ) -> Result<GetResult, object_store::Error> {
-        self.inner.get_opts(location, options).await
+        let found = self
+            .segments
+            .lock()
+            .map_err(|_| poisoned(location.as_ref()))?
+            .find(location);
+        // Not in a segment: a file (a batch stored before segments, or not a batch).
+        let Some((file, at, meta)) = found else {
+            return self.inner.get_opts(location, options).await;
+        };
+        let range = match &options.range {
+            Some(range) => range
+                .as_range(meta.size)
+                .map_err(|e| io_error(location.as_ref(), e))?,
+            None => 0..meta.size,
+        };
+        let mut bytes = vec![0; if options.head { 0 } else { (range.end - range.start) as usize }];
+        if !bytes.is_empty() {
+            file.read_exact_at(&mut bytes, at + range.start)
+                .map_err(|e| io_error(location.as_ref(), e))?;
+        }
+        let bytes = Bytes::from(bytes);
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
+            meta,
+            range,
+            attributes: Attributes::default(),
+        })
     }
 
     fn delete_stream(
         &self,
         locations: BoxStream<'static, Result<Path, object_store::Error>>,
     ) -> BoxStream<'static, Result<Path, object_store::Error>> {
-        self.inner.delete_stream(locations)
+        let segments = self.segments.clone();
+        let inner = self.inner.clone();
+        futures::stream::once(async move {
+            let locations: Vec<Path> = match locations.try_collect().await {
+                Ok(locations) => locations,
+                Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
+            };
+            let mut deleted = vec![];
+            let mut files = vec![];
+            {
+                let Ok(mut segments) = segments.lock() else {
+                    let error = poisoned("segments");
+                    return futures::stream::once(async move { Err(error) }).boxed();
+                };
+                for location in locations {
+                    match segments.delete(&location) {
+                        Ok(true) => deleted.push(Ok(location)),
+                        Ok(false) => files.push(Ok(location)),
+                        Err(error) => deleted.push(Err(error)),
+                    }
+                }
+            }
+            futures::stream::iter(deleted)
+                .chain(inner.delete_stream(futures::stream::iter(files).boxed()))
+                .boxed()
+        })
+        .flatten()
+        .boxed()
     }
 
     fn list(
         &self,
         prefix: Option<&Path>,
     ) -> BoxStream<'static, Result<ObjectMeta, object_store::Error>> {
-        self.inner.list(prefix)
+        // The batches in segments as the engine names them; the segment files themselves
+        // are not the engine's.
+        let batches: Vec<Result<ObjectMeta, object_store::Error>> = match self.segments.lock() {
+            Ok(segments) => segments.list(prefix).into_iter().map(Ok).collect(),
+            Err(_) => vec![Err(poisoned("segments"))],
+        };
+        self.inner
+            .list(prefix)
+            .try_filter(|meta| {
+                let segment = meta.location.as_ref().contains("/segments/");
+                async move { !segment }
+            })
+            .chain(futures::stream::iter(batches))
+            .boxed()
     }
 
     async fn list_with_delimiter(

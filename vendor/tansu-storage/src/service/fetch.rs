@@ -27,7 +27,7 @@ use tansu_sans_io::{
 use tokio::time::sleep;
 use tracing::{debug, error, instrument};
 
-use crate::{Error, Result, Storage, Topition};
+use crate::{Error, OffsetStage, Result, Storage, Topition};
 
 /// A [`Service`] using [`Storage`] as [`Context`] taking [`FetchRequest`] returning [`FetchResponse`].
 /// ```
@@ -128,13 +128,14 @@ impl FetchService {
     #[allow(clippy::too_many_arguments)]
     async fn fetch_partition<G>(
         &self,
-        ctx: Context<G>,
+        ctx: &Context<G>,
         max_wait_ms: Duration,
         min_bytes: u32,
         max_bytes: &mut u32,
         isolation: IsolationLevel,
         topic: &str,
         fetch_partition: &FetchPartition,
+        short: &mut bool,
     ) -> Result<PartitionData>
     where
         G: Storage,
@@ -178,6 +179,18 @@ impl FetchService {
                 .records(None));
         }
 
+        // shop patch: nothing past the offset (what a waiting fetch finds on most partitions):
+        // answered from the stage just read, without asking the store for batches and for the
+        // stage twice more.
+        let end = if isolation == IsolationLevel::ReadCommitted {
+            stage.last_stable()
+        } else {
+            stage.high_watermark()
+        };
+        if offset >= end {
+            return Ok(Self::partition_data(partition_index, &stage, vec![]));
+        }
+
         loop {
             if *max_bytes == 0 {
                 break;
@@ -210,18 +223,26 @@ impl FetchService {
             }
         }
 
+        // shop patch: the records below the end not all served (not yet stored, or over
+        // `max_bytes`): the next look must read them again even if no stage has moved.
+        *short |= offset < end;
+
         let offset_stage = ctx
             .state()
             .offset_stage(&tp)
             .await
             .inspect_err(|error| error!(?error, ?tp))?;
 
-        Ok(PartitionData::default()
+        Ok(Self::partition_data(partition_index, &offset_stage, batches)).inspect(|r| debug!(?r))
+    }
+
+    fn partition_data(partition_index: i32, stage: &OffsetStage, batches: Vec<Batch>) -> PartitionData {
+        PartitionData::default()
             .partition_index(partition_index)
             .error_code(ErrorCode::None.into())
-            .high_watermark(offset_stage.high_watermark())
-            .last_stable_offset(Some(offset_stage.last_stable()))
-            .log_start_offset(Some(offset_stage.log_start()))
+            .high_watermark(stage.high_watermark())
+            .last_stable_offset(Some(stage.last_stable()))
+            .log_start_offset(Some(stage.log_start()))
             .diverging_epoch(None)
             .current_leader(None)
             .snapshot_id(None)
@@ -231,8 +252,7 @@ impl FetchService {
                 None
             } else {
                 Some(Frame { batches })
-            }))
-        .inspect(|r| debug!(?r))
+            })
     }
 
     fn unknown_topic_response(&self, fetch: &FetchTopic) -> Result<FetchableTopicResponse> {
@@ -267,39 +287,34 @@ impl FetchService {
     #[allow(clippy::too_many_arguments)]
     async fn fetch_topic<G>(
         &self,
-        ctx: Context<G>,
+        ctx: &Context<G>,
         max_wait_ms: Duration,
         min_bytes: u32,
         max_bytes: &mut u32,
         isolation: IsolationLevel,
         fetch: &FetchTopic,
-        _is_first: bool,
+        resolved: Option<&(Option<[u8; 16]>, String)>,
+        short: &mut bool,
     ) -> Result<FetchableTopicResponse>
     where
         G: Storage,
     {
         debug!(?max_wait_ms, ?min_bytes, ?isolation, ?fetch);
 
-        let metadata = ctx.state().metadata(Some(&[fetch.into()])).await?;
-
-        if let Some(MetadataResponseTopic {
-            topic_id,
-            name: Some(name),
-            ..
-        }) = metadata.topics().first()
-        {
+        if let Some((topic_id, name)) = resolved {
             let mut partitions = Vec::new();
 
             for fetch_partition in fetch.partitions.as_ref().unwrap_or(&Vec::new()) {
                 let partition = self
                     .fetch_partition(
-                        ctx.clone(),
+                        ctx,
                         max_wait_ms,
                         min_bytes,
                         max_bytes,
                         isolation,
                         name,
                         fetch_partition,
+                        short,
                     )
                     .await?;
 
@@ -313,6 +328,53 @@ impl FetchService {
         } else {
             self.unknown_topic_response(fetch)
         }
+    }
+
+    /// shop patch: the id and name of each topic fetched, or None for a topic the storage does
+    /// not know: looked up once per request, not on every look of a waiting fetch.
+    async fn resolve<G>(
+        &self,
+        ctx: &Context<G>,
+        topics: &[FetchTopic],
+    ) -> Result<Vec<Option<(Option<[u8; 16]>, String)>>>
+    where
+        G: Storage,
+    {
+        let mut resolved = Vec::with_capacity(topics.len());
+        for fetch in topics {
+            let metadata = ctx.state().metadata(Some(&[fetch.into()])).await?;
+            resolved.push(match metadata.topics().first() {
+                Some(MetadataResponseTopic {
+                    topic_id,
+                    name: Some(name),
+                    ..
+                }) => Some((*topic_id, name.to_owned())),
+                _ => None,
+            });
+        }
+        Ok(resolved)
+    }
+
+    /// shop patch: the stage of every partition fetched (None where it cannot be read), to
+    /// tell cheaply whether anything changed since the last look.
+    async fn stages<G>(
+        &self,
+        ctx: &Context<G>,
+        topics: &[FetchTopic],
+        resolved: &[Option<(Option<[u8; 16]>, String)>],
+    ) -> Vec<Option<OffsetStage>>
+    where
+        G: Storage,
+    {
+        let mut stages = Vec::new();
+        for (fetch, resolved) in topics.iter().zip(resolved) {
+            let Some((_, name)) = resolved else { continue };
+            for partition in fetch.partitions.as_deref().unwrap_or_default() {
+                let tp = Topition::new(name.as_str(), partition.partition);
+                stages.push(ctx.state().offset_stage(&tp).await.ok());
+            }
+        }
+        stages
     }
 
     pub(crate) async fn fetch<G>(
@@ -339,41 +401,57 @@ impl FetchService {
         // 5 ms wait: an idle system fetched 200 times a second per consumer), and counted the
         // batches' bytes again on every look. Between looks the fetch waits for the next
         // produce where the storage can tell (`Storage::produced`), else a while.
+        // A look that finds the stage of every partition as it was on the last one (the
+        // wake was for other partitions) is not a full look again: only the stages are read.
         const LOOK_AGAIN: Duration = Duration::from_millis(50);
         let deadline = Instant::now() + max_wait;
         let mut produced = ctx.state().produced();
         let limit = *max_bytes;
+        let resolved = self.resolve(&ctx, topics).await?;
+        let mut seen = None;
+        let mut last = None;
         loop {
             if let Some(produced) = produced.as_mut() {
                 // What is produced from here on wakes the wait below.
                 _ = produced.borrow_and_update();
             }
-            *max_bytes = limit;
-            let mut responses = Vec::with_capacity(topics.len());
-            for (i, fetch) in topics.iter().enumerate() {
-                responses.push(
-                    self.fetch_topic(
-                        ctx.clone(),
-                        max_wait,
-                        min_bytes,
-                        max_bytes,
-                        isolation,
-                        fetch,
-                        i == 0,
-                    )
-                    .await?,
-                );
+            let stages = self.stages(&ctx, topics, &resolved).await;
+            if seen.as_ref() != Some(&stages) {
+                let mut short = false;
+                *max_bytes = limit;
+                let mut responses = Vec::with_capacity(topics.len());
+                for (fetch, resolved) in topics.iter().zip(&resolved) {
+                    responses.push(
+                        self.fetch_topic(
+                            &ctx,
+                            max_wait,
+                            min_bytes,
+                            max_bytes,
+                            isolation,
+                            fetch,
+                            resolved.as_ref(),
+                            &mut short,
+                        )
+                        .await?,
+                    );
+                }
+                seen = (!short).then_some(stages);
+                let bytes = limit.saturating_sub(*max_bytes);
+                let failed = responses.iter().any(|topic| {
+                    topic.partitions.as_deref().unwrap_or_default().iter().any(|partition| {
+                        partition.error_code != i16::from(ErrorCode::None)
+                    })
+                });
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                debug!(?bytes, ?min_bytes, ?remaining, failed);
+                if bytes >= min_bytes.max(1) || failed || remaining.is_zero() {
+                    return Ok(responses);
+                }
+                last = Some(responses);
             }
-            let bytes = limit.saturating_sub(*max_bytes);
-            let failed = responses.iter().any(|topic| {
-                topic.partitions.as_deref().unwrap_or_default().iter().any(|partition| {
-                    partition.error_code != i16::from(ErrorCode::None)
-                })
-            });
             let remaining = deadline.saturating_duration_since(Instant::now());
-            debug!(?bytes, ?min_bytes, ?remaining, failed);
-            if bytes >= min_bytes.max(1) || failed || remaining.is_zero() {
-                return Ok(responses);
+            if remaining.is_zero() {
+                return Ok(last.unwrap_or_default());
             }
             match produced.as_mut() {
                 Some(watch) => {
