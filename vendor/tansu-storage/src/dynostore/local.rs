@@ -1,7 +1,7 @@
 // shop patch: a folder on disk as the store of a broker that is its only writer.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{HashMap, VecDeque},
     fmt::{Debug, Display},
     fs::File,
     io::Write as _,
@@ -69,19 +69,50 @@ struct Segment {
 }
 
 /// Where a batch is: its segment (by number in its partition), where its framing starts,
-/// and its length without it.
+/// and its length without it. (Kept small: one per batch the broker keeps.)
 #[derive(Clone, Copy)]
 struct Stored {
     segment: u32,
-    at: u64,
+    at: u32,
     len: u32,
+}
+
+/// The batches of a partition by base offset, oldest first: stored at the end, deleted from
+/// the front, so a sorted queue. (Not always in the order they were stored: two produce
+/// requests for one partition may store their batches the other way round from their offsets,
+/// so one can go in just before the end.)
+#[derive(Default)]
+struct Batches(VecDeque<(i64, Stored)>);
+
+impl Batches {
+    fn insert(&mut self, base: i64, stored: Stored) -> Option<Stored> {
+        match self.0.binary_search_by_key(&base, |(base, _)| *base) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, stored)),
+            Err(i) => {
+                self.0.insert(i, (base, stored));
+                None
+            }
+        }
+    }
+
+    fn get(&self, base: &i64) -> Option<&Stored> {
+        let i = self.0.binary_search_by_key(base, |(base, _)| *base).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    fn remove(&mut self, base: &i64) -> Option<Stored> {
+        let i = self.0.binary_search_by_key(base, |(base, _)| *base).ok()?;
+        self.0.remove(i).map(|(_, stored)| stored)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&i64, &Stored)> {
+        self.0.iter().map(|(base, stored)| (base, stored))
+    }
 }
 
 #[derive(Default)]
 struct Partition {
-    /// By base offset. (Not in segment order: two produce requests for one partition may store
-    /// their batches the other way round from their offsets.)
-    batches: BTreeMap<i64, Stored>,
+    batches: Batches,
     segments: HashMap<u32, Segment>,
     /// The segment that takes the next batch, and how much it holds.
     appending: Option<(u32, u64)>,
@@ -194,7 +225,6 @@ impl Segments {
                 live: 0,
             });
             let mut at = 0_u64;
-            let mut live = 0;
             while let Some(header) = bytes.get(at as usize..(at + FRAMING) as usize) {
                 let base = i64::from_be_bytes(header[..8].try_into().unwrap_or_default());
                 let len = u32::from_be_bytes(header[8..].try_into().unwrap_or_default());
@@ -203,13 +233,15 @@ impl Segments {
                 }
                 let stored = Stored {
                     segment: number,
-                    at,
+                    at: u32::try_from(at).map_err(std::io::Error::other)?,
                     len,
                 };
+                if let Some(segment) = partition.segments.get_mut(&number) {
+                    segment.live += 1;
+                }
                 if let Some(replaced) = partition.batches.insert(base, stored) {
                     partition.forget(replaced)?;
                 }
-                live += 1;
                 at += FRAMING + u64::from(len);
             }
             let Some(segment) = partition.segments.get_mut(&number) else {
@@ -219,7 +251,6 @@ impl Segments {
                 tracing::warn!(?path, at, "a batch cut short at the end of a segment: cut off");
                 segment.file.set_len(at)?;
             }
-            segment.live += live;
             if segment.live == 0 {
                 _ = partition.segments.remove(&number);
                 std::fs::remove_file(&path)?;
@@ -278,7 +309,7 @@ impl Segments {
         partition.appending = Some((number, at + framed.len() as u64));
         let stored = Stored {
             segment: number,
-            at,
+            at: u32::try_from(at).map_err(|e| error(std::io::Error::other(e)))?,
             len,
         };
         if let Some(replaced) = partition.batches.insert(base, stored) {
@@ -294,7 +325,7 @@ impl Segments {
         let partition = self.partitions.get(name)?;
         let stored = partition.batches.get(&base)?;
         let segment = partition.segments.get(&stored.segment)?;
-        Some((segment.file.clone(), stored.at + FRAMING, Self::meta(name, base, stored, segment)))
+        Some((segment.file.clone(), u64::from(stored.at) + FRAMING, Self::meta(name, base, stored, segment)))
     }
 
     fn meta(name: &str, base: i64, stored: &Stored, segment: &Segment) -> ObjectMeta {
@@ -330,7 +361,7 @@ impl Segments {
             if prefix.is_some_and(|prefix| !folder.prefix_matches(prefix) && !prefix.prefix_matches(&folder)) {
                 continue;
             }
-            for (base, stored) in &partition.batches {
+            for (base, stored) in partition.batches.iter() {
                 if let Some(segment) = partition.segments.get(&stored.segment) {
                     let meta = Self::meta(name, *base, stored, segment);
                     if prefix.is_none_or(|prefix| meta.location.prefix_matches(prefix)) {
