@@ -64,10 +64,12 @@ impl Default for Retention {
 /// How often the broker enforces retention.
 const MAINTENANCE_INTERVAL: &str = "5s";
 
-/// A running broker. It serves on a runtime of its own, on its own threads, so that its
+/// A running broker. It serves on a runtime of its own, on its own thread, so that its
 /// clients in the same process cannot starve it: librdkafka's consumer close blocks its
 /// thread until the broker answers the LeaveGroup, and two such closes on a two-thread
-/// runtime the broker shared would wait on it forever.
+/// runtime the broker shared would wait on it forever. One worker thread: a second one cost
+/// more in wake-ups and hand-offs between the two than it served (docs/performance.md,
+/// "One thread for the embedded broker").
 pub struct EmbeddedBroker {
     bootstrap_servers: String,
     stop: oneshot::Sender<()>,
@@ -94,7 +96,7 @@ impl EmbeddedBroker {
         let (ready, built) = oneshot::channel::<anyhow::Result<()>>();
         let (stop, stopped) = oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("embedded-broker")
             .enable_all()
             .build()
