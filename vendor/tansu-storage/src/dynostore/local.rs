@@ -264,12 +264,16 @@ impl Segments {
     fn append(&mut self, location: &Path, name: &str, base: i64, payload: &PutPayload) -> object_store::Result<()> {
         let error = |e| io_error(location.as_ref(), e);
         let len = u32::try_from(payload.content_length()).map_err(|e| error(std::io::Error::other(e)))?;
-        let root = self.root.clone();
-        let partition = self.partitions.entry(name.to_owned()).or_default();
+        if !self.partitions.contains_key(name) {
+            _ = self.partitions.insert(name.to_owned(), Partition::default());
+        }
+        let Some(partition) = self.partitions.get_mut(name) else {
+            return Err(error(std::io::Error::other("no partition")));
+        };
         let (number, at) = match partition.appending {
             Some((number, size)) if size < SEGMENT_BYTES => (number, size),
             _ => {
-                let folder = root.join(name).join("segments");
+                let folder = self.root.join(name).join("segments");
                 std::fs::create_dir_all(&folder).map_err(error)?;
                 let path = folder.join(format!("{base:0>20}.log"));
                 let file = std::fs::OpenOptions::new()
