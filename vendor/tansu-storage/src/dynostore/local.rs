@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 /// (`…/partitions/{partition}/segments/{first base}.log`, a new one from `SEGMENT_BYTES` on),
 /// as a Kafka broker keeps its log, and read back with one positioned read, both on the
 /// caller's thread. A file per batch cost an inode allocation on every produce and an open on
-/// every read, each on tokio's blocking pool: most of the broker's CPU below full load.
+/// every read, each on tokio's blocking pool: the largest part of the broker's CPU below full load.
 pub(super) struct Exclusive {
     inner: Arc<LocalFileSystem>,
     updating: Mutex<()>,
