@@ -145,6 +145,18 @@ fn poisoned(location: &str) -> object_store::Error {
 }
 
 impl Partition {
+    /// Indexes a batch just written to (or read back from) its segment; a batch stored again
+    /// under the same base replaces the one before.
+    fn index(&mut self, base: i64, stored: Stored) -> std::io::Result<()> {
+        if let Some(segment) = self.segments.get_mut(&stored.segment) {
+            segment.live += 1;
+        }
+        match self.batches.insert(base, stored) {
+            Some(replaced) => self.forget(replaced),
+            None => Ok(()),
+        }
+    }
+
     fn add_segment(&mut self, segment: Segment) -> u32 {
         let number = self.next_segment;
         self.next_segment += 1;
@@ -183,24 +195,18 @@ impl Segments {
             ..Self::default()
         };
         // clusters/{cluster}/topics/{topic}/partitions/{partition}/segments/{first base}.log
-        let mut files = vec![root.join("clusters")];
-        for below in ["", "topics", "", "partitions", "", "segments", ""] {
-            let mut next = vec![];
-            for folder in files {
-                if !below.is_empty() {
-                    next.push(folder.join(below));
-                    continue;
-                }
-                let Ok(entries) = std::fs::read_dir(&folder) else {
-                    continue;
-                };
-                for entry in entries {
-                    next.push(entry?.path());
-                }
+        let mut files = vec![];
+        let clusters = root.join("clusters");
+        // A new folder has none yet.
+        let walk = clusters.is_dir().then(|| walkdir::WalkDir::new(&clusters).min_depth(7).max_depth(7));
+        for entry in walk.into_iter().flatten() {
+            let entry = entry.map_err(std::io::Error::other)?;
+            let path = entry.path();
+            let in_segments = path.parent().and_then(|folder| folder.file_name()).is_some_and(|name| name == "segments");
+            if in_segments && path.extension().is_some_and(|ext| ext == "log") && entry.file_type().is_file() {
+                files.push(entry.into_path());
             }
-            files = next;
         }
-        files.retain(|path| path.extension().is_some_and(|ext| ext == "log") && path.is_file());
         // In each partition the newest segment (the names sort by first base) comes last and
         // takes the next batches.
         files.sort();
@@ -236,12 +242,7 @@ impl Segments {
                     at: u32::try_from(at).map_err(std::io::Error::other)?,
                     len,
                 };
-                if let Some(segment) = partition.segments.get_mut(&number) {
-                    segment.live += 1;
-                }
-                if let Some(replaced) = partition.batches.insert(base, stored) {
-                    partition.forget(replaced)?;
-                }
+                partition.index(base, stored)?;
                 at += FRAMING + u64::from(len);
             }
             let Some(segment) = partition.segments.get_mut(&number) else {
@@ -292,6 +293,11 @@ impl Segments {
                 (number, size)
             }
         };
+        let stored = Stored {
+            segment: number,
+            at: u32::try_from(at).map_err(|e| error(std::io::Error::other(e)))?,
+            len,
+        };
         let Some(segment) = partition.segments.get_mut(&number) else {
             return Err(error(std::io::Error::other("no segment")));
         };
@@ -308,18 +314,9 @@ impl Segments {
             partition.appending = Some((number, at));
             return Err(error(e));
         }
-        segment.live += 1;
         segment.modified = Utc::now();
         partition.appending = Some((number, at + framed.len() as u64));
-        let stored = Stored {
-            segment: number,
-            at: u32::try_from(at).map_err(|e| error(std::io::Error::other(e)))?,
-            len,
-        };
-        if let Some(replaced) = partition.batches.insert(base, stored) {
-            partition.forget(replaced).map_err(error)?;
-        }
-        Ok(())
+        partition.index(base, stored).map_err(error)
     }
 
     /// The batch stored as `location`: a copy of its file handle, where its bytes start, and
