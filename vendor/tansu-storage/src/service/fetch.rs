@@ -120,6 +120,9 @@ use crate::{Error, OffsetStage, Result, Storage, Topition};
 #[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct FetchService;
 
+/// shop patch: a fetched topic as the storage knows it: its id and its name.
+type Resolved = (Option<[u8; 16]>, String);
+
 impl ApiKey for FetchService {
     const KEY: i16 = FetchRequest::KEY;
 }
@@ -135,6 +138,7 @@ impl FetchService {
         isolation: IsolationLevel,
         topic: &str,
         fetch_partition: &FetchPartition,
+        known: Option<OffsetStage>,
         short: &mut bool,
     ) -> Result<PartitionData>
     where
@@ -158,37 +162,29 @@ impl FetchService {
         // shop patch: an offset below the log start (records deleted) or past the high
         // watermark is out of range, as a Kafka broker answers, so the consumer resets by its
         // `auto.offset.reset`; it was served nothing, and a consumer below the log start
-        // waited there for ever.
-        let stage = ctx
-            .state()
-            .offset_stage(&tp)
-            .await
-            .inspect_err(|error| error!(?error, ?tp))?;
+        // waited there for ever. (The stage as the waiting fetch's look just read it, if it did.)
+        let stage = match known {
+            Some(stage) => stage,
+            None => ctx
+                .state()
+                .offset_stage(&tp)
+                .await
+                .inspect_err(|error| error!(?error, ?tp))?,
+        };
         if offset < stage.log_start() || offset > stage.high_watermark() {
-            return Ok(PartitionData::default()
-                .partition_index(partition_index)
-                .error_code(ErrorCode::OffsetOutOfRange.into())
-                .high_watermark(stage.high_watermark())
-                .last_stable_offset(Some(stage.last_stable()))
-                .log_start_offset(Some(stage.log_start()))
-                .diverging_epoch(None)
-                .current_leader(None)
-                .snapshot_id(None)
-                .aborted_transactions(Some([].into()))
-                .preferred_read_replica(Some(-1))
-                .records(None));
+            return Ok(Self::partition_data(partition_index, ErrorCode::OffsetOutOfRange, &stage, vec![]));
         }
 
         // shop patch: nothing past the offset (what a waiting fetch finds on most partitions):
-        // answered from the stage just read, without asking the store for batches and for the
-        // stage twice more.
+        // answered from that stage, without asking the store for batches and for the stage
+        // again.
         let end = if isolation == IsolationLevel::ReadCommitted {
             stage.last_stable()
         } else {
             stage.high_watermark()
         };
         if offset >= end {
-            return Ok(Self::partition_data(partition_index, &stage, vec![]));
+            return Ok(Self::partition_data(partition_index, ErrorCode::None, &stage, vec![]));
         }
 
         loop {
@@ -233,13 +229,19 @@ impl FetchService {
             .await
             .inspect_err(|error| error!(?error, ?tp))?;
 
-        Ok(Self::partition_data(partition_index, &offset_stage, batches)).inspect(|r| debug!(?r))
+        Ok(Self::partition_data(partition_index, ErrorCode::None, &offset_stage, batches))
+            .inspect(|r| debug!(?r))
     }
 
-    fn partition_data(partition_index: i32, stage: &OffsetStage, batches: Vec<Batch>) -> PartitionData {
+    fn partition_data(
+        partition_index: i32,
+        error: ErrorCode,
+        stage: &OffsetStage,
+        batches: Vec<Batch>,
+    ) -> PartitionData {
         PartitionData::default()
             .partition_index(partition_index)
-            .error_code(ErrorCode::None.into())
+            .error_code(error.into())
             .high_watermark(stage.high_watermark())
             .last_stable_offset(Some(stage.last_stable()))
             .log_start_offset(Some(stage.log_start()))
@@ -293,7 +295,8 @@ impl FetchService {
         max_bytes: &mut u32,
         isolation: IsolationLevel,
         fetch: &FetchTopic,
-        resolved: Option<&(Option<[u8; 16]>, String)>,
+        resolved: Option<&Resolved>,
+        stages: &mut impl Iterator<Item = Option<OffsetStage>>,
         short: &mut bool,
     ) -> Result<FetchableTopicResponse>
     where
@@ -314,6 +317,7 @@ impl FetchService {
                         isolation,
                         name,
                         fetch_partition,
+                        stages.next().flatten(),
                         short,
                     )
                     .await?;
@@ -336,7 +340,7 @@ impl FetchService {
         &self,
         ctx: &Context<G>,
         topics: &[FetchTopic],
-    ) -> Result<Vec<Option<(Option<[u8; 16]>, String)>>>
+    ) -> Result<Vec<Option<Resolved>>>
     where
         G: Storage,
     {
@@ -361,7 +365,7 @@ impl FetchService {
         &self,
         ctx: &Context<G>,
         topics: &[FetchTopic],
-        resolved: &[Option<(Option<[u8; 16]>, String)>],
+        resolved: &[Option<Resolved>],
     ) -> Vec<Option<OffsetStage>>
     where
         G: Storage,
@@ -418,6 +422,7 @@ impl FetchService {
             let stages = self.stages(&ctx, topics, &resolved).await;
             if seen.as_ref() != Some(&stages) {
                 let mut short = false;
+                let mut known = stages.iter().copied();
                 *max_bytes = limit;
                 let mut responses = Vec::with_capacity(topics.len());
                 for (fetch, resolved) in topics.iter().zip(&resolved) {
@@ -430,6 +435,7 @@ impl FetchService {
                             isolation,
                             fetch,
                             resolved.as_ref(),
+                            &mut known,
                             &mut short,
                         )
                         .await?,
