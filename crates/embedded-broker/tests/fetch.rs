@@ -3,8 +3,10 @@
 //! gets the rest of that batch, and each later batch once; the high watermark is the offset
 //! after the last record; a topic deleted and created again starts empty (the broker keeps
 //! each partition's watermark in memory, not in its store). On disk, records, watermarks and
-//! committed offsets outlive the broker, and a batch whose offsets were taken but which was
-//! never stored (the process killed in between) neither stops a consumer nor is reused.
+//! committed offsets outlive the broker (offsets in one log, a commit cut short at its end cut
+//! off, the log rewritten once long, an offset committed as a file by an earlier version still
+//! read), and a batch whose offsets were taken but which was never stored (the process killed
+//! in between) neither stops a consumer nor is reused.
 
 use std::time::{Duration, Instant};
 
@@ -351,6 +353,114 @@ async fn on_disk_offsets_taken_but_never_stored_are_passed_over_and_not_reused()
     let batches = stored_batches(folder.path());
     assert_eq!(batches.len(), 3, "the half-written batch is cut off, the new one follows");
     stop(broker, [reader]);
+}
+
+/// The offsets' log: the broker keeps consumer groups' committed offsets appended to one file,
+/// `offsets.log` in its folder, as a Kafka broker appends them to `__consumer_offsets`.
+fn offsets_log(folder: &std::path::Path) -> std::path::PathBuf {
+    folder.join("offsets.log")
+}
+
+/// Offset files under `folder` (what a commit made before the offsets' log).
+fn offset_files(folder: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let groups = folder.join("clusters/shop/groups/consumers");
+    let Ok(entries) = std::fs::read_dir(&groups) else { return vec![] };
+    let mut files = vec![];
+    for group in entries {
+        let offsets = group.unwrap().path().join("offsets");
+        for topic in std::fs::read_dir(offsets).into_iter().flatten() {
+            let partitions = topic.unwrap().path().join("partitions");
+            files.extend(std::fs::read_dir(partitions).into_iter().flatten().map(|file| file.unwrap().path()));
+        }
+    }
+    files
+}
+
+fn commit(consumer: &StreamConsumer, offset: i64) {
+    let mut at = TopicPartitionList::new();
+    at.add_partition_offset(TOPIC, 0, Offset::Offset(offset)).unwrap();
+    consumer.commit(&at, CommitMode::Sync).unwrap();
+}
+
+/// A broker on a new folder, its test topic holding `count` records (`record {i}`).
+async fn on_disk_with_records(count: usize) -> (tempfile::TempDir, Storage, EmbeddedBroker) {
+    let folder = tempfile::tempdir().unwrap();
+    let storage = Storage::Disk(folder.path().to_owned());
+    let broker = broker(&storage).await;
+    let values: Vec<String> = (0..count).map(|i| format!("record {i}")).collect();
+    send_one_batch(broker.bootstrap_servers(), &values).await;
+    (folder, storage, broker)
+}
+
+/// A broker started again on `storage`: `group` resumes at `offset` (`why` not), then commits
+/// `then` (if some) and the broker stops.
+async fn resumes_at(storage: &Storage, group: &str, offset: i64, why: &str, then: Option<i64>) {
+    let broker = start_broker(storage).await;
+    let resumed = consumer(broker.bootstrap_servers(), group);
+    assert_eq!(read(&resumed, 1).await, vec![(offset, format!("record {offset}"))], "{why}");
+    if let Some(then) = then {
+        commit(&resumed, then);
+    }
+    stop(broker, [resumed]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_disk_commits_go_to_one_log_and_one_cut_short_at_its_end_is_cut_off() {
+    let (folder, storage, broker) = on_disk_with_records(5).await;
+    let reader = consumer(broker.bootstrap_servers(), "torn");
+    assert_eq!(read(&reader, 5).await.len(), 5);
+    commit(&reader, 2);
+    let whole = std::fs::metadata(offsets_log(folder.path())).unwrap().len();
+    commit(&reader, 4);
+    stop(broker, [reader]);
+    assert!(offset_files(folder.path()).is_empty(), "no file per commit: {:?}", offset_files(folder.path()));
+    // As if the machine had stopped while the second commit was half written.
+    let log = std::fs::OpenOptions::new().write(true).open(offsets_log(folder.path())).unwrap();
+    let length = log.metadata().unwrap().len();
+    assert!(length > whole, "the second commit was appended");
+    log.set_len(whole + (length - whole) / 2).unwrap();
+
+    resumes_at(&storage, "torn", 2, "the commit before the torn one stands", Some(3)).await;
+    let length = std::fs::metadata(offsets_log(folder.path())).unwrap().len();
+    assert!(length > whole, "the torn commit was cut off and the next one appended after it");
+    resumes_at(&storage, "torn", 3, "the next commit follows the cut", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_disk_the_offsets_log_is_rewritten_with_the_last_commits_once_long() {
+    let (folder, storage, broker) = on_disk_with_records(10).await;
+    let reader = consumer(broker.bootstrap_servers(), "many-commits");
+    assert_eq!(read(&reader, 10).await.len(), 10);
+    // Each commit is about 150 bytes in the log: past the 1 MiB from which it is rewritten.
+    let mut longest = 0;
+    for i in 0..9_000 {
+        commit(&reader, i % 10);
+        if i % 100 == 0 {
+            longest = longest.max(std::fs::metadata(offsets_log(folder.path())).unwrap().len());
+        }
+    }
+    commit(&reader, 7);
+    stop(broker, [reader]);
+    let length = std::fs::metadata(offsets_log(folder.path())).unwrap().len();
+    assert!(longest < 1024 * 1024 + 64 * 1024, "the log grew to {longest} bytes");
+    assert!(length < longest, "rewritten: {length} bytes at the end, {longest} at most");
+    resumes_at(&storage, "many-commits", 7, "the last commit stands", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_disk_an_offset_committed_as_a_file_before_the_log_is_read_until_committed_again() {
+    let (folder, storage, broker) = on_disk_with_records(5).await;
+    broker.stop();
+    // What a broker before the offsets' log left for group `earlier`: offset 3 as a file.
+    let partitions = folder.path().join(format!("clusters/shop/groups/consumers/earlier/offsets/{TOPIC}/partitions"));
+    std::fs::create_dir_all(&partitions).unwrap();
+    std::fs::write(
+        partitions.join("0000000000.json"),
+        r#"{"offset":3,"leader_epoch":null,"timestamp":null,"metadata":""}"#,
+    )
+    .unwrap();
+    resumes_at(&storage, "earlier", 3, "the file's offset is read", Some(4)).await;
+    resumes_at(&storage, "earlier", 4, "the commit in the log replaces it", None).await;
 }
 
 /// A topic's own `retention.bytes` and `retention.ms` are enforced (within the broker's

@@ -1,5 +1,7 @@
 // shop patch: a folder on disk as the store of a broker that is its only writer.
 
+mod offsets;
+
 use std::{
     collections::{HashMap, VecDeque},
     fmt::{Debug, Display},
@@ -19,6 +21,7 @@ use object_store::{
     MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, local::LocalFileSystem, path::Path,
 };
+use offsets::Offsets;
 use tokio::sync::Mutex;
 
 /// The local file system, without attributes, and with the conditional put (`PutMode::Update`, compare the version
@@ -32,10 +35,14 @@ use tokio::sync::Mutex;
 /// as a Kafka broker keeps its log, and read back with one positioned read, both on the
 /// caller's thread. A file per batch cost an inode allocation on every produce and an open on
 /// every read, each on tokio's blocking pool: the largest part of the broker's CPU below full load.
+///
+/// Nor are consumer groups' committed offsets a file each: they go to one log ([`Offsets`]).
+/// (An offset committed as a file by an earlier version is still read, until committed again.)
 pub(super) struct Exclusive {
     inner: Arc<LocalFileSystem>,
     updating: Mutex<()>,
     segments: Arc<SyncMutex<Segments>>,
+    offsets: Arc<SyncMutex<Offsets>>,
 }
 
 impl Exclusive {
@@ -45,6 +52,7 @@ impl Exclusive {
             inner: Arc::new(inner),
             updating: Mutex::new(()),
             segments: Arc::new(SyncMutex::new(Segments::recover(root)?)),
+            offsets: Arc::new(SyncMutex::new(Offsets::open(root)?)),
         })
     }
 }
@@ -141,7 +149,23 @@ fn io_error(location: &str, error: impl std::error::Error + Send + Sync + 'stati
 }
 
 fn poisoned(location: &str) -> object_store::Error {
-    io_error(location, std::io::Error::other("the segments' lock is poisoned"))
+    io_error(location, std::io::Error::other("a lock of the store is poisoned"))
+}
+
+/// The store's own files in its folder, not objects of the engine.
+fn own_file(location: &Path) -> bool {
+    let location = location.as_ref();
+    location.contains("/segments/") || location.starts_with("offsets.log")
+}
+
+/// What a get answers: `bytes` of the object `meta` describes, the `range` asked for.
+fn answer(meta: ObjectMeta, range: std::ops::Range<u64>, bytes: Bytes) -> GetResult {
+    GetResult {
+        payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
+        meta,
+        range,
+        attributes: Attributes::default(),
+    }
 }
 
 impl Partition {
@@ -411,6 +435,17 @@ impl ObjectStore for Exclusive {
                 version: None,
             });
         }
+        if matches!(opts.mode, PutMode::Overwrite) && offsets::is_offset(location) {
+            self.offsets
+                .lock()
+                .map_err(|_| poisoned(location.as_ref()))?
+                .put(location, &payload)
+                .map_err(|e| io_error(location.as_ref(), e))?;
+            return Ok(PutResult {
+                e_tag: None,
+                version: None,
+            });
+        }
         let PutMode::Update(expected) = &opts.mode else {
             return self.inner.put_opts(location, payload, opts).await;
         };
@@ -453,33 +488,45 @@ impl ObjectStore for Exclusive {
         location: &Path,
         options: GetOptions,
     ) -> Result<GetResult, object_store::Error> {
+        let range_of = |meta: &ObjectMeta| match &options.range {
+            Some(range) => range
+                .as_range(meta.size)
+                .map_err(|e| io_error(location.as_ref(), e)),
+            None => Ok(0..meta.size),
+        };
+        if offsets::is_offset(location) {
+            let committed = self
+                .offsets
+                .lock()
+                .map_err(|_| poisoned(location.as_ref()))?
+                .get(location);
+            if let Some((payload, meta)) = committed {
+                let range = range_of(&meta)?;
+                let bytes = if options.head {
+                    Bytes::new()
+                } else {
+                    payload.slice(range.start as usize..range.end as usize)
+                };
+                return Ok(answer(meta, range, bytes));
+            }
+        }
         let found = self
             .segments
             .lock()
             .map_err(|_| poisoned(location.as_ref()))?
             .find(location);
-        // Not in a segment: a file (a batch stored before segments, or not a batch).
+        // Not in a segment nor in the offsets' log: a file (a batch stored before segments, an
+        // offset committed before the log, or neither).
         let Some((file, at, meta)) = found else {
             return self.inner.get_opts(location, options).await;
         };
-        let range = match &options.range {
-            Some(range) => range
-                .as_range(meta.size)
-                .map_err(|e| io_error(location.as_ref(), e))?,
-            None => 0..meta.size,
-        };
+        let range = range_of(&meta)?;
         let mut bytes = vec![0; if options.head { 0 } else { (range.end - range.start) as usize }];
         if !bytes.is_empty() {
             file.read_exact_at(&mut bytes, at + range.start)
                 .map_err(|e| io_error(location.as_ref(), e))?;
         }
-        let bytes = Bytes::from(bytes);
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
-            meta,
-            range,
-            attributes: Attributes::default(),
-        })
+        Ok(answer(meta, range, Bytes::from(bytes)))
     }
 
     fn delete_stream(
@@ -487,6 +534,7 @@ impl ObjectStore for Exclusive {
         locations: BoxStream<'static, Result<Path, object_store::Error>>,
     ) -> BoxStream<'static, Result<Path, object_store::Error>> {
         let segments = self.segments.clone();
+        let offsets = self.offsets.clone();
         let inner = self.inner.clone();
         futures::stream::once(async move {
             let locations: Vec<Path> = match locations.try_collect().await {
@@ -495,12 +543,22 @@ impl ObjectStore for Exclusive {
             };
             let mut deleted = vec![];
             let mut files = vec![];
+            // Offsets removed from the log, whose file from before the log may still be there.
+            let mut shadowed = vec![];
             {
-                let Ok(mut segments) = segments.lock() else {
+                let (Ok(mut segments), Ok(mut offsets)) = (segments.lock(), offsets.lock()) else {
                     let error = poisoned("segments");
                     return futures::stream::once(async move { Err(error) }).boxed();
                 };
                 for location in locations {
+                    if offsets::is_offset(&location) {
+                        match offsets.delete(&location) {
+                            Ok(true) => shadowed.push(Ok(location)),
+                            Ok(false) => files.push(Ok(location)),
+                            Err(error) => deleted.push(Err(io_error(location.as_ref(), error))),
+                        }
+                        continue;
+                    }
                     match segments.delete(&location) {
                         Ok(true) => deleted.push(Ok(location)),
                         Ok(false) => files.push(Ok(location)),
@@ -508,7 +566,14 @@ impl ObjectStore for Exclusive {
                     }
                 }
             }
+            let shadowed = inner
+                .delete_stream(futures::stream::iter(shadowed).boxed())
+                .map(|deleted| match deleted {
+                    Err(object_store::Error::NotFound { path, .. }) => Ok(Path::from(path)),
+                    otherwise => otherwise,
+                });
             futures::stream::iter(deleted)
+                .chain(shadowed)
                 .chain(inner.delete_stream(futures::stream::iter(files).boxed()))
                 .boxed()
         })
@@ -520,19 +585,27 @@ impl ObjectStore for Exclusive {
         &self,
         prefix: Option<&Path>,
     ) -> BoxStream<'static, Result<ObjectMeta, object_store::Error>> {
-        // The batches in segments as the engine names them; the segment files themselves
-        // are not the engine's.
-        let batches: Vec<Result<ObjectMeta, object_store::Error>> = match self.segments.lock() {
-            Ok(segments) => segments.list(prefix).into_iter().map(Ok).collect(),
-            Err(_) => vec![Err(poisoned("segments"))],
+        // The batches in segments and the offsets in the log as the engine names them; the
+        // segment files and the log are not the engine's, nor a file an offset in the log
+        // replaced.
+        let (ours, offsets) = match (self.segments.lock(), self.offsets.lock()) {
+            (Ok(segments), Ok(offsets)) => {
+                let mut ours: Vec<_> = segments.list(prefix).into_iter().map(Ok).collect();
+                ours.extend(offsets.list(prefix).into_iter().map(Ok));
+                (ours, Some(self.offsets.clone()))
+            }
+            _ => (vec![Err(poisoned("segments"))], None),
         };
         self.inner
             .list(prefix)
-            .try_filter(|meta| {
-                let segment = meta.location.as_ref().contains("/segments/");
-                async move { !segment }
+            .try_filter(move |meta| {
+                let theirs = !own_file(&meta.location)
+                    && !offsets.as_ref().is_some_and(|offsets| {
+                        offsets.lock().is_ok_and(|offsets| offsets.holds(&meta.location))
+                    });
+                async move { theirs }
             })
-            .chain(futures::stream::iter(batches))
+            .chain(futures::stream::iter(ours))
             .boxed()
     }
 
@@ -540,7 +613,22 @@ impl ObjectStore for Exclusive {
         &self,
         prefix: Option<&Path>,
     ) -> Result<ListResult, object_store::Error> {
-        self.inner.list_with_delimiter(prefix).await
+        let mut listed = self.inner.list_with_delimiter(prefix).await?;
+        listed.objects.retain(|meta| !own_file(&meta.location));
+        // The folders and objects the offsets in the log would make there as files.
+        let offsets = self.offsets.lock().map_err(|_| poisoned("offsets"))?.list(prefix);
+        let depth = prefix.map_or(0, |prefix| prefix.parts().count());
+        let mut folders: std::collections::BTreeSet<Path> = listed.common_prefixes.drain(..).collect();
+        for meta in offsets {
+            let parts: Vec<_> = meta.location.parts().collect();
+            if parts.len() > depth + 1 {
+                _ = folders.insert(Path::from_iter(parts[..=depth].iter().cloned()));
+            } else if !listed.objects.iter().any(|listed| listed.location == meta.location) {
+                listed.objects.push(meta);
+            }
+        }
+        listed.common_prefixes = folders.into_iter().collect();
+        Ok(listed)
     }
 
     async fn copy_opts(
