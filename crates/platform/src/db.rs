@@ -111,6 +111,12 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
                 return;
             }
         };
+        // A RESTART checkpoint holds writers off while it waits for the writer in progress and
+        // for readers to leave the log: a tenth of a second at most, then it gives up until
+        // the next round (the log grows a little longer meanwhile).
+        if let Err(error) = connection.execute("PRAGMA busy_timeout = 100").await {
+            tracing::warn!(%error, url, "Cannot bound the checkpoints' waits");
+        }
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while !pool.is_closed() {
@@ -123,6 +129,7 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
                     let (_, log, _): (i64, i64, i64) =
                         sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut connection).await?;
                     if log > RESTART_OVER_FRAMES {
+                        // Busy (1) when it gave up waiting: tried again in a second.
                         connection.execute("PRAGMA wal_checkpoint(RESTART)").await?;
                     }
                     Ok::<_, sqlx::Error>(())

@@ -159,7 +159,11 @@ impl Offsets {
 
     /// Appends the commit stored as `location`.
     pub(super) fn put(&mut self, location: &Path, payload: &PutPayload) -> std::io::Result<()> {
-        let payload: Bytes = payload.iter().flat_map(|chunk| chunk.iter().copied()).collect::<Vec<u8>>().into();
+        let mut bytes = Vec::with_capacity(payload.content_length());
+        for chunk in payload.iter() {
+            bytes.extend_from_slice(chunk);
+        }
+        let payload = Bytes::from(bytes);
         let now = Utc::now();
         let record = record(COMMIT, now, location.as_ref(), &payload)?;
         self.append(&record)?;
