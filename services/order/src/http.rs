@@ -149,11 +149,11 @@ async fn create_order(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let new_order = NewOrder::parse(&request, &customer.email).map_err(ApiError::unprocessable)?;
-    let now = now_millis();
     let order_id = match &key {
         Some(key) => {
             let hash = request_hash(&request);
-            let (id, first) = store::reserve_key(&state.pool, &customer.email, key, OrderId::new(), &hash, now).await?;
+            let (id, first) =
+                store::reserve_key(&state.pool, &customer.email, key, OrderId::new(), &hash, now_millis()).await?;
             if first != hash {
                 return Err(ApiError::unprocessable("this Idempotency-Key was used with a different request body"));
             }
@@ -166,6 +166,9 @@ async fn create_order(
     };
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let payment = state.payments.open_payment(order_id, new_order.total, &new_order.customer).await?;
+    // The order is created, and enters its first stages, when its transaction stores it: after
+    // the payment was opened (the time `orders-created` is produced, as the hops measure it).
+    let now = now_millis();
     let order = Order {
         id: order_id,
         owner: customer.email.clone(),
