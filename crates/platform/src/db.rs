@@ -81,6 +81,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// A log longer than this (in pages of 4 KiB: 16 MiB) after a passive checkpoint is restarted.
 const RESTART_OVER_FRAMES: i64 = 4096;
 
+/// At most this many more passive checkpoints before a RESTART one.
+const PASSIVE_CATCH_UPS: usize = 3;
+
 /// In WAL mode, SQLite copies the log back into the database file (a checkpoint, which waits for
 /// the disk) in whichever commit finds the log over 1,000 pages; statements run on the caller's
 /// thread (vendor/README.md, sqlx-sqlite), so that commit's async thread and every task on it
@@ -126,9 +129,21 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
                 let result = handle.block_on(async {
                     // busy (1 when a reader or writer kept it from finishing), frames in the
                     // log, frames copied back.
-                    let (_, log, _): (i64, i64, i64) =
-                        sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)").fetch_one(&mut connection).await?;
+                    let passive = "PRAGMA wal_checkpoint(PASSIVE)";
+                    let (_, log, mut copied): (i64, i64, i64) =
+                        sqlx::query_as(passive).fetch_one(&mut connection).await?;
                     if log > RESTART_OVER_FRAMES {
+                        // Passive again while commits came in during the last one (each copies
+                        // only those), so that the RESTART, which holds writers off, finds
+                        // little or nothing left to copy and sync.
+                        for _ in 0..PASSIVE_CATCH_UPS {
+                            let (_, log, now): (i64, i64, i64) =
+                                sqlx::query_as(passive).fetch_one(&mut connection).await?;
+                            if now >= log || now == copied {
+                                break;
+                            }
+                            copied = now;
+                        }
                         // Busy (1) when it gave up waiting: tried again in a second.
                         connection.execute("PRAGMA wal_checkpoint(RESTART)").await?;
                     }
