@@ -588,21 +588,20 @@ impl ObjectStore for Exclusive {
         // The batches in segments and the offsets in the log as the engine names them; the
         // segment files and the log are not the engine's, nor a file an offset in the log
         // replaced.
-        let (ours, offsets) = match (self.segments.lock(), self.offsets.lock()) {
+        let (ours, in_log) = match (self.segments.lock(), self.offsets.lock()) {
             (Ok(segments), Ok(offsets)) => {
+                let in_log = offsets.list(prefix);
                 let mut ours: Vec<_> = segments.list(prefix).into_iter().map(Ok).collect();
-                ours.extend(offsets.list(prefix).into_iter().map(Ok));
-                (ours, Some(self.offsets.clone()))
+                let replaced = in_log.iter().map(|meta| meta.location.clone()).collect();
+                ours.extend(in_log.into_iter().map(Ok));
+                (ours, replaced)
             }
-            _ => (vec![Err(poisoned("segments"))], None),
+            _ => (vec![Err(poisoned("segments"))], std::collections::HashSet::new()),
         };
         self.inner
             .list(prefix)
             .try_filter(move |meta| {
-                let theirs = !own_file(&meta.location)
-                    && !offsets.as_ref().is_some_and(|offsets| {
-                        offsets.lock().is_ok_and(|offsets| offsets.holds(&meta.location))
-                    });
+                let theirs = !own_file(&meta.location) && !in_log.contains(&meta.location);
                 async move { theirs }
             })
             .chain(futures::stream::iter(ours))

@@ -49,15 +49,24 @@ struct Committed {
 }
 
 /// `clusters/{cluster}/groups/consumers/{group}/offsets/{topic}/partitions/{partition}.json`.
+/// (Asked of every object got, batches included: no allocation.)
 pub(super) fn is_offset(location: &Path) -> bool {
-    let parts: Vec<_> = location.parts().collect();
-    parts.len() == 9
-        && parts[0].as_ref() == "clusters"
-        && parts[2].as_ref() == "groups"
-        && parts[3].as_ref() == "consumers"
-        && parts[5].as_ref() == "offsets"
-        && parts[7].as_ref() == "partitions"
-        && parts[8].as_ref().ends_with(".json")
+    const FIXED: [Option<&str>; 8] = [
+        Some("clusters"),
+        None,
+        Some("groups"),
+        Some("consumers"),
+        None,
+        Some("offsets"),
+        None,
+        Some("partitions"),
+    ];
+    let mut parts = location.as_ref().split(object_store::path::DELIMITER);
+    FIXED
+        .iter()
+        .all(|fixed| parts.next().is_some_and(|part| fixed.is_none_or(|fixed| part == fixed)))
+        && parts.next().is_some_and(|last| last.ends_with(".json"))
+        && parts.next().is_none()
 }
 
 fn record(kind: u8, at: DateTime<Utc>, location: &str, payload: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -205,11 +214,6 @@ impl Offsets {
             .map(|(location, committed)| Self::meta(location, committed))
             .filter(|meta| prefix.is_none_or(|prefix| meta.location.prefix_matches(prefix)))
             .collect()
-    }
-
-    /// Holds a commit under `location`?
-    pub(super) fn holds(&self, location: &Path) -> bool {
-        self.last.contains_key(location.as_ref())
     }
 
     /// Rewrites the log with the last commit of each partition alone, once it is long enough
