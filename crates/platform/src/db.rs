@@ -51,11 +51,13 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
             Box::pin(async move {
                 if is_sqlite {
                     // WAL lets readers and the (single) writer proceed together; NORMAL
-                    // synchronous is durable across process crashes in WAL mode; the busy
-                    // timeout makes a second replica wait for the write lock, not fail.
+                    // synchronous is durable across process crashes in WAL mode. A second
+                    // replica waits for the write lock (up to sqlx's busy timeout, 5 s), not
+                    // fails, in the busy handler of vendor/sqlx-sqlite, which tries again
+                    // every quarter millisecond: no `PRAGMA busy_timeout` here, which would put
+                    // SQLite's own handler back (it sleeps 1, 2, 5, 10, 15... ms between tries).
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
                     // Checkpoints happen on a thread of their own (`checkpoint_in_background`).
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     // A log restarted after a burst (a long reader held it) is cut back to this.
