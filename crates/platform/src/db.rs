@@ -60,8 +60,9 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     // Checkpoints happen on a thread of their own (`checkpoint_in_background`).
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                    // A log restarted after a burst (a long reader held it) is cut back to this.
-                    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
+                    // A log restarted longer than this (a long reader held it) is cut back to
+                    // it; shorter, its pages are written over again (`RESTART_OVER_FRAMES`).
+                    conn.execute("PRAGMA journal_size_limit = 134217728").await?;
                 }
                 Ok(())
             })
@@ -80,8 +81,12 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
 /// How often the WAL is copied back into an SQLite database (`checkpoint_in_background`).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// A log longer than this (in pages of 4 KiB: 16 MiB) after a passive checkpoint is restarted.
-const RESTART_OVER_FRAMES: i64 = 4096;
+/// A log longer than this (in pages of 4 KiB: 64 MiB) after a passive checkpoint is restarted.
+/// Each RESTART holds the writers off while it copies and syncs (up to 35 ms in the mailbox at
+/// half load, which delays every mail in flight); at 16 MiB it came every second in most
+/// services at half load, at 64 MiB every two to four (docs/performance.md, "Fewer restarts").
+/// The logs grow to about 100 MB each under load; once quiet they are truncated.
+const RESTART_OVER_FRAMES: i64 = 16384;
 
 /// At most this many more passive checkpoints before a RESTART one.
 const PASSIVE_CATCH_UPS: usize = 3;
@@ -103,7 +108,9 @@ const PASSIVE_CATCH_UPS: usize = 3;
 /// than [`RESTART_OVER_FRAMES`], the passive checkpoint (which has copied nearly everything,
 /// without holding anyone up) is followed by a RESTART one: it copies what was committed in
 /// between, holding writers for that long, and waits for readers to leave the log, so that
-/// the next writer starts it over and writes again over pages the kernel already holds.
+/// the next writer starts it over and writes again over pages the kernel already holds. A log
+/// that had nothing new for a round and was all copied back is truncated: a quiet database
+/// does not keep a log of tens of megabytes on disk.
 fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
     let url = redact(url);
     tokio::spawn(async move {
@@ -124,6 +131,8 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
         }
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The log's length found by the last round (0 once truncated).
+        let mut last_log = 0;
         while !pool.is_closed() {
             every.tick().await;
             let handle = tokio::runtime::Handle::current();
@@ -134,6 +143,11 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
                     let passive = "PRAGMA wal_checkpoint(PASSIVE)";
                     let (_, log, mut copied): (i64, i64, i64) =
                         sqlx::query_as(passive).fetch_one(&mut connection).await?;
+                    if log > 0 && copied == log && log == last_log {
+                        // Nothing committed for a round, everything copied back: quiet.
+                        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").await?;
+                        return Ok(0);
+                    }
                     if log > RESTART_OVER_FRAMES {
                         // Passive again while commits came in during the last one (each copies
                         // only those), so that the RESTART, which holds writers off, finds
@@ -149,7 +163,7 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
                         // Busy (1) when it gave up waiting: tried again in a second.
                         connection.execute("PRAGMA wal_checkpoint(RESTART)").await?;
                     }
-                    Ok::<_, sqlx::Error>(())
+                    Ok::<_, sqlx::Error>(log)
                 });
                 (connection, result)
             })
@@ -157,8 +171,9 @@ fn checkpoint_in_background(url: &str, options: AnyConnectOptions, pool: Pool) {
             match checkpointed {
                 Ok((back, result)) => {
                     connection = back;
-                    if let Err(error) = result {
-                        tracing::debug!(%error, url, "Checkpoint not done; trying again");
+                    match result {
+                        Ok(log) => last_log = log,
+                        Err(error) => tracing::debug!(%error, url, "Checkpoint not done; trying again"),
                     }
                 }
                 Err(_) => return, // the runtime is shutting down

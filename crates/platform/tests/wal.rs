@@ -1,5 +1,6 @@
 //! SQLite's log (WAL) under writes that never pause, as at full load: it starts over from its
-//! beginning again and again instead of growing without end.
+//! beginning again and again instead of growing without end; and once the writes stop, it is
+//! truncated rather than kept on disk at its longest.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -67,5 +68,41 @@ async fn under_writes_that_never_pause_the_log_starts_over() {
     }
     writer.abort();
     let _ = writer.await;
+    pool.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_writes_stop_the_log_is_truncated() {
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("notes.db");
+    let pool =
+        db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+    sqlx::query("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)").execute(&pool).await.unwrap();
+    let body = "x".repeat(1000);
+    for _ in 0..2000 {
+        sqlx::query("INSERT INTO notes (id, body) VALUES ($1, $2)")
+            .bind(Uuid::new_v4().to_string())
+            .bind(&body)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let wal = format!("{}-wal", file.display());
+    let written = std::fs::metadata(&wal).unwrap().len();
+    assert!(written > 1 << 20, "the writes made a log of {written} bytes");
+
+    // Nothing more is written: the background checkpoint copies the log back, finds it so a
+    // round later and truncates it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let length = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if length == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the quiet log still holds {length} bytes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 2000, "every row is in the database");
     pool.close().await;
 }
