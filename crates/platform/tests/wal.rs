@@ -19,14 +19,20 @@ fn log_header(path: &str) -> Option<(u32, u64)> {
     Some((salt, file.metadata().ok()?.len()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_writes_that_never_pause_the_log_starts_over() {
-    // Removed with what the log grew to, even when the test fails.
-    let folder = tempfile::tempdir().unwrap();
+/// A database in `folder` with a table of notes, and the path of its log.
+async fn notes(folder: &tempfile::TempDir) -> (db::Pool, String) {
     let file = folder.path().join("notes.db");
     let pool =
         db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
     sqlx::query("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)").execute(&pool).await.unwrap();
+    (pool, format!("{}-wal", file.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_writes_that_never_pause_the_log_starts_over() {
+    // Removed with what the log grew to, even when the test fails.
+    let folder = tempfile::tempdir().unwrap();
+    let (pool, wal) = notes(&folder).await;
 
     // One writer committing a row at a time, each under a random key (so on a random page), as
     // fast as it can: the background checkpoint always finds commits arriving while it copies.
@@ -49,7 +55,6 @@ async fn under_writes_that_never_pause_the_log_starts_over() {
     });
 
     // Three different salts: the log started over at least twice while the writer kept on.
-    let wal = format!("{}-wal", file.display());
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut salts = HashSet::new();
     let mut longest = 0;
@@ -74,10 +79,7 @@ async fn under_writes_that_never_pause_the_log_starts_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_writes_stop_the_log_is_truncated() {
     let folder = tempfile::tempdir().unwrap();
-    let file = folder.path().join("notes.db");
-    let pool =
-        db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
-    sqlx::query("CREATE TABLE notes (id TEXT PRIMARY KEY, body TEXT NOT NULL)").execute(&pool).await.unwrap();
+    let (pool, wal) = notes(&folder).await;
     let body = "x".repeat(1000);
     for _ in 0..2000 {
         sqlx::query("INSERT INTO notes (id, body) VALUES ($1, $2)")
@@ -87,7 +89,6 @@ async fn once_writes_stop_the_log_is_truncated() {
             .await
             .unwrap();
     }
-    let wal = format!("{}-wal", file.display());
     let written = std::fs::metadata(&wal).unwrap().len();
     assert!(written > 1 << 20, "the writes made a log of {written} bytes");
 

@@ -319,8 +319,12 @@ extern "C" fn wait_while_busy(timeout_ms: *mut c_void, tries: c_int) -> c_int {
     const LONG: u64 = 1_000;
     let timeout_us = timeout_ms as usize as u64 * 1_000;
     let tries = tries.max(0) as u64;
-    let waited_us = if tries < SHORT_TRIES { tries * SHORT } else { SHORT_TRIES * SHORT + (tries - SHORT_TRIES) * LONG };
-    let sleep = if tries < SHORT_TRIES { SHORT } else { LONG };
+    // Slept so far, and the next sleep.
+    let (waited_us, sleep) = if tries < SHORT_TRIES {
+        (tries * SHORT, SHORT)
+    } else {
+        (SHORT_TRIES * SHORT + (tries - SHORT_TRIES) * LONG, LONG)
+    };
     if waited_us + sleep > timeout_us {
         return 0;
     }
