@@ -234,6 +234,12 @@ fn spawn(plan: Plan) -> anyhow::Result<Running> {
         .env(PARENT_WATCH_ENV, "1")
         // Each process names itself in its spans, whatever the name `shop up` was given.
         .env("OTEL_SERVICE_NAME", plan.service)
+        // Their lines come through pipes, to be shown as this process's: coloured if it shows
+        // them on a terminal.
+        .envs(
+            std::io::IsTerminal::is_terminal(&std::io::stdout())
+                .then_some((shop_platform::telemetry::FORCE_COLOR, "1")),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

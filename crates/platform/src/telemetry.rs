@@ -1,5 +1,5 @@
-//! Tracing set up once per process: human-readable lines by default, JSON lines with
-//! `LOG_FORMAT=json`, levels from `RUST_LOG`; and OpenTelemetry spans.
+//! Tracing set up once per process: human-readable lines by default (coloured on a terminal),
+//! JSON lines with `LOG_FORMAT=json`, levels from `RUST_LOG`; and OpenTelemetry spans.
 //!
 //! Spans become OpenTelemetry spans (`tracing-opentelemetry`), exported over OTLP
 //! (HTTP/protobuf), when the standard variables ask for it: `OTEL_EXPORTER_OTLP_ENDPOINT` or
@@ -68,7 +68,7 @@ pub fn init(service: &str, instance: Option<&str>) -> Guard {
         // id of the span each line was written in (`"openTelemetry":{"traceId","spanId"}`).
         json_subscriber::fmt::layer().with_target(false).with_opentelemetry_ids(spans.is_some()).boxed()
     } else {
-        fmt::layer().with_target(false).boxed()
+        fmt::layer().with_target(false).with_ansi(colours()).boxed()
     };
     // A second init (tests in one process) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(filter).with(lines).with(spans).try_init();
@@ -77,6 +77,20 @@ pub fn init(service: &str, instance: Option<&str>) -> Guard {
     }
     Guard { provider }
 }
+
+/// Whether the human-readable lines are coloured: when they go to a terminal, or when
+/// `FORCE_COLOR` asks (`shop up` does, for the services whose lines it shows on its terminal),
+/// and never with `NO_COLOR` set (https://no-color.org). Lines going to a file or a log
+/// collector carry no escape codes, and cost less to write: the colours are written into every
+/// field of every span, logged or not.
+fn colours() -> bool {
+    use std::io::IsTerminal;
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    !set("NO_COLOR") && (set(FORCE_COLOR) || std::io::stdout().is_terminal())
+}
+
+/// Set (non-empty) to colour the lines even though they do not go to a terminal.
+pub const FORCE_COLOR: &str = "FORCE_COLOR";
 
 /// Spans of `service` (`OTEL_SERVICE_NAME` overrides it), replica `instance`.
 fn provider(service: &str, instance: Option<&str>) -> opentelemetry_sdk::trace::TracerProviderBuilder {

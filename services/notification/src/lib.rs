@@ -27,6 +27,22 @@ use crate::channels::{Channel, Outgoing};
 
 pub const SERVICE: &str = shop_events::service::NOTIFICATION;
 
+/// The id of what `channel` sends for the event `event_id` (the push's id, the mail's
+/// Message-ID): the same for every redelivery of the event, so the receiver keeps it once. Its
+/// last 74 bits are the event id and channel hashed (as a v5 id); its first 48 are the event's
+/// time (a v7 event id's milliseconds, as `Envelope::wrap` makes them), so the receivers' keys
+/// grow at their end, one page for many messages, instead of each landing on a page of its own
+/// anywhere in the index. An event id without a time gives the plain v5 id.
+fn outgoing_id(event_id: &uuid::Uuid, channel: &str) -> uuid::Uuid {
+    let hashed = uuid::Uuid::new_v5(event_id, channel.as_bytes());
+    if event_id.get_version() != Some(uuid::Version::SortRand) {
+        return hashed;
+    }
+    let mut bytes = *hashed.as_bytes();
+    bytes[..6].copy_from_slice(&event_id.as_bytes()[..6]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
+
 /// This service's OpenAPI description, as its `/openapi.json` serves it.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     shop_platform::http::document(SERVICE, shop_platform::http::Api::<()>::new())
@@ -170,7 +186,7 @@ impl Handler for NotifyHandler {
         let outgoing: Vec<Outgoing> = notices
             .iter()
             .map(|(incoming, customer, notice)| Outgoing {
-                id: uuid::Uuid::new_v5(&incoming.envelope.id, self.channel.name().as_bytes()),
+                id: outgoing_id(&incoming.envelope.id, self.channel.name()),
                 order_id: incoming.envelope.order_id,
                 customer,
                 notice,
@@ -200,5 +216,29 @@ impl Handler for NotifyHandler {
         }
         inbox::record_applied(&self.pool, self.group, &sent).await?;
         failure.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::outgoing_id;
+
+    #[test]
+    fn an_events_message_keeps_its_id_per_channel_and_follows_the_events_time() {
+        let earlier = uuid::Uuid::now_v7();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = uuid::Uuid::now_v7();
+        let id = outgoing_id(&earlier, "email");
+        assert_eq!(id, outgoing_id(&earlier, "email"), "a redelivery gets the same id");
+        assert_ne!(id, outgoing_id(&earlier, "mobile"), "each channel its own");
+        assert_eq!(id.get_version(), Some(uuid::Version::Custom));
+        assert_eq!(id.as_bytes()[..6], earlier.as_bytes()[..6], "the event's milliseconds first");
+        for channel in ["email", "mobile"] {
+            // As the receivers store it: text, ordered as the bytes are.
+            assert!(outgoing_id(&later, channel).to_string() > outgoing_id(&earlier, "email").to_string());
+        }
+        // An event id without a time: the id is the v5 hash alone.
+        let untimed = uuid::Uuid::new_v4();
+        assert_eq!(outgoing_id(&untimed, "email"), uuid::Uuid::new_v5(&untimed, b"email"));
     }
 }
