@@ -69,10 +69,63 @@ pub async fn record_applied(pool: &Pool, consumer: &str, event_ids: &[Uuid]) -> 
     Ok(())
 }
 
-/// Forgets the events applied before `before` (milliseconds since the epoch). Returns how many.
+/// How many entries one pruning statement forgets at most: each is a short write, so the
+/// service's own writes go on between them.
+const PRUNE_BATCH: u64 = 500;
+
+/// Forgets the events applied before `before` (milliseconds since the epoch) that also
+/// happened before it. Returns how many.
+///
+/// An event's id tells its time (a v7 UUID, as every envelope gets: `Envelope::wrap`), and the
+/// primary key is (consumer, event id): so each consumer's old entries are the start of its
+/// part of the key, forgotten in batches of `PRUNE_BATCH` without reading the rest of the
+/// table. (The table has no index on `processed_at`; a `DELETE … WHERE processed_at < $1`
+/// read every entry, in one statement that held the database's write lock throughout, every
+/// hour.) An id that carries no time (not a v7 UUID; no envelope has one) sorts anywhere and
+/// may never be forgotten: a few rows, never a redelivery applied twice.
 pub async fn forget_applied_before(pool: &Pool, before: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM processed_events WHERE processed_at < $1").bind(before).execute(pool).await?;
-    Ok(done.rows_affected())
+    let Ok(millis) = u64::try_from(before) else { return Ok(0) };
+    // The least v7 id of the millisecond `before`: every v7 id below it is older.
+    let bound = uuid::Builder::from_unix_timestamp_millis(millis, &[0; 10]).into_uuid().to_string();
+    let mut forgotten = 0;
+    for consumer in consumers(pool).await? {
+        loop {
+            let done = sqlx::query(
+                "DELETE FROM processed_events WHERE consumer = $1 AND event_id IN (\
+                   SELECT event_id FROM processed_events WHERE consumer = $2 AND event_id < $3 AND processed_at < $4 \
+                   ORDER BY event_id LIMIT $5)",
+            )
+            .bind(&consumer)
+            .bind(&consumer)
+            .bind(&bound)
+            .bind(before)
+            .bind(PRUNE_BATCH as i64)
+            .execute(pool)
+            .await?;
+            forgotten += done.rows_affected();
+            if done.rows_affected() < PRUNE_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(forgotten)
+}
+
+/// The consumers with entries in the inbox, each found by one step down the primary key
+/// (a handful, in a table of millions of entries).
+async fn consumers(pool: &Pool) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(
+        "WITH RECURSIVE found(consumer) AS (\
+           SELECT MIN(consumer) FROM processed_events \
+           UNION ALL \
+           SELECT (SELECT MIN(consumer) FROM processed_events WHERE consumer > found.consumer) \
+           FROM found WHERE found.consumer IS NOT NULL) \
+         SELECT consumer FROM found WHERE consumer IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(|row| row.try_get("consumer")).collect()
 }
 
 /// Keeps the inbox from growing without end: at start and every hour until `shutdown`,
