@@ -1,5 +1,6 @@
 //! What each process of the system costs, read from /proc: CPU time (utime + stime) over
-//! the measured window and resident memory (VmRSS now, VmHWM the peak). The services are
+//! the measured window and resident memory (VmRSS now, VmHWM the peak, RssFile the part of
+//! it that is mapped files, mostly the `shop` binary's own code, which every process maps). The services are
 //! the children of `shop up` named by their `--instance-id`; `shop up` itself hosts the
 //! embedded broker (and relays the services' log lines).
 
@@ -18,6 +19,7 @@ pub struct Reading {
     pub cpu_ticks: u64,
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
+    pub file_rss_kib: u64,
 }
 
 /// The processes to watch, by name: the services under `shop up`, `shop up` itself and the
@@ -52,6 +54,7 @@ pub fn read(pid: u32) -> Option<Reading> {
         cpu_ticks: cpu_ticks(&stat)?,
         rss_kib: status_field(&status, "VmRSS:")?,
         peak_rss_kib: status_field(&status, "VmHWM:")?,
+        file_rss_kib: status_field(&status, "RssFile:")?,
     })
 }
 
@@ -71,6 +74,9 @@ pub struct Cost {
     pub cpu_percent_of_one_core: f64,
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
+    /// Of `rss_mib`, the pages of mapped files: mostly the code of the one `shop` binary,
+    /// which holds every service, the broker and the bench.
+    pub file_rss_mib: f64,
     /// The process was restarted during the window (another pid at the end).
     pub restarted: bool,
 }
@@ -97,6 +103,7 @@ pub fn costs(start: &BTreeMap<String, Reading>, end: &BTreeMap<String, Reading>,
                 cpu_percent_of_one_core: if seconds > 0.0 { cpu_seconds / seconds * 100.0 } else { 0.0 },
                 rss_mib: last.rss_kib as f64 / 1024.0,
                 peak_rss_mib: last.peak_rss_kib as f64 / 1024.0,
+                file_rss_mib: last.file_rss_kib as f64 / 1024.0,
                 restarted: first.is_none(),
             }
         })
@@ -132,18 +139,25 @@ mod tests {
     fn this_process_can_be_read() {
         let me = read(std::process::id()).expect("/proc/self");
         assert!(me.rss_kib > 0 && me.peak_rss_kib >= me.rss_kib, "{me:?}");
+        assert!(me.file_rss_kib > 0 && me.file_rss_kib <= me.rss_kib, "its own code is mapped: {me:?}");
     }
 
     #[test]
     fn a_restarted_process_is_counted_from_its_start() {
-        let reading = |pid, cpu_ticks| Reading { pid, cpu_ticks, rss_kib: 20 * 1024, peak_rss_kib: 30 * 1024 };
+        let reading = |pid, cpu_ticks| Reading {
+            pid,
+            cpu_ticks,
+            rss_kib: 20 * 1024,
+            peak_rss_kib: 30 * 1024,
+            file_rss_kib: 12 * 1024,
+        };
         let start =
             BTreeMap::from([("order-1".to_owned(), reading(10, 500)), ("payment-1".to_owned(), reading(11, 100))]);
         let end = BTreeMap::from([("order-1".to_owned(), reading(10, 700)), ("payment-1".to_owned(), reading(12, 50))]);
         let costs = costs(&start, &end, 4.0);
         assert_eq!(costs[0].cpu_seconds, 2.0);
         assert_eq!(costs[0].cpu_percent_of_one_core, 50.0);
-        assert_eq!((costs[0].rss_mib, costs[0].peak_rss_mib), (20.0, 30.0));
+        assert_eq!((costs[0].rss_mib, costs[0].peak_rss_mib, costs[0].file_rss_mib), (20.0, 30.0, 12.0));
         assert!(!costs[0].restarted);
         assert_eq!(costs[1].cpu_seconds, 0.5);
         assert!(costs[1].restarted);

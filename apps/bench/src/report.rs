@@ -390,17 +390,17 @@ fn process_table(processes: &[Cost], seconds: f64, journeys: u64, records: Optio
     };
     let (journeys, records) = (journeys as f64, records.unwrap_or(0) as f64);
     let mut out = format!(
-        "\nProcesses (CPU over the {seconds:.1} s window, and per journey completed and per Kafka record stored in it; memory at its end)\n"
+        "\nProcesses (CPU over the {seconds:.1} s window, and per journey completed and per Kafka record stored in it; memory at its end, of it mapped files: mostly the shop binary's code)\n"
     );
     let _ = writeln!(
         out,
-        "  {:<width$} {:>8} {:>8} {:>10} {:>11} {:>10} {:>8} {:>9}",
-        "", "pid", "CPU s", "% of core", "ms/journey", "ms/record", "RSS MiB", "peak MiB"
+        "  {:<width$} {:>8} {:>8} {:>10} {:>11} {:>10} {:>8} {:>9} {:>9}",
+        "", "pid", "CPU s", "% of core", "ms/journey", "ms/record", "RSS MiB", "peak MiB", "files MiB"
     );
     for p in processes {
         let _ = writeln!(
             out,
-            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>11} {:>10} {:>8.1} {:>9.1}{}",
+            "  {:<width$} {:>8} {:>8.2} {:>10.1} {:>11} {:>10} {:>8.1} {:>9.1} {:>9.1}{}",
             p.name,
             p.pid,
             p.cpu_seconds,
@@ -409,6 +409,7 @@ fn process_table(processes: &[Cost], seconds: f64, journeys: u64, records: Optio
             per(p.cpu_seconds, records),
             p.rss_mib,
             p.peak_rss_mib,
+            p.file_rss_mib,
             if p.restarted { "  (restarted)" } else { "" }
         );
     }
@@ -477,6 +478,7 @@ mod tests {
                 cpu_percent_of_one_core: 50.0,
                 rss_mib: 20.0,
                 peak_rss_mib: 22.5,
+                file_rss_mib: 14.0,
                 restarted: false,
             }],
             backlog: BTreeMap::from([("notification-email".to_owned(), Some(1200))]),
