@@ -1,8 +1,8 @@
 //! What each process of the system costs, read from /proc: CPU time (utime + stime) over
 //! the measured window and resident memory (VmRSS now, VmHWM the peak, RssFile the part of
-//! it that is mapped files, mostly the `shop` binary's own code, which every process maps). The services are
-//! the children of `shop up` named by their `--instance-id`; `shop up` itself hosts the
-//! embedded broker (and relays the services' log lines).
+//! it that is mapped files: mostly the `shop` binary's own code, which every process maps).
+//! The services are the children of `shop up` named by their `--instance-id`; `shop up`
+//! itself hosts the embedded broker (and relays the services' log lines).
 
 use std::collections::BTreeMap;
 

@@ -4,11 +4,16 @@
 use shop_platform::{db, inbox};
 use uuid::Uuid;
 
+/// An SQLite database with the platform's tables in `folder` (removed with it).
+async fn sqlite(folder: &tempfile::TempDir) -> db::Pool {
+    let file = folder.path().join("inbox.db");
+    db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap()
+}
+
 #[tokio::test]
 async fn events_recorded_together_read_back_one_by_one_and_together() {
-    let file = std::env::temp_dir().join(format!("shop-inbox-{}.db", Uuid::new_v4().simple()));
-    let pool =
-        db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let pool = sqlite(&folder).await;
     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
 
     inbox::record_applied(&pool, "channel-a", &ids[..3]).await.unwrap();
@@ -30,9 +35,6 @@ async fn events_recorded_together_read_back_one_by_one_and_together() {
     assert!(inbox::applied_among(&pool, "channel-a", &ids).await.unwrap().is_empty());
 
     pool.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
 }
 
 /// Entries as an inbox holds them after days: `(consumer, event id, processed at)`.
@@ -85,14 +87,10 @@ async fn prune_a_weeks_old_inbox(pool: &db::Pool) {
 
 #[tokio::test]
 async fn pruning_forgets_every_consumers_old_entries_in_batches_and_nothing_newer() {
-    let file = std::env::temp_dir().join(format!("shop-inbox-{}.db", Uuid::new_v4().simple()));
-    let pool =
-        db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    let pool = sqlite(&folder).await;
     prune_a_weeks_old_inbox(&pool).await;
     pool.close().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
 }
 
 #[tokio::test]
