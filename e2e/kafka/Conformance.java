@@ -62,11 +62,20 @@ public class Conformance {
      * before that is UnknownTopicOrPartition, as Kafka documents).
      */
     static void knownToTheLeader(Admin admin, TopicPartition tp) throws Exception {
+        settled(() -> admin.listOffsets(Map.of(tp, OffsetSpec.latest())).all().get());
+    }
+
+    /**
+     * Calls `call` until it stops failing with UnknownTopicOrPartition, for at most 30 s. Every
+     * broker learns of a new topic on its own time, and the admin client asks whichever broker is
+     * least loaded for metadata: one broker answering for the topic does not mean the next
+     * request's broker will. Kafka's own clients treat that error as retriable.
+     */
+    static <T> T settled(java.util.concurrent.Callable<T> call) throws Exception {
         long until = System.currentTimeMillis() + 30_000;
         while (true) {
             try {
-                admin.listOffsets(Map.of(tp, OffsetSpec.latest())).all().get();
-                return;
+                return call.call();
             } catch (java.util.concurrent.ExecutionException e) {
                 if (!(e.getCause() instanceof UnknownTopicOrPartitionException) || System.currentTimeMillis() > until) throw e;
                 Thread.sleep(100);
@@ -74,17 +83,22 @@ public class Conformance {
         }
     }
 
+    /** The offset a lookup of `spec` on `tp` answers. */
+    static long offset(Admin admin, TopicPartition tp, OffsetSpec spec) throws Exception {
+        return settled(() -> admin.listOffsets(Map.of(tp, spec)).all().get().get(tp).offset());
+    }
+
     static void deleteRecords(Admin admin, Properties common) throws Exception {
         TopicPartition tp = topicWith(admin, common, "delete-records", 8);
-        long low = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(5))).lowWatermarks().get(tp).get().lowWatermark();
+        long low = settled(() -> admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(5))).lowWatermarks().get(tp).get().lowWatermark());
         check(low == 5, "delete-records before 5 answers low watermark 5 (got " + low + ")");
-        long earliest = admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp).offset();
+        long earliest = offset(admin, tp, OffsetSpec.earliest());
         check(earliest == 5, "the earliest offset is then 5 (got " + earliest + ")");
-        long again = admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(3))).lowWatermarks().get(tp).get().lowWatermark();
+        long again = settled(() -> admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(3))).lowWatermarks().get(tp).get().lowWatermark());
         check(again == 5, "delete-records before 3 does not move the log start back (got " + again + ")");
         String beyond;
         try {
-            admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(99))).all().get();
+            settled(() -> admin.deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(99))).all().get());
             beyond = "accepted";
         } catch (Exception e) {
             beyond = e.getCause().getClass().getSimpleName();
@@ -114,14 +128,14 @@ public class Conformance {
     static void timestampLookups(Admin admin, Properties common) throws Exception {
         TopicPartition tp = topicWith(admin, common, "by-time", 2);
         long now = System.currentTimeMillis();
-        long future = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now + 3_600_000))).all().get().get(tp).offset();
+        long future = offset(admin, tp, OffsetSpec.forTimestamp(now + 3_600_000));
         check(future == -1, "a time after every record finds offset -1 (got " + future + ")");
-        long past = admin.listOffsets(Map.of(tp, OffsetSpec.forTimestamp(now - 3_600_000))).all().get().get(tp).offset();
+        long past = offset(admin, tp, OffsetSpec.forTimestamp(now - 3_600_000));
         check(past == 0, "a time before every record finds the first, 0 (got " + past + ")");
-        long max = admin.listOffsets(Map.of(tp, OffsetSpec.maxTimestamp())).all().get().get(tp).offset();
+        long max = offset(admin, tp, OffsetSpec.maxTimestamp());
         check(max == 1, "the record with the largest timestamp is the last sent, 1 (got " + max + ")");
         TopicPartition empty = topicWith(admin, common, "empty", 0);
-        long none = admin.listOffsets(Map.of(empty, OffsetSpec.maxTimestamp())).all().get().get(empty).offset();
+        long none = offset(admin, empty, OffsetSpec.maxTimestamp());
         check(none == -1, "an empty partition has no record with a largest timestamp, -1 (got " + none + ")");
     }
 
@@ -131,7 +145,7 @@ public class Conformance {
         admin.createTopics(List.of(created)).all().get();
         knownToTheLeader(admin, new TopicPartition(topic, 0));
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
-        Config config = admin.describeConfigs(List.of(resource)).all().get().get(resource);
+        Config config = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource));
         ConfigEntry retention = config.get("retention.ms");
         check(retention != null && "3600000".equals(retention.value()),
                 "describe-configs shows the topic's retention.ms (got " + retention + ")");
@@ -139,15 +153,15 @@ public class Conformance {
                         && !retention.isDefault(),
                 "an override is described as a topic config, not a default (got "
                         + (retention == null ? null : retention.source()) + ")");
-        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+        settled(() -> admin.incrementalAlterConfigs(Map.of(resource, List.of(
                 new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND))))
-                .all().get();
-        String appended = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("cleanup.policy").value();
+                .all().get());
+        String appended = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource)).get("cleanup.policy").value();
         check("delete,compact".equals(appended), "APPEND adds to a list config (got " + appended + ")");
-        admin.incrementalAlterConfigs(Map.of(resource, List.of(
+        settled(() -> admin.incrementalAlterConfigs(Map.of(resource, List.of(
                 new AlterConfigOp(new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.SUBTRACT))))
-                .all().get();
-        String subtracted = admin.describeConfigs(List.of(resource)).all().get().get(resource).get("cleanup.policy").value();
+                .all().get());
+        String subtracted = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource)).get("cleanup.policy").value();
         check("compact".equals(subtracted), "SUBTRACT removes from it (got " + subtracted + ")");
         ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic-" + UUID.randomUUID());
         String answer;
