@@ -17,34 +17,20 @@ struct Served {
 
 impl Served {
     /// Starts `shop serve logging` from the binary `shop` and waits until it answers /healthz.
-    /// It needs no broker for that: its consumer keeps trying one that is not there.
+    /// It needs no broker for that.
     async fn start(shop: &Path) -> Served {
         let data = tempfile::tempdir().unwrap();
-        let secrets = data.path().join("secrets");
-        let made =
-            Command::new(shop).args(["secrets", "generate", "--dir", secrets.to_str().unwrap()]).output().unwrap();
-        assert!(made.status.success(), "{made:?}");
         let port = shop_platform::ports::unused_one().unwrap();
         let output = data.path().join("output.log");
         let log = std::fs::File::create(&output).unwrap();
-        let child = Command::new(shop)
-            .args(["serve", "logging", "--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+        let child = support::logging_with_no_broker(shop, port, data.path())
             .args(["--instance-id", "logging-binaries"])
-            .args(["--data-dir", data.path().to_str().unwrap()])
-            .args(["--secrets-dir", secrets.to_str().unwrap()])
-            .env("KAFKA_BROKERS", "127.0.0.1:1")
-            .env_remove("DATABASE_URL")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
         let served = Served { child, port, output, _data: data };
-        let http = reqwest::Client::new();
-        support::eventually("logging to answer /healthz", support::PATIENCE, || async {
-            let health = http.get(support::url(served.port, "/healthz")).send().await;
-            health.ok().filter(|r| r.status().is_success()).map(|_| ())
-        })
-        .await;
+        support::until_alive(served.port).await;
         served
     }
 

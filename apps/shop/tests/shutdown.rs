@@ -68,19 +68,8 @@ async fn a_service_that_cannot_start_exits_even_while_its_parent_watch_reads_std
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
-    let secrets = data.path().join("secrets");
-    let made = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .args(["secrets", "generate", "--dir", secrets.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shop"))
-        .args(["serve", "logging", "--http-host", "127.0.0.1", "--http-port", &port.to_string()])
-        .args(["--data-dir", data.path().to_str().unwrap()])
-        .args(["--secrets-dir", secrets.to_str().unwrap()])
+    let mut child = support::logging_with_no_broker(env!("CARGO_BIN_EXE_shop").as_ref(), port, data.path())
         .env(shop::PARENT_WATCH_ENV, "1")
-        .env("KAFKA_BROKERS", "127.0.0.1:1")
-        .env_remove("DATABASE_URL")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -93,4 +82,22 @@ async fn a_service_that_cannot_start_exits_even_while_its_parent_watch_reads_std
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut error).unwrap();
     assert!(!status.success(), "it failed: {status}");
     assert!(error.contains("error:"), "it says why: {error}");
+}
+
+/// A service started while its broker cannot be reached (Kafka down, or not up yet) still
+/// stops on SIGTERM, well within Kubernetes' 30 s grace: it used to wait out the timeouts of
+/// its first requests to the broker (a minute or more) before it looked at the signal.
+#[tokio::test]
+async fn a_service_with_no_broker_to_reach_stops_on_sigterm() {
+    let port = shop_platform::ports::unused_one().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = support::logging_with_no_broker(env!("CARGO_BIN_EXE_shop").as_ref(), port, data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    support::until_alive(port).await;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = exit_within_30_s(&mut child, "logging with no broker did not stop within 30 s of SIGTERM").await;
+    assert!(status.success(), "logging exited with {status} on SIGTERM");
 }

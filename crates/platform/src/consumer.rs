@@ -187,8 +187,16 @@ pub async fn run_with(
     make: impl Fn(&Subscription) -> Result<Arc<GroupConsumer>, rdkafka::error::KafkaError>,
 ) -> anyhow::Result<()> {
     let dead_letters: Vec<String> = subscription.topics.iter().map(|t| t.dead_letter_name()).collect();
-    ensure_dead_letter_topics(&subscription.brokers, &dead_letters).await;
     let group = subscription.group;
+    // With no broker to answer, each of its requests waits out its timeout: a minute or two in
+    // which a SIGTERM would otherwise go unheeded.
+    tokio::select! {
+        () = ensure_dead_letter_topics(&subscription.brokers, &dead_letters) => {}
+        () = shutdown.wait() => {
+            tracing::info!(group, "Consumer stopped before it started");
+            return Ok(());
+        }
+    }
     loop {
         let consumer = make(&subscription)?;
         let Some(why) = consume(&subscription, &handler, &producer, &shutdown, consumer).await? else {

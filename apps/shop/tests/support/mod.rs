@@ -976,3 +976,30 @@ pub async fn assert_every_order_once(system: &System, orders: &[(String, String)
     .unwrap();
     assert_eq!(set_aside, 0, "records of the campaign's orders were set aside");
 }
+
+/// `<shop> serve logging` on `port`, its data and a fresh secrets folder in `data`, and a broker
+/// address nothing answers at: it opens its database and listens, while its Kafka clients keep
+/// trying.
+pub fn logging_with_no_broker(shop: &std::path::Path, port: u16, data: &std::path::Path) -> Command {
+    let secrets = data.join("secrets");
+    let made = Command::new(shop).args(["secrets", "generate", "--dir", secrets.to_str().unwrap()]).output().unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let mut command = Command::new(shop);
+    command
+        .args(["serve", "logging", "--http-host", "127.0.0.1", "--http-port", &port.to_string()])
+        .args(["--data-dir", data.to_str().unwrap()])
+        .args(["--secrets-dir", secrets.to_str().unwrap()])
+        .env("KAFKA_BROKERS", "127.0.0.1:1")
+        .env_remove("DATABASE_URL");
+    command
+}
+
+/// Waits until whatever listens on `port` answers `/healthz`.
+pub async fn until_alive(port: u16) {
+    let http = reqwest::Client::new();
+    eventually(&format!("port {port} to answer /healthz"), PATIENCE, || async {
+        let health = http.get(url(port, "/healthz")).send().await;
+        health.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
+}
