@@ -4,7 +4,7 @@
 //! Every service also has a binary of its own, `shop-<service>` (`src/bin/`), that holds only
 //! that service's code. A process keeps in memory the pages of its binary that it runs, and in
 //! the one `shop` binary a service's code lies among the six others', the broker's and the
-//! bench's: a service run from it holds 6–7 MiB more of the binary (docs/performance.md, "A
+//! bench's: a service run from it holds 6–10 MiB more in memory (docs/performance.md, "A
 //! binary per service"). So `shop serve <service>` hands over to `shop-<service>` (the same
 //! process, through exec) when that binary is beside `shop` and of the same build
 //! (`build.rs`), and runs the service itself when it is not: `cargo run` builds `shop` alone.
