@@ -83,6 +83,11 @@ public class Conformance {
         }
     }
 
+    /** The configuration describe-configs answers for `resource`. */
+    static Config configOf(Admin admin, ConfigResource resource) throws Exception {
+        return settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource));
+    }
+
     /** The offset a lookup of `spec` on `tp` answers. */
     static long offset(Admin admin, TopicPartition tp, OffsetSpec spec) throws Exception {
         return settled(() -> admin.listOffsets(Map.of(tp, spec)).all().get().get(tp).offset());
@@ -145,7 +150,7 @@ public class Conformance {
         admin.createTopics(List.of(created)).all().get();
         knownToTheLeader(admin, new TopicPartition(topic, 0));
         ConfigResource resource = new ConfigResource(ConfigResource.Type.TOPIC, topic);
-        Config config = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource));
+        Config config = configOf(admin, resource);
         ConfigEntry retention = config.get("retention.ms");
         check(retention != null && "3600000".equals(retention.value()),
                 "describe-configs shows the topic's retention.ms (got " + retention + ")");
@@ -156,12 +161,12 @@ public class Conformance {
         settled(() -> admin.incrementalAlterConfigs(Map.of(resource, List.of(
                 new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.APPEND))))
                 .all().get());
-        String appended = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource)).get("cleanup.policy").value();
+        String appended = configOf(admin, resource).get("cleanup.policy").value();
         check("delete,compact".equals(appended), "APPEND adds to a list config (got " + appended + ")");
         settled(() -> admin.incrementalAlterConfigs(Map.of(resource, List.of(
                 new AlterConfigOp(new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.SUBTRACT))))
                 .all().get());
-        String subtracted = settled(() -> admin.describeConfigs(List.of(resource)).all().get().get(resource)).get("cleanup.policy").value();
+        String subtracted = configOf(admin, resource).get("cleanup.policy").value();
         check("compact".equals(subtracted), "SUBTRACT removes from it (got " + subtracted + ")");
         ConfigResource missing = new ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic-" + UUID.randomUUID());
         String answer;

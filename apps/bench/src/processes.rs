@@ -1,6 +1,7 @@
 //! What each process of the system costs, read from /proc: CPU time (utime + stime) over
 //! the measured window and resident memory (VmRSS now, VmHWM the peak, RssFile the part of
-//! it that is mapped files: mostly the `shop` binary's own code, which every process maps).
+//! it that is mapped files: mostly the code of the process's own binary, `shop` or
+//! `shop-<service>`).
 //! The services are the children of `shop up` named by their `--instance-id`; `shop up`
 //! itself hosts the embedded broker (and relays the services' log lines).
 
@@ -74,8 +75,8 @@ pub struct Cost {
     pub cpu_percent_of_one_core: f64,
     pub rss_mib: f64,
     pub peak_rss_mib: f64,
-    /// Of `rss_mib`, the pages of mapped files: mostly the code of the one `shop` binary,
-    /// which holds every service, the broker and the bench.
+    /// Of `rss_mib`, the pages of mapped files: mostly the code of the process's binary (`shop`
+    /// holds every service, the broker and the bench; `shop-<service>` one service).
     pub file_rss_mib: f64,
     /// The process was restarted during the window (another pid at the end).
     pub restarted: bool,

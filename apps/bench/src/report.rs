@@ -390,7 +390,7 @@ fn process_table(processes: &[Cost], seconds: f64, journeys: u64, records: Optio
     };
     let (journeys, records) = (journeys as f64, records.unwrap_or(0) as f64);
     let mut out = format!(
-        "\nProcesses (CPU over the {seconds:.1} s window, and per journey completed and per Kafka record stored in it; memory at its end, of it mapped files: mostly the shop binary's code)\n"
+        "\nProcesses (CPU over the {seconds:.1} s window, and per journey completed and per Kafka record stored in it; memory at its end, of it mapped files: mostly its binary's code)\n"
     );
     let _ = writeln!(
         out,

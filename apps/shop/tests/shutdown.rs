@@ -28,9 +28,14 @@ async fn serve_then_terminate(system: &System, service: &str, extra: &[String]) 
         ready.ok().filter(|r| r.status().is_success()).map(|_| ())
     })
     .await;
+    terminate_cleanly(&mut child, service).await;
+}
+
+/// Sends `child` (the service `what`) SIGTERM; fails unless it exits 0 within 30 s.
+async fn terminate_cleanly(child: &mut Child, what: &str) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = exit_within_30_s(&mut child, &format!("{service} did not stop within 30 s of SIGTERM")).await;
-    assert!(status.success(), "{service} exited with {status} on SIGTERM");
+    let status = exit_within_30_s(child, &format!("{what} did not stop within 30 s of SIGTERM")).await;
+    assert!(status.success(), "{what} exited with {status} on SIGTERM");
 }
 
 /// How `child` exited, once it has; kills it and fails with `otherwise` if it still runs 30 s on.
@@ -97,7 +102,5 @@ async fn a_service_with_no_broker_to_reach_stops_on_sigterm() {
         .spawn()
         .unwrap();
     support::until_alive(port).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = exit_within_30_s(&mut child, "logging with no broker did not stop within 30 s of SIGTERM").await;
-    assert!(status.success(), "logging exited with {status} on SIGTERM");
+    terminate_cleanly(&mut child, "logging with no broker").await;
 }
