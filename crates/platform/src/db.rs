@@ -62,7 +62,7 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     // A log restarted longer than this (a long reader held it) is cut back to
                     // it; shorter, its pages are written over again (`RESTART_OVER_FRAMES`).
-                    conn.execute("PRAGMA journal_size_limit = 134217728").await?;
+                    conn.execute("PRAGMA journal_size_limit = 536870912").await?;
                 }
                 Ok(())
             })
@@ -81,12 +81,13 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
 /// How often the WAL is copied back into an SQLite database (`checkpoint_in_background`).
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
-/// A log longer than this (in pages of 4 KiB: 64 MiB) after a passive checkpoint is restarted.
+/// A log longer than this (in pages of 4 KiB: 256 MiB) after a passive checkpoint is restarted.
 /// Each RESTART holds the writers off while it copies and syncs (up to 35 ms in the mailbox at
 /// half load, which delays every mail in flight); at 16 MiB it came every second in most
-/// services at half load, at 64 MiB every two to four (docs/performance.md, "Fewer restarts").
-/// The logs grow to about 100 MB each under load; once quiet they are truncated.
-const RESTART_OVER_FRAMES: i64 = 16384;
+/// services at half load, at 64 MiB every two to four, at 256 MiB every ten or so
+/// (docs/performance.md, "Fewer restarts", "Restarts rarer still"). The busiest logs grow to
+/// about 300 MB each under load; once quiet they are truncated.
+const RESTART_OVER_FRAMES: i64 = 65536;
 
 /// At most this many more passive checkpoints before a RESTART one.
 const PASSIVE_CATCH_UPS: usize = 3;
