@@ -62,7 +62,7 @@ pub async fn open(url: &str, migrations: Migrator) -> Result<Pool, DbError> {
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                     // A log restarted longer than this (a long reader held it) is cut back to
                     // it; shorter, its pages are written over again (`RESTART_OVER_FRAMES`).
-                    conn.execute("PRAGMA journal_size_limit = 536870912").await?;
+                    conn.execute(format!("PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}").as_str()).await?;
                 }
                 Ok(())
             })
@@ -88,6 +88,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// (docs/performance.md, "Fewer restarts", "Restarts rarer still"). The busiest logs grow to
 /// about 300 MB each under load; once quiet they are truncated.
 const RESTART_OVER_FRAMES: i64 = 65536;
+
+/// The bytes a restarted log keeps (`PRAGMA journal_size_limit`): twice the restart threshold
+/// in 4 KiB pages (512 MiB), so that a log restarted at its longest is written over, not cut
+/// back and grown again on new pages.
+const JOURNAL_SIZE_LIMIT: i64 = 2 * RESTART_OVER_FRAMES * 4096;
 
 /// At most this many more passive checkpoints before a RESTART one.
 const PASSIVE_CATCH_UPS: usize = 3;
