@@ -93,11 +93,9 @@ async fn measure(args: &BenchArgs, system: &System, load_before: f64) -> anyhow:
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(args.customers * 2)
-        // A kept-alive connection left idle (the pool hands out the last one used first, so
-        // under a steady load some wait long) is given up before the service closes it (its
-        // header-read timeout): reused just as the service closes it, a request fails with a
-        // connection reset.
-        .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+        // The pool hands out the connection used last first, so under a steady load some
+        // wait long enough for the service to close them.
+        .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
         .build()?;
     let length = match args.journeys {
         Some(count) => Length::Journeys(count),

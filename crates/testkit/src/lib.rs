@@ -102,10 +102,8 @@ impl System {
             producer,
             shutdown: Shutdown::new(),
             services: Vec::new(),
-            // Kept-alive connections are given up well before the services close idle ones
-            // (their header-read timeout), so none is reused as it is being closed.
             http: reqwest::Client::builder()
-                .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+                .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
                 .build()
                 .expect("an HTTP client"),
         }

@@ -103,10 +103,8 @@ impl AppState {
             producer: shop_platform::kafka::producer(brokers, "logging-replay")?,
             instance: SERVICE.to_owned(),
             watched: watched.into(),
-            // Kept-alive connections to the other services are given up before those close
-            // idle ones (their header-read timeout), so none is reused as it is being closed.
             http: reqwest::Client::builder()
-                .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+                .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
                 .build()
                 .expect("an HTTP client builds"),
             streams: Shutdown::new(),

@@ -61,8 +61,7 @@ impl Push {
     pub fn new(mobile_url: &str, credential: ServiceCredential) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            // Shorter than mobile's wait for the next request on a kept connection.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .expect("an HTTP client builds");
         Self { http, url: format!("{}/api/pushes", mobile_url.trim_end_matches('/')), credential }

@@ -44,9 +44,7 @@ impl PaymentClient {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(1))
-            // Shorter than the server's wait for the next request on a kept connection, so a
-            // pooled connection is never reused just as payment closes it.
-            .pool_idle_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
             .build()
             .expect("an HTTP client builds");
         let base_urls = base_urls

@@ -181,12 +181,9 @@ impl System {
             launch,
             starts: std::sync::atomic::AtomicUsize::new(1),
             data,
-            // A kept-alive connection is given up well before the services close an idle one
-            // (their header-read timeout also bounds the wait for a next request): reused at
-            // the moment the server closes it, a request fails with IncompleteMessage.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .pool_idle_timeout(shop_platform::http::HEADER_READ_TIMEOUT / 2)
+                .pool_idle_timeout(shop_platform::http::CLIENT_IDLE_TIMEOUT)
                 .build()
                 .unwrap(),
             brokers,

@@ -8,7 +8,7 @@ mod server;
 mod web;
 
 pub use openapi::{routes, Api, ErrorBody as ErrorDoc, UtoipaMethodRouterExt, BEARER};
-pub use server::{serve, HEADER_READ_TIMEOUT};
+pub use server::{serve, CLIENT_IDLE_TIMEOUT, HEADER_READ_TIMEOUT};
 pub use web::{document, finish, static_asset, Web, REQUEST_ID, SITE_PATH, UI_SCRIPT_PATH};
 
 use std::future::Future;

@@ -24,6 +24,10 @@ use crate::Shutdown;
 /// A request's headers must arrive within this long, and so must the next request's on a
 /// kept-alive connection.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client of the services keeps an idle kept-alive connection: well under
+/// [`HEADER_READ_TIMEOUT`], so that it never reuses a connection just as the service closes it
+/// (the request would fail with a connection reset or an incomplete message).
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(HEADER_READ_TIMEOUT.as_secs() / 2);
 /// Connections open at once, at most; more are closed as soon as they are accepted. Fewer
 /// when the process may open fewer files: half its limit, the rest for storage and Kafka.
 pub const MAX_CONNECTIONS: usize = 2048;
