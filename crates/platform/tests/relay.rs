@@ -21,7 +21,8 @@ const DEADLINE: Duration = Duration::from_secs(60);
 async fn a_producer_failed_for_good_is_replaced_and_the_outbox_still_goes_out() {
     let broker = support::broker_with(&[TOPIC]).await;
     let brokers = broker.bootstrap_servers().to_owned();
-    let file = std::env::temp_dir().join(format!("shop-relay-{}.db", Uuid::new_v4().simple()));
+    let folder = tempfile::tempdir().unwrap();
+    let file = folder.path().join("relay.db");
     let pool =
         db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate::Migrator::DEFAULT).await.unwrap();
     for payload in ["first", "second"] {
@@ -60,7 +61,4 @@ async fn a_producer_failed_for_good_is_replaced_and_the_outbox_still_goes_out() 
     relaying.await.unwrap();
     pool.close().await;
     broker.stop();
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
 }

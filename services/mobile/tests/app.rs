@@ -13,9 +13,11 @@ use shop_mobile::{router, AppState, Identity};
 use shop_platform::auth::{Role, TestKeys, Verifier};
 use tower::ServiceExt;
 
-async fn app() -> (Router, TestKeys) {
+/// The router under test, its keys, and the folder of its database (removed when dropped).
+async fn app() -> (Router, TestKeys, tempfile::TempDir) {
     let keys = TestKeys::new();
-    let file = std::env::temp_dir().join(format!("shop-mobile-test-{}.db", uuid::Uuid::new_v4()));
+    let data = tempfile::tempdir().expect("a data folder");
+    let file = data.path().join("mobile.db");
     let pool =
         shop_platform::db::open(&format!("sqlite://{}?mode=rwc", file.display()), sqlx::migrate!("./migrations"))
             .await
@@ -23,7 +25,7 @@ async fn app() -> (Router, TestKeys) {
     let identity = Identity::load(keys.secrets()).expect("the identity loads");
     let router = router(AppState::new(pool, "http://orders.example:8081/", identity));
     let web = keys.web(shop_mobile::SERVICE, &[]);
-    (shop_platform::http::finish(router, Vec::new(), Default::default(), &web), keys)
+    (shop_platform::http::finish(router, Vec::new(), Default::default(), &web), keys, data)
 }
 
 async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String, String) {
@@ -81,7 +83,7 @@ async fn read_until(
 
 #[tokio::test]
 async fn the_app_and_its_assets_are_served_from_the_binary() {
-    let (app, _keys) = app().await;
+    let (app, _keys, _data) = app().await;
     let (status, content_type, page) = call(&app, get_as("/", None)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(content_type.starts_with("text/html"), "{content_type}");
@@ -95,7 +97,7 @@ async fn the_app_and_its_assets_are_served_from_the_binary() {
 
 #[tokio::test]
 async fn the_page_learns_where_the_order_api_is() {
-    let (app, _keys) = app().await;
+    let (app, _keys, _data) = app().await;
     let (status, _, config) = call(&app, get_as("/api/config", None)).await;
     assert_eq!(status, StatusCode::OK);
     let config: Value = serde_json::from_str(&config).unwrap();
@@ -104,7 +106,7 @@ async fn the_page_learns_where_the_order_api_is() {
 
 #[tokio::test]
 async fn a_customer_registers_once_then_signs_in_and_gets_a_token_every_service_accepts() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let credentials = json!({"email": "Ada@Example.com", "password": "correct horse"});
     let (status, _, body) = call(&app, post_json("/auth/customers", None, &credentials)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -136,7 +138,7 @@ async fn a_customer_registers_once_then_signs_in_and_gets_a_token_every_service_
 
 #[tokio::test]
 async fn staff_sign_in_with_the_passwords_of_the_secrets_folder() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let password = keys.secrets().read_text(shop_platform::secrets::COURIER_PASSWORD).unwrap();
     let (status, _, body) =
         call(&app, post_json("/auth/staff/sign-in", None, &json!({"username": "courier", "password": password}))).await;
@@ -150,7 +152,7 @@ async fn staff_sign_in_with_the_passwords_of_the_secrets_folder() {
 
 #[tokio::test]
 async fn sign_ins_are_limited_per_client_with_a_429_saying_when_to_try_again() {
-    let (app, _keys) = app().await;
+    let (app, _keys, _data) = app().await;
     let wrong = json!({"email": "ada@example.com", "password": "guess guess"});
     let mut statuses = Vec::new();
     for _ in 0..15 {
@@ -166,7 +168,7 @@ async fn sign_ins_are_limited_per_client_with_a_429_saying_when_to_try_again() {
 
 #[tokio::test]
 async fn only_notification_may_push() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let body = push(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), "ada@example.com", "created");
     let cases = [
         (None, StatusCode::UNAUTHORIZED),
@@ -187,7 +189,7 @@ async fn only_notification_may_push() {
 
 #[tokio::test]
 async fn many_pushes_in_one_request_are_each_stored_once_and_a_bad_one_refused_alone() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let notification = keys.service("notification", "mobile");
     let order = uuid::Uuid::new_v4();
     let first = push(uuid::Uuid::new_v4(), order, "ada@example.com", "created");
@@ -225,7 +227,7 @@ async fn many_pushes_in_one_request_are_each_stored_once_and_a_bad_one_refused_a
 
 #[tokio::test]
 async fn the_live_stream_sends_stored_pushes_then_each_new_one_once_to_their_customer_only() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let ada = keys.customer("ada@example.com");
     let (order, other_order) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let (first, second) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
@@ -269,7 +271,7 @@ async fn the_live_stream_sends_stored_pushes_then_each_new_one_once_to_their_cus
 
 #[tokio::test]
 async fn a_stream_without_an_order_is_a_json_400() {
-    let (app, keys) = app().await;
+    let (app, keys, _data) = app().await;
     let (status, content_type, body) =
         call(&app, get_as("/api/notifications/stream", Some(&keys.customer("ada@example.com")))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
