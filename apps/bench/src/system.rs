@@ -185,22 +185,14 @@ async fn start(args: &BenchArgs, prepare_secrets: PrepareSecrets) -> anyhow::Res
 }
 
 async fn wait_until_ready(system: &mut System, ports: &[u16]) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-    let deadline = tokio::time::Instant::now() + READY_WITHIN;
-    for port in ports {
-        let url = format!("http://127.0.0.1:{port}/readyz");
-        loop {
-            if let Some(started) = system.started.as_mut() {
-                if let Some(status) = started.child.try_wait()? {
-                    anyhow::bail!("shop up exited while starting ({status})");
-                }
-            }
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "nothing ready at {url}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    Ok(())
+    let services: Vec<(String, String)> =
+        ports.iter().map(|port| ("shop up's service".to_owned(), format!("http://127.0.0.1:{port}"))).collect();
+    shop_platform::http::wait_until_ready(&services, READY_WITHIN, |_| match system.started.as_mut() {
+        Some(started) => match started.child.try_wait()? {
+            Some(status) => anyhow::bail!("shop up exited while starting ({status})"),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    })
+    .await
 }

@@ -265,22 +265,18 @@ type Output = Box<dyn tokio::io::AsyncRead + Unpin + Send>;
 
 /// Waits until every service answers `/readyz`; fails if one exits first.
 async fn wait_until_ready(host: &str, running: &mut [Running]) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-    let deadline = tokio::time::Instant::now() + READY_WITHIN;
-    for service in running.iter_mut() {
-        let url = format!("http://{host}:{}/readyz", service.plan.port);
-        loop {
-            if let Some(status) = service.child.try_wait()? {
-                anyhow::bail!("{} exited while starting ({status})", service.plan.instance);
-            }
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{} is not ready at {url}", service.plan.instance);
-            tokio::time::sleep(Duration::from_millis(200)).await;
+    let services: Vec<(String, String)> = running
+        .iter()
+        .map(|service| (service.plan.instance.clone(), format!("http://{host}:{}", service.plan.port)))
+        .collect();
+    shop_platform::http::wait_until_ready(&services, READY_WITHIN, |i| {
+        let service = &mut running[i];
+        match service.child.try_wait()? {
+            Some(status) => anyhow::bail!("{} exited while starting ({status})", service.plan.instance),
+            None => Ok(()),
         }
-    }
-    Ok(())
+    })
+    .await
 }
 
 /// Restarts a service that exits by itself, as a process supervisor would; resolves only

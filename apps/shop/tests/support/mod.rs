@@ -239,20 +239,16 @@ impl System {
     }
 
     async fn wait_until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        for port in self.ports() {
-            loop {
-                if let Some(status) = self.try_wait() {
-                    panic!("shop up exited while starting: {status}");
-                }
-                let ready = self.http.get(url(port, "/readyz")).send().await;
-                if ready.is_ok_and(|r| r.status().is_success()) {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "the service on port {port} never became ready");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        let within = Duration::from_secs(180);
+        let deadline = Instant::now() + within;
+        let services: Vec<(String, String)> =
+            self.instances().into_iter().map(|(name, port)| (name.to_owned(), url(port, ""))).collect();
+        shop_platform::http::wait_until_ready(&services, within, |_| match self.try_wait() {
+            Some(status) => anyhow::bail!("shop up exited while starting: {status}"),
+            None => Ok(()),
+        })
+        .await
+        .expect("every service becomes ready");
         // `shop up` checks every service itself before it says it is up, and a service that
         // exits before then (a test killing it) stops the whole system as a failed start. So
         // wait for its word too (when its output goes to the log file; with TEST_LOG it goes to

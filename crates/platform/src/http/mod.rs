@@ -304,6 +304,35 @@ pub fn kafka_check(producer: crate::kafka::Producer) -> ReadinessCheck {
     })
 }
 
+/// How often [`wait_until_ready`] asks again.
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Waits until each of `services`, named and at a base URL (`http://host:port`), answers
+/// `GET /readyz` with a success, one after the other, asking every 200 ms until `within` has
+/// passed. Before each try `started(i)` says whether what should answer for `services[i]` is
+/// still running: its error ends the wait at once, so a process that exited while starting is
+/// reported as such rather than at the deadline.
+pub async fn wait_until_ready(
+    services: &[(String, String)],
+    within: std::time::Duration,
+    mut started: impl FnMut(usize) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build()?;
+    let deadline = tokio::time::Instant::now() + within;
+    for (i, (name, base)) in services.iter().enumerate() {
+        let url = format!("{base}{READINESS_PATH}");
+        loop {
+            started(i)?;
+            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "{name} is not ready at {url} after {within:?}");
+            tokio::time::sleep(READY_POLL).await;
+        }
+    }
+    Ok(())
+}
+
 /// Binds `host:port` (port 0 picks a free one).
 pub async fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
     TcpListener::bind((host, port)).await
@@ -325,5 +354,70 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
         }
         let request = Request::from_parts(parts, axum::body::Body::from(bytes));
         ApiJson::<T>::from_request(request, state).await.map(|ApiJson(value)| OptionalJson(Some(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A server whose `/readyz` answers 503 to its first `not_yet` calls, then 200.
+    async fn ready_after(not_yet: u32) -> String {
+        let calls = Arc::new(AtomicU32::new(0));
+        let router = axum::Router::new().route(
+            READINESS_PATH,
+            axum::routing::get(move || {
+                let calls = calls.clone();
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) < not_yet {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        );
+        let listener = bind("127.0.0.1", 0).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn waits_for_each_service_to_say_it_is_ready() {
+        let services = [("a".to_owned(), ready_after(2).await), ("b".to_owned(), ready_after(0).await)];
+        let mut asked = [0, 0];
+        wait_until_ready(&services, Duration::from_secs(60), |i| {
+            asked[i] += 1;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(asked, [3, 1], "a is asked until its third answer, b once");
+    }
+
+    #[tokio::test]
+    async fn a_service_that_stopped_ends_the_wait_with_its_error() {
+        let services = [("a".to_owned(), ready_after(u32::MAX).await)];
+        let mut tries = 0;
+        let error = wait_until_ready(&services, Duration::from_secs(60), |_| {
+            tries += 1;
+            anyhow::ensure!(tries < 3, "a exited while starting");
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(error.to_string(), "a exited while starting");
+    }
+
+    #[tokio::test]
+    async fn a_service_never_ready_is_named_at_the_deadline() {
+        let base = ready_after(u32::MAX).await;
+        let services = [("a".to_owned(), base.clone())];
+        let error = wait_until_ready(&services, Duration::ZERO, |_| Ok(())).await.unwrap_err();
+        assert_eq!(error.to_string(), format!("a is not ready at {base}/readyz after 0ns"));
     }
 }
