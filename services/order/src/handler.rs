@@ -3,7 +3,7 @@
 //! all in one transaction with the inbox entry that makes a redelivery a no-op.
 
 use async_trait::async_trait;
-use shop_events::{group, OrderId};
+use shop_events::{group, OrderId, Stage};
 use shop_platform::consumer::{HandleError, Incoming};
 use shop_platform::db::{now_millis, Transaction};
 use shop_platform::inbox;
@@ -20,11 +20,18 @@ pub struct OrderHandler {
     pub followers: Followers,
 }
 
+/// The stages an applied record stored for an order, and their time: its live streams are told.
+pub struct Moved {
+    order_id: OrderId,
+    stages: &'static [Stage],
+    at: i64,
+}
+
 #[async_trait]
 impl Apply for OrderHandler {
-    type Applied = OrderId;
+    type Applied = Moved;
 
-    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<OrderId>, HandleError> {
+    async fn apply(&self, tx: &mut Transaction<'_>, incoming: &Incoming) -> Result<Option<Moved>, HandleError> {
         let Some(trigger) = OrderTrigger::of(&incoming.event) else {
             return Err(HandleError::Permanent(
                 "unexpected_event",
@@ -48,19 +55,20 @@ impl Apply for OrderHandler {
                 Ok(_) => HandleError::Transient("conflict", "the order changed concurrently".into()),
             });
         };
-        store::add_history(tx, order_id, next.stages_on_entry(), now).await?;
+        let stages = next.stages_on_entry();
+        store::add_history(tx, order_id, stages, now).await?;
         let event = trigger.raised(&order);
         let action = format!("order.{}", next.as_str());
         let message = format!("Order is {} (was {})", next.as_str(), was.as_str());
         let audit = Audit { instance: &self.instance, action: &action, message };
         self.outbox.enqueue(tx, order_id, &event, audit, &incoming.span).await?;
         tracing::debug!(status = next.as_str(), %order_id, "Order moved on");
-        Ok(Some(order_id))
+        Ok(Some(Moved { order_id, stages, at: now }))
     }
 
-    fn committed(&self, applied: Vec<OrderId>) {
-        for order_id in applied {
-            self.followers.changed(order_id);
+    fn committed(&self, applied: Vec<Moved>) {
+        for Moved { order_id, stages, at } in applied {
+            self.followers.committed(order_id, stages, at);
         }
     }
 }

@@ -232,9 +232,11 @@ fn request_hash(request: &CreateOrderRequest) -> String {
     Sha256::digest(canonical).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The order if `customer` placed it; a 404 if not, as for an order that does not exist.
-fn owned(order: Option<Order>, customer: &Customer, id: OrderId) -> Result<Order, ApiError> {
-    order.filter(|order| customer.owns(&order.owner)).ok_or_else(|| not_found(id))
+/// The order and its history if `customer` placed it; a 404 if not, as for an order that does
+/// not exist.
+async fn owned(pool: &Pool, customer: &Customer, id: OrderId) -> Result<(Order, Vec<(Stage, i64)>), ApiError> {
+    let found = store::find_with_history(pool, id).await?;
+    found.filter(|(order, _)| customer.owns(&order.owner)).ok_or_else(|| not_found(id))
 }
 
 /// One of the signed-in customer's orders.
@@ -249,8 +251,7 @@ async fn get_order(
     customer: Customer,
     ApiPath(id): ApiPath<OrderId>,
 ) -> Result<Json<OrderView>, ApiError> {
-    let found = store::find_with_history(&state.pool, id).await?;
-    let (order, history) = found.filter(|(order, _)| customer.owns(&order.owner)).ok_or_else(|| not_found(id))?;
+    let (order, history) = owned(&state.pool, &customer, id).await?;
     Ok(Json(view(order, history)))
 }
 
@@ -297,15 +298,18 @@ async fn order_events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     // Follow before the first look, so nothing changed between the two goes unheard.
     let follow = state.followers.follow(id);
-    owned(store::find(&state.pool, id).await?, &customer, id)?;
+    let (_, history) = owned(&state.pool, &customer, id).await?;
     struct Cursor {
         pool: Pool,
         id: OrderId,
         sent: usize,
         pending: VecDeque<HistoryEntry>,
         follow: Follow,
+        /// Whether to read the stored history before waiting for news.
+        look: bool,
     }
-    let cursor = Cursor { pool: state.pool.clone(), id, sent: 0, pending: VecDeque::new(), follow };
+    let pending: VecDeque<HistoryEntry> = history.into_iter().map(entry).collect();
+    let cursor = Cursor { pool: state.pool.clone(), id, sent: pending.len(), pending, follow, look: false };
     let stream = futures::stream::unfold(cursor, |mut cursor| async move {
         loop {
             if let Some(next) = cursor.pending.pop_front() {
@@ -317,18 +321,25 @@ async fn order_events(
             if cursor.sent == Stage::ALL.len() {
                 return None;
             }
-            match store::history(&cursor.pool, cursor.id).await {
-                Ok(history) if history.len() > cursor.sent => {
-                    cursor.pending.extend(history.into_iter().skip(cursor.sent).map(entry));
-                    cursor.sent += cursor.pending.len();
-                    continue;
+            if cursor.look {
+                match store::history(&cursor.pool, cursor.id).await {
+                    Ok(history) => {
+                        cursor.look = false;
+                        cursor.pending.extend(history.into_iter().skip(cursor.sent).map(entry));
+                        cursor.sent += cursor.pending.len();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Cannot read order history for a live stream; trying again");
+                        tokio::time::sleep(HISTORY_RETRY).await;
+                    }
                 }
-                Ok(_) => cursor.follow.changed().await,
-                Err(error) => {
-                    tracing::warn!(%error, "Cannot read order history for a live stream; trying again");
-                    tokio::time::sleep(HISTORY_RETRY).await;
-                }
+                continue;
             }
+            // What this replica stored comes with the news; anything else is read.
+            let update = cursor.follow.changed().await.for_stream(cursor.sent);
+            cursor.sent += update.stages.len();
+            cursor.pending.extend(update.stages.into_iter().map(entry));
+            cursor.look = update.look;
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

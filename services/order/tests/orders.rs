@@ -254,8 +254,8 @@ async fn open_stream(system: &System, port: u16, id: OrderId, email: &str) -> re
     response
 }
 
-/// The stages a stream tells, read until `last`.
-async fn told_until(stream: reqwest::Response, last: &str) -> Vec<String> {
+/// The stages a stream tells, and when each was reached, read until `last`.
+async fn told_until(stream: reqwest::Response, last: &str) -> Vec<(String, String)> {
     use futures::StreamExt;
     let (mut body, mut text, mut stages) = (stream.bytes_stream(), String::new(), Vec::new());
     while let Some(chunk) = body.next().await {
@@ -264,8 +264,8 @@ async fn told_until(stream: reqwest::Response, last: &str) -> Vec<String> {
             let line: String = text.drain(..=end).collect();
             if let Some(data) = line.strip_prefix("data:") {
                 let stage: Value = serde_json::from_str(data.trim()).unwrap();
-                stages.push(stage["stage"].as_str().unwrap().to_owned());
-                if stages.last().is_some_and(|stage| stage == last) {
+                stages.push((stage["stage"].as_str().unwrap().to_owned(), stage["at"].as_str().unwrap().to_owned()));
+                if stages.last().is_some_and(|(stage, _)| stage == last) {
                     return stages;
                 }
             }
@@ -301,7 +301,17 @@ async fn a_stage_either_replica_writes_is_told_by_the_streams_of_both() {
     system.publish(&RawEnvelope::wrap(id, "payment", &payment_made)).await;
     let told = futures::future::join_all(streams.map(|stream| told_until(stream, "readyToShip")));
     let told = tokio::time::timeout(shop_testkit::DEADLINE, told).await.expect("both streams tell readyToShip");
-    let expected = ["created", "paymentCreated", "paymentMade", "readyToShip"].map(str::to_owned).to_vec();
+    // Each stream tells the stages as stored, whether it read them or its replica stored them.
+    let stored = orders.get(&format!("/orders/{id}"), "ada@example.com").await;
+    let history = stored.body["history"].as_array().expect("a history");
+    let expected: Vec<(String, String)> = history
+        .iter()
+        .map(|h| (h["stage"].as_str().unwrap().to_owned(), h["at"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        expected.iter().map(|(stage, _)| stage.as_str()).collect::<Vec<_>>(),
+        ["created", "paymentCreated", "paymentMade", "readyToShip"]
+    );
     assert_eq!(told, [expected.clone(), expected]);
     orders.system.stop().await;
 }
