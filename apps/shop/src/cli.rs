@@ -86,27 +86,24 @@ pub enum ServeCommand {
 impl ServeCommand {
     /// This replica's name (`order-2`).
     pub fn instance(&self) -> String {
-        let http = match self {
-            ServeCommand::Order(c) => &c.http,
-            ServeCommand::Payment(c) => &c.http,
-            ServeCommand::Delivery(c) => &c.http,
-            ServeCommand::Notification(c) => &c.http,
-            ServeCommand::Logging(c) => &c.http,
-            ServeCommand::Mobile(c) => &c.http,
-            ServeCommand::Email(c) => &c.http,
-        };
-        http.instance(self.name())
+        let (name, http) = self.parts();
+        http.instance(name)
     }
 
     pub fn name(&self) -> &'static str {
+        self.parts().0
+    }
+
+    /// The service's name and its HTTP settings.
+    fn parts(&self) -> (&'static str, &shop_platform::config::HttpConfig) {
         match self {
-            ServeCommand::Order(_) => shop_order::SERVICE,
-            ServeCommand::Payment(_) => shop_payment::SERVICE,
-            ServeCommand::Delivery(_) => shop_delivery::SERVICE,
-            ServeCommand::Notification(_) => shop_notification::SERVICE,
-            ServeCommand::Logging(_) => shop_logging::SERVICE,
-            ServeCommand::Mobile(_) => shop_mobile::SERVICE,
-            ServeCommand::Email(_) => shop_email::SERVICE,
+            ServeCommand::Order(c) => (shop_order::SERVICE, &c.http),
+            ServeCommand::Payment(c) => (shop_payment::SERVICE, &c.http),
+            ServeCommand::Delivery(c) => (shop_delivery::SERVICE, &c.http),
+            ServeCommand::Notification(c) => (shop_notification::SERVICE, &c.http),
+            ServeCommand::Logging(c) => (shop_logging::SERVICE, &c.http),
+            ServeCommand::Mobile(c) => (shop_mobile::SERVICE, &c.http),
+            ServeCommand::Email(c) => (shop_email::SERVICE, &c.http),
         }
     }
 }

@@ -2,9 +2,12 @@
 //! services' usual load evenly over them. The services are small and many (nine processes,
 //! each with its runtime, its Kafka clients' threads and its SQLite thread), and most of their
 //! work is handing a message from one of their threads to another. Confined to one CPU, a
-//! process wakes its own threads without interrupting the other CPU; measured with `shop bench`
-//! on two CPUs, that is about half again as many journeys per second for the same work
-//! (docs/performance.md). `--no-cpu-pinning` leaves the placement to the kernel.
+//! process wakes its own threads without interrupting the other CPU. Measured with `shop bench`
+//! on two CPUs when it came (2026-12-04), that was about half again as many journeys per second
+//! for the same work; since the services handle records in batches, full load is the same either
+//! way, and at half load a record costs the services a little less pinned (docs/performance.md,
+//! "Three more looks at the embedded share"). `--no-cpu-pinning` leaves the placement to the
+//! kernel.
 
 /// The CPUs this process may run on, in order; empty where that cannot be known or set.
 #[cfg(target_os = "linux")]
