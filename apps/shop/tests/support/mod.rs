@@ -218,10 +218,6 @@ impl System {
         self.child.lock().unwrap().id() as i32
     }
 
-    fn ports(&self) -> Vec<u16> {
-        self.instances().into_iter().map(|(_, port)| port).collect()
-    }
-
     /// Every service instance's HTTP port, with the name of its service (order and payment
     /// twice: their two replicas).
     pub fn instances(&self) -> Vec<(&'static str, u16)> {
